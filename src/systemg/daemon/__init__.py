@@ -1,0 +1,1 @@
+"""The resident supervisor: one process, one thread, one event loop."""

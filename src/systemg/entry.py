@@ -1,0 +1,30 @@
+"""The ``sysg`` executable: route argv to the CLI or to the resident supervisor.
+
+This is the only module allowed to know both ``cli`` and ``daemon`` (import-linter keeps
+them independent). It imports nothing heavy at module level, so ``sysg --version`` pays
+only for this file and the CLI's argument parser.
+
+The supervisor is the same executable re-run as ``sysg [--sys] supervise ...`` so its
+process name stays ``sysg`` and ``pgrep -x sysg`` finds it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Internal verbs that start long-lived processes instead of talking to one.
+_INTERNAL = {"supervise": "systemg.daemon.main", "fdholder": "systemg.daemon.fdholder"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in args if not a.startswith("-")), None)
+    if verb in _INTERNAL:
+        import importlib
+
+        module = importlib.import_module(_INTERNAL[verb])
+        entry = module.main
+        return int(entry(args))
+    from systemg.cli.main import main as cli_main
+
+    return cli_main(args)

@@ -1,0 +1,1 @@
+"""YAML text -> frozen, validated model (``model``). Pure except ``load``."""

@@ -1,0 +1,169 @@
+"""The validated manifest: frozen, typed, fully resolved values. Pure data, no behaviour.
+
+A ``Manifest`` only exists if every key parsed: durations are milliseconds, sizes are bytes,
+capability names are normalised (``CAP_NET_BIND_SERVICE``), paths are absolute, env files
+have been read. Equality is structural, so ``restart`` reconciles by comparing ``Service``
+values: a service whose value is unchanged keeps its process.
+"""
+
+from __future__ import annotations
+
+import enum
+import resource
+from dataclasses import dataclass, field
+from typing import Literal
+
+UNLIMITED = resource.RLIM_INFINITY
+"""rlimit value meaning "no limit" (``memlock: unlimited``)."""
+
+DEFAULT_BACKOFF_MS = 1000
+DEFAULT_STOP_TIMEOUT_MS = 10_000
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_MAX_FILES = 5
+DEFAULT_CPU_PERIOD_US = 100_000
+
+
+class RestartPolicy(enum.StrEnum):
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class LogSink(enum.StrEnum):
+    FILE = "file"
+    NONE = "none"
+
+
+class ListenKind(enum.StrEnum):
+    TCP = "tcp"
+    UNIX = "unix"
+    FD = "fd"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    """One ``listen`` entry. ``raw`` is what the manifest said, for messages."""
+
+    kind: ListenKind
+    raw: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd_name: str = ""  # for ``fd:NAME`` / ``fd:N`` (N kept as its decimal string)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSpec:
+    """Environment rules of one service, top-level ``env`` already merged under it."""
+
+    vars: tuple[tuple[str, str], ...] = ()
+    file: str | None = None  # absolute path, already read into file_vars
+    file_vars: tuple[tuple[str, str], ...] = ()
+    inherit_env: bool = False
+    clear_session_vars: bool = True
+    strip: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogSpec:
+    sink: LogSink = LogSink.FILE
+    max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    max_files: int = DEFAULT_LOG_MAX_FILES
+
+
+@dataclass(frozen=True, slots=True)
+class CpuMax:
+    """cgroup ``cpu.max``: ``quota`` µs per ``period`` µs; ``quota=None`` means ``max``."""
+
+    quota: int | None
+    period: int = DEFAULT_CPU_PERIOD_US
+
+    def render(self) -> str:
+        return f"{'max' if self.quota is None else self.quota} {self.period}"
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupSpec:
+    memory_max: int | Literal["max"] | None = None
+    cpu_max: CpuMax | None = None
+    root: str | None = None  # absolute path; None = the default cgroup2 mount + /systemg
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    nofile: int | None = None
+    nproc: int | None = None
+    memlock: int | None = None  # may be UNLIMITED
+    nice: int | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    cgroup: CgroupSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    network: bool = False
+    mount: bool = False
+    pid: bool = False
+    user: bool = False
+    private_tmp: bool = False
+    private_devices: bool = False
+    no_new_privileges: bool = False
+    seccomp: str | None = None
+    apparmor_profile: str | None = None
+    selinux_context: str | None = None
+
+    @property
+    def any_namespace(self) -> bool:
+        return any(
+            (self.network, self.mount, self.pid, self.user, self.private_tmp, self.private_devices)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One service, fully resolved. ``argv`` is what gets exec'd (``sh -c`` already applied)."""
+
+    name: str
+    argv: tuple[str, ...]
+    command: str | None = None  # as written, when the manifest used ``command``
+    working_dir: str = "/"
+    env: EnvSpec = field(default_factory=EnvSpec)
+    depends_on: tuple[str, ...] = ()
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
+    backoff_ms: int = DEFAULT_BACKOFF_MS
+    max_restarts: int | None = None  # None = unlimited
+    stop_timeout_ms: int = DEFAULT_STOP_TIMEOUT_MS
+    logs: LogSpec = field(default_factory=LogSpec)
+    # privileged keys (spec/privileged.md section 3)
+    user: str | None = None
+    group: str | None = None
+    supplementary_groups: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    capabilities: tuple[str, ...] | None = None  # None = key absent; () = "none"
+    isolation: Isolation = field(default_factory=Isolation)
+    listen: tuple[ListenSpec, ...] = ()
+
+    @property
+    def switches_identity(self) -> bool:
+        return bool(self.user or self.group or self.supplementary_groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    services: tuple[Service, ...]
+    manifest_path: str
+    loose: bool = False  # the services came from a top-level ``services:`` block
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    path: str
+    projects: tuple[Project, ...]
+
+    def project(self, project_id: str) -> Project | None:
+        return next((p for p in self.projects if p.id == project_id), None)

@@ -1,0 +1,242 @@
+"""The control-socket contract: one typed dataclass per request, and the replies.
+
+Wire shape (one JSON object per line, see ``codec``)::
+
+    request   {"v": 1, "verb": "status", "args": {...}}
+    reply     {"v": 1, "ok": true, "data": {...}}
+              {"v": 1, "ok": false, "diagnostics": [Diagnostic.to_json(), ...]}
+    stream    zero or more {"v": 1, "event": {...}} lines, then one reply line
+
+``verb`` names the request class (``VERBS``). Every field is JSON-native; the CLI never
+imports the daemon and the daemon never imports the CLI, both import this module.
+Adding a field with a default is backwards compatible; removing or renaming one bumps
+``PROTOCOL_VERSION`` and a mismatch is reported as ``SG0231`` by both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+PROTOCOL_VERSION = 1
+
+T = TypeVar("T", bound="Message")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    verb: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls: type[T], data: dict[str, Any]) -> T:
+        """Build from a JSON object; unknown keys are ignored, missing keys take defaults."""
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: _freeze(v) for k, v in data.items() if k in names}
+        return cls(**kwargs)
+
+
+def _freeze(value: Any) -> Any:
+    """JSON lists become tuples (recursively) so messages stay hashable and frozen."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Which services a request is about. Empty means "all"."""
+
+    project: str | None = None
+    service: str | None = None
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest(Message):
+    """Register ``config`` (absolute path) if given, then start the selection and wait.
+
+    ``attach``: stream ``LogEvent`` lines of the selected project until it stops
+    (foreground ``sysg start``). ``drop_privileges`` travels with the request so the
+    supervisor that spawns applies it (spec/privileged.md section 3).
+    """
+
+    verb: ClassVar[str] = "start"
+    config: str | None = None
+    project: str | None = None
+    service: str | None = None
+    drop_privileges: bool = False
+    attach: bool = False
+    environ: tuple[tuple[str, str], ...] = ()  # the CLI's environment, for ${VAR} expansion
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest(Message):
+    verb: ClassVar[str] = "stop"
+    config: str | None = None
+    project: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartRequest(Message):
+    verb: ClassVar[str] = "restart"
+    config: str | None = None
+    project: str | None = None
+    service: str | None = None
+    drop_privileges: bool = False
+    environ: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest(Message):
+    verb: ClassVar[str] = "status"
+    project: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectRequest(Message):
+    verb: ClassVar[str] = "inspect"
+    project: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogsRequest(Message):
+    """Follow new lines of the selection (``-f``); one-shot reads happen on disk in the CLI."""
+
+    verb: ClassVar[str] = "logs"
+    project: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequest(Message):
+    """Stop every service in reverse dependency order, then exit (``stop --supervisor``)."""
+
+    verb: ClassVar[str] = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetRequest(Message):
+    """Stop a project and drop its registration and state (``purge -p``)."""
+
+    verb: ClassVar[str] = "forget"
+    project: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRequest(Message):
+    verb: ClassVar[str] = "version"
+
+
+REQUESTS: tuple[type[Message], ...] = (
+    StartRequest,
+    StopRequest,
+    RestartRequest,
+    StatusRequest,
+    InspectRequest,
+    LogsRequest,
+    ShutdownRequest,
+    ForgetRequest,
+    VersionRequest,
+)
+VERBS: dict[str, type[Message]] = {cls.verb: cls for cls in REQUESTS}
+
+# Verbs an operator (system mode, member of the operator group) may send. ``start`` and
+# ``restart`` are allowed only without ``config`` (no new manifest registration).
+OPERATOR_VERBS = frozenset({"status", "inspect", "logs", "stop", "start", "restart", "version"})
+
+
+# --- replies ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LastExit:
+    code: int | None = None
+    signal: int | None = None
+    oom_killed: bool = False
+    at: float | None = None  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class UnitStatus:
+    """One service in ``status``. This is the documented ``status.v1`` unit schema."""
+
+    project: str
+    service: str
+    state: str  # starting|running|stopping|stopped|exited|killed|backoff|failed|oom-killed
+    pid: int | None = None
+    user: str | None = None
+    started_at: float | None = None  # epoch seconds of the current process
+    uptime_s: float | None = None
+    restarts: int = 0
+    last_exit: LastExit | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    command: str = ""
+    enforcement: str = "full"  # full | partial (some requested key not applied)
+    not_applied: tuple[str, ...] = ()  # "isolation.network: EPERM ..." lines
+    message: str = ""  # why it is failed / backing off
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UnitStatus:
+        last = data.get("last_exit")
+        return cls(
+            project=str(data["project"]),
+            service=str(data["service"]),
+            state=str(data["state"]),
+            pid=data.get("pid"),
+            user=data.get("user"),
+            started_at=data.get("started_at"),
+            uptime_s=data.get("uptime_s"),
+            restarts=int(data.get("restarts", 0)),
+            last_exit=LastExit(**last) if isinstance(last, dict) else None,
+            cpu_percent=data.get("cpu_percent"),
+            rss_bytes=data.get("rss_bytes"),
+            command=str(data.get("command", "")),
+            enforcement=str(data.get("enforcement", "full")),
+            not_applied=tuple(data.get("not_applied", ())),
+            message=str(data.get("message", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    schema_version: str = "status.v1"
+    captured_at: float = 0.0
+    supervisor_pid: int = 0
+    mode: str = "user"
+    overall_health: str = "healthy"  # healthy | degraded | failing
+    units: tuple[UnitStatus, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StatusReply:
+        return cls(
+            schema_version=str(data.get("schema_version", "status.v1")),
+            captured_at=float(data.get("captured_at", 0.0)),
+            supervisor_pid=int(data.get("supervisor_pid", 0)),
+            mode=str(data.get("mode", "user")),
+            overall_health=str(data.get("overall_health", "healthy")),
+            units=tuple(UnitStatus.from_json(u) for u in data.get("units", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One captured line, as streamed by ``logs -f`` and foreground ``start``."""
+
+    project: str
+    service: str
+    stream: str  # stdout | stderr
+    ts: str  # UTC ISO-8601 with microseconds and Z
+    line: str
