@@ -1,0 +1,172 @@
+"""A private runtime root per test, and a way to run the real ``sysg`` against it.
+
+``Runtime`` owns a short temp directory (Unix socket paths must stay under 108 bytes),
+points ``SYSTEMG_STATE_DIR``/``SYSTEMG_LOG_DIR`` at it, runs the installed ``sysg``
+executable (the one next to this interpreter) and, on ``close``, stops the supervisor and
+kills by pid anything it started that is still alive. Nothing here sleeps a fixed time:
+``wait_for`` polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SYSG = str(Path(sys.executable).parent / "sysg")
+
+
+def wait_for(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T = predicate()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+        last = predicate()
+    return last
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+class Runtime:
+    def __init__(self, base: Path | None = None, *, extra_env: Mapping[str, str] | None = None):
+        self.root = Path(tempfile.mkdtemp(prefix="sg", dir=base or "/tmp"))
+        os.chmod(self.root, 0o755)
+        self.state = self.root / "state"
+        self.logs = self.root / "logs"
+        self.work = self.root / "work"
+        self.work.mkdir()
+        os.chmod(self.work, 0o755)
+        self.env = dict(os.environ)
+        self.env.pop("LISTEN_FDS", None)
+        self.env.pop("LISTEN_PID", None)
+        self.env.update(
+            {
+                "SYSTEMG_STATE_DIR": str(self.state),
+                "SYSTEMG_LOG_DIR": str(self.logs),
+                "NO_COLOR": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        self.env.update(extra_env or {})
+        self.seen_pids: set[int] = set()
+
+    # --- files ----------------------------------------------------------------------
+    def write(self, name: str, text: str, mode: int = 0o644) -> Path:
+        path = self.work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.chmod(path, mode)
+        return path
+
+    # --- running sysg ---------------------------------------------------------------
+    def sysg(
+        self,
+        *args: str,
+        check: bool = False,
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+        exe: str = SYSG,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*prefix, exe, *args],
+            cwd=self.work,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"sysg {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def status(self, *args: str) -> dict[str, Any]:
+        proc = self.sysg("status", "--format", "json", *args)
+        assert proc.stdout.strip(), f"no status output: {proc.stderr}"
+        data: dict[str, Any] = json.loads(proc.stdout)
+        for unit in data.get("units", []):
+            if unit.get("pid"):
+                self.seen_pids.add(int(unit["pid"]))
+        return data
+
+    def unit(self, service: str, project: str | None = None) -> dict[str, Any]:
+        for unit in self.status()["units"]:
+            if unit["service"] == service and (project is None or unit["project"] == project):
+                return dict(unit)
+        raise AssertionError(f"no unit {service!r} in status")
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            return int((self.state / "sysg.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def wait_state(self, service: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
+        return wait_for(
+            lambda: (u := self.unit(service)) if u["state"] == state else None,
+            timeout=timeout,
+            what=f"{service} to be {state}",
+        )
+
+    # --- cleanup --------------------------------------------------------------------
+    def close(self) -> None:
+        pid = self.supervisor_pid()
+        if pid and pid_alive(pid):
+            with contextlib.suppress(Exception):
+                self.status()
+            with contextlib.suppress(Exception):
+                self.sysg("stop", "--supervisor", timeout=30)
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda: not pid_alive(pid), timeout=10)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for p in self.seen_pids:
+            if pid_alive(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+        _kill_fdholder(self.state)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _kill_fdholder(state: Path) -> None:
+    """The fd holder outlives a killed supervisor by design; tests end it by its pid file."""
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int((state / "fdholder.pid").read_text().strip()), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def runtime(**kwargs: Any) -> Iterator[Runtime]:
+    rt = Runtime(**kwargs)
+    try:
+        yield rt
+    finally:
+        rt.close()
