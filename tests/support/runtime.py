@@ -129,11 +129,11 @@ class Runtime:
             return None
 
     def wait_state(self, service: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
-        return wait_for(
-            lambda: (u := self.unit(service)) if u["state"] == state else None,
-            timeout=timeout,
-            what=f"{service} to be {state}",
-        )
+        def reached() -> dict[str, Any] | None:
+            unit = self.unit(service)
+            return unit if unit["state"] == state else None
+
+        return wait_for(reached, timeout=timeout, what=f"{service} to be {state}")
 
     # --- cleanup --------------------------------------------------------------------
     def close(self) -> None:
