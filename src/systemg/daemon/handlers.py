@@ -1,0 +1,442 @@
+"""Control requests → operations → replies. One method per verb (``protocol.messages``).
+
+Handlers never block: an operation that takes time (start waits for readiness, stop for
+death) answers through its continuation. Bad input of any kind — an invalid manifest, an
+unknown service, a request for something already in that state — becomes an error reply
+with a code and a hint; the supervisor itself is never at risk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from systemg import __version__
+from systemg.daemon.lifecycle import ALIVE, Phase
+from systemg.daemon.operations import Operations
+from systemg.daemon.ordering import Selection, select, split_selector
+from systemg.daemon.status import FAILING, snapshot, unit_status
+from systemg.daemon.supervisor import Supervisor, Unit
+from systemg.errors import Code, Diagnostic, ManifestError, SysgError
+from systemg.manifest.load import load_manifest
+from systemg.manifest.model import Manifest, Project
+from systemg.protocol import messages as m
+from systemg.protocol.messages import PROTOCOL_VERSION
+
+
+class Responder(Protocol):
+    def reply(self, data: dict[str, Any]) -> None: ...
+    def fail(self, *diagnostics: Diagnostic) -> None: ...
+    def event(self, data: dict[str, Any]) -> None: ...
+    def on_close(self, callback: Callable[[], None]) -> None: ...
+
+
+class Handlers:
+    def __init__(self, sup: Supervisor, ops: Operations, request_shutdown: Callable[[], None]):
+        self.sup = sup
+        self.ops = ops
+        self.request_shutdown = request_shutdown
+
+    def handle(self, request: m.Message, r: Responder) -> None:
+        try:
+            match request:
+                case m.StartRequest():
+                    self.start(request, r)
+                case m.StopRequest():
+                    self.stop(request, r)
+                case m.RestartRequest():
+                    self.restart(request, r)
+                case m.StatusRequest():
+                    self.status(request, r)
+                case m.InspectRequest():
+                    self.inspect(request, r)
+                case m.LogsRequest():
+                    self.logs(request, r)
+                case m.ShutdownRequest():
+                    self.shutdown(r)
+                case m.ForgetRequest():
+                    self.forget(request, r)
+                case m.VersionRequest():
+                    r.reply(
+                        {
+                            "version": __version__,
+                            "pid": os.getpid(),
+                            "mode": str(self.sup.paths.mode),
+                            "protocol": PROTOCOL_VERSION,
+                        }
+                    )
+                case _:
+                    r.fail(Diagnostic(Code.PROTOCOL, f"unsupported request {request.verb!r}"))
+        except SysgError as exc:
+            r.fail(*exc.diagnostics)
+
+    # --- helpers ----------------------------------------------------------------------
+    def _projects(self) -> dict[str, Project]:
+        return {pid: rt.project for pid, rt in self.sup.projects.items()}
+
+    def _load(self, path: str, environ: dict[str, str]) -> Manifest:
+        result = load_manifest(path, environ=environ, require_trusted=os.geteuid() == 0)
+        for warning in result.warnings:
+            self.sup.journal.warn(f"{path}: [{warning.code}] {warning.message}")
+        return result.manifest
+
+    def _environ(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        return {str(k): str(v) for k, v in pairs} if pairs else dict(os.environ)
+
+    def _drop(self, requested: bool) -> bool:
+        if requested and os.geteuid() != 0:
+            self.sup.journal.warn("--drop-privileges has no effect: the supervisor is not root")
+            return False
+        return requested
+
+    def _selected_units(self, selection: Selection) -> list[Unit]:
+        units: list[Unit] = []
+        for project_id, names in selection.targets:
+            units.extend(self.ops.units(project_id, sorted(names) if names else None))
+        return units
+
+    def _result(self, project_ids: list[str], touched: list[Unit]) -> dict[str, Any]:
+        now = self.sup.clock()
+        problems = [p.to_json() for u in touched for p in self._problems(u)]
+        return {
+            "projects": project_ids,
+            "units": [asdict(unit_status(u, now)) for u in touched],
+            "problems": problems,
+        }
+
+    def _problems(self, unit: Unit) -> list[Diagnostic]:
+        st = unit.state
+        out: list[Diagnostic] = []
+        for line in unit.not_applied:
+            out.append(
+                Diagnostic(
+                    Code.NOT_ENFORCED,
+                    f"service '{unit.service.name}': not applied: {line}",
+                    severity="warning",
+                )
+            )
+        bad_exit = st.phase is Phase.EXITED and st.last_exit is not None and not st.last_exit.clean
+        if st.phase in FAILING or st.phase is Phase.BACKOFF or bad_exit:
+            if unit.error is not None:
+                out.append(unit.error)
+            else:
+                tail = _log_tail(self.sup.paths.service_log(unit.project_id, unit.service.name))
+                out.append(
+                    Diagnostic(
+                        Code.EXITED_AT_START,
+                        f"service '{unit.service.name}' did not come up: {st.message}",
+                        path=unit.key,
+                        hint=(f"last output:\n{tail}\n" if tail else "")
+                        + f"see: sysg logs -s {unit.key}",
+                    )
+                )
+        return out
+
+    # --- start ------------------------------------------------------------------------
+    def start(self, req: m.StartRequest, r: Responder) -> None:
+        environ = self._environ(req.environ)
+        drop = self._drop(req.drop_privileges)
+        within: list[str] | None = None
+        if req.config:
+            try:
+                manifest = self._load(req.config, environ)
+            except ManifestError as exc:
+                r.fail(*exc.diagnostics)
+                return
+            for project in manifest.projects:
+                self.ops.register(project, environ, drop)
+            within = [p.id for p in manifest.projects]
+        selection = select(self._projects(), req.project, req.service, within=within)
+        project_ids = [pid for pid, _ in selection.targets]
+        if req.attach:
+            self._attach(project_ids, r)
+        touched: list[Unit] = []
+        pending = [len(selection.targets)]
+
+        def one_done() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                result = self._result(project_ids, touched)
+                if req.attach:
+                    r.event({"kind": "started", **result})
+                    self._end_attach_when_down(project_ids, result, r)
+                else:
+                    r.reply(result)
+
+        for project_id, names in selection.targets:
+            if drop and project_id in self.sup.projects:
+                self.sup.projects[project_id].drop_privileges = True
+            touched.extend(self.ops.start(project_id, names or None, one_done))
+
+    def _attach(self, project_ids: list[str], r: Responder) -> None:
+        wanted = set(project_ids)
+
+        def listener(project: str, service: str, block: bytes) -> None:
+            if project in wanted:
+                r.event(
+                    {
+                        "kind": "log",
+                        "project": project,
+                        "service": service,
+                        "data": block.decode("utf-8", "replace"),
+                    }
+                )
+
+        self.sup.listeners.append(listener)
+        r.on_close(lambda: _discard(self.sup.listeners, listener))
+
+    def _end_attach_when_down(
+        self, project_ids: list[str], result: dict[str, Any], r: Responder
+    ) -> None:
+        def all_down() -> bool:
+            for pid in project_ids:
+                runtime = self.sup.projects.get(pid)
+                if runtime is None:
+                    continue
+                for unit in runtime.units.values():
+                    if unit.state.phase in ALIVE or unit.state.phase in (
+                        Phase.BACKOFF,
+                        Phase.WAITING,
+                    ):
+                        return False
+            return True
+
+        self.ops.when(all_down, lambda: r.reply(result))
+
+    # --- stop -------------------------------------------------------------------------
+    def stop(self, req: m.StopRequest, r: Responder) -> None:
+        within = None
+        if req.config:
+            path = os.path.abspath(req.config)
+            within = [
+                pid for pid, rt in self.sup.projects.items() if rt.project.manifest_path == path
+            ]
+        project, service = split_selector(req.project, req.service)
+        if not self.sup.projects and project is None and service is None:
+            r.reply({"stopped": [], "message": "All services stopped"})
+            return
+        selection = select(self._projects(), project, service, within=within)
+        units = self._selected_units(selection)
+        if service is not None:
+            message = f"Service '{service}' stopped"
+        elif project is not None:
+            message = f"Project '{project}' stopped"
+        else:
+            message = "All services stopped"
+        pending = [len(selection.targets)]
+
+        def one_done() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                r.reply({"stopped": [u.key for u in units], "message": message})
+
+        if not selection.targets:
+            r.reply({"stopped": [], "message": message})
+        for project_id, names in selection.targets:
+            self.ops.stop(project_id, names or None, one_done)
+
+    # --- restart ----------------------------------------------------------------------
+    def restart(self, req: m.RestartRequest, r: Responder) -> None:
+        environ_override = self._environ(req.environ) if req.environ else None
+        drop = self._drop(req.drop_privileges)
+        project, service = split_selector(req.project, req.service)
+        # Re-read every manifest involved, and validate all of them before touching anything.
+        paths: dict[str, dict[str, str]] = {}
+        if req.config:
+            paths[os.path.abspath(req.config)] = environ_override or dict(os.environ)
+        else:
+            selection = select(self._projects(), project, service)
+            for project_id, _ in selection.targets:
+                rt = self.sup.projects[project_id]
+                paths[rt.project.manifest_path] = environ_override or rt.environ
+        manifests: list[tuple[Manifest, dict[str, str]]] = []
+        problems: list[Diagnostic] = []
+        for path, environ in paths.items():
+            try:
+                manifests.append((self._load(path, environ), environ))
+            except ManifestError as exc:
+                problems.extend(exc.diagnostics)
+        if problems:
+            head = Diagnostic(
+                Code.RESTART_INVALID,
+                "the manifest is invalid; nothing was changed",
+                hint="fix the problems below, check with `sysg validate`, then restart again",
+            )
+            r.fail(head, *problems)
+            return
+        new_projects = {p.id: (p, env) for man, env in manifests for p in man.projects}
+        if project is not None:
+            new_projects = {k: v for k, v in new_projects.items() if k == project}
+        touched_ids = list(new_projects)
+        pending = [len(new_projects)]
+        summaries: list[str] = []
+
+        def one_done() -> None:
+            pending[0] -= 1
+            if pending[0] > 0:
+                return
+            units = [u for pid in touched_ids for u in self.ops.units(pid)]
+            result = self._result(touched_ids, units)
+            result["message"] = (
+                f"Service '{service}' restarted"
+                if service
+                else f"Project '{project}' restarted"
+                if project
+                else "All services restarted"
+            )
+            result["changes"] = summaries
+            r.reply(result)
+
+        if not new_projects:
+            r.reply({"projects": [], "units": [], "problems": [], "message": "nothing to restart"})
+            return
+        for project_id, (new, environ) in new_projects.items():
+            keep_drop = drop or (
+                project_id in self.sup.projects and self.sup.projects[project_id].drop_privileges
+            )
+            if service is not None:
+                names = select({project_id: new}, None, service).targets[0][1]
+                if project_id not in self.sup.projects:
+                    self.ops.register(new, environ, keep_drop)
+                self.ops.restart(project_id, names, one_done, new=new)
+                summaries.append(f"{project_id}: restarted {', '.join(sorted(names))}")
+            else:
+                summary = self.ops.reconcile(new, environ, keep_drop, one_done)
+                summaries.append(f"{project_id}: {summary}")
+
+    # --- read-only --------------------------------------------------------------------
+    def status(self, req: m.StatusRequest, r: Responder) -> None:
+        project, service = split_selector(req.project, req.service)
+        units: list[Unit] = []
+        if project is not None or service is not None:
+            units = self._selected_units(select(self._projects(), project, service))
+        else:
+            for pid in sorted(self.sup.projects):
+                units.extend(self.ops.units(pid))
+        r.reply(snapshot(self.sup, units, self.sup.clock()).to_json())
+
+    def inspect(self, req: m.InspectRequest, r: Responder) -> None:
+        project, service = split_selector(req.project, req.service)
+        if service is None:
+            raise SysgError.of(
+                Code.USAGE, "inspect needs a service", hint="sysg inspect -s SERVICE"
+            )
+        units = self._selected_units(select(self._projects(), project, service))
+        unit = units[0]
+        from systemg.spawn import observe  # only inspect pays for reading /proc back
+
+        observed: dict[str, object] = {}
+        mismatch: tuple[str, ...] = ()
+        if unit.state.pid is not None:
+            observed = observe.observe(unit.state.pid)
+            if unit.plan is not None:
+                mismatch = observe.compare(unit.plan, observed)
+        r.reply(
+            {
+                "unit": asdict(unit_status(unit, self.sup.clock())),
+                "requested": requested(unit),
+                "observed": observed,
+                "mismatch": list(mismatch),
+                "not_applied": list(unit.not_applied),
+            }
+        )
+
+    def logs(self, req: m.LogsRequest, r: Responder) -> None:
+        project, service = split_selector(req.project, req.service)
+        if project is not None or service is not None:
+            selection = select(self._projects(), project, service)
+            keys = {
+                (pid, n)
+                for pid, names in selection.targets
+                for n in (names or {s.name for s in self.sup.projects[pid].project.services})
+            }
+        else:
+            keys = None
+
+        def listener(p: str, s: str, block: bytes) -> None:
+            if keys is None or (p, s) in keys:
+                r.event(
+                    {
+                        "kind": "log",
+                        "project": p,
+                        "service": s,
+                        "data": block.decode("utf-8", "replace"),
+                    }
+                )
+
+        self.sup.listeners.append(listener)
+        r.on_close(lambda: _discard(self.sup.listeners, listener))
+
+    # --- supervisor-wide --------------------------------------------------------------
+    def shutdown(self, r: Responder) -> None:
+        def done() -> None:
+            r.reply({"message": "Supervisor stopped"})
+            self.request_shutdown()
+
+        self.ops.stop_everything(done)
+
+    def forget(self, req: m.ForgetRequest, r: Responder) -> None:
+        project_id = req.project
+        if not project_id or project_id not in self.sup.projects:
+            removed = self.sup.store.forget(project_id) if project_id else []
+            if removed:
+                r.reply({"removed": removed})
+                return
+            raise SysgError.of(Code.PURGE_NO_PROJECT, f"no project state for {project_id!r}")
+        alive = [u.key for u in self.ops.units(project_id) if u.state.phase in ALIVE]
+        if alive and not req.force:
+            raise SysgError.of(
+                Code.PURGE_REFUSED,
+                f"project '{project_id}' has running services: {', '.join(alive)}",
+                hint=f"stop them first (sysg stop -p {project_id}) or use --force",
+            )
+
+        def drop() -> None:
+            r.reply({"removed": self.sup.store.forget(project_id)})
+
+        self.ops.forget(project_id, drop)
+
+
+def _discard(items: list[Any], item: Any) -> None:
+    if item in items:
+        items.remove(item)
+
+
+def _log_tail(path: os.PathLike[str] | str, lines: int = 8) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in data.splitlines()[-lines:])
+
+
+def requested(unit: Unit) -> dict[str, Any]:
+    """What the manifest asked for, in the same vocabulary as ``observe``."""
+    service = unit.service
+    limits = service.limits
+    plan = unit.plan
+    return {
+        "user": service.user,
+        "group": service.group,
+        "supplementary_groups": list(service.supplementary_groups),
+        "uid": plan.uid if plan else None,
+        "gid": plan.gid if plan else None,
+        "groups": list(plan.groups) if plan and plan.groups is not None else None,
+        "capabilities": None if service.capabilities is None else list(service.capabilities),
+        "limits": {
+            "nofile": limits.nofile,
+            "nproc": limits.nproc,
+            "memlock": limits.memlock,
+            "nice": limits.nice,
+            "cpu_affinity": None if limits.cpu_affinity is None else list(limits.cpu_affinity),
+        },
+        "cgroup": None if limits.cgroup is None else asdict(limits.cgroup),
+        "isolation": asdict(service.isolation),
+        "listen": [spec.raw for spec in service.listen],
+    }

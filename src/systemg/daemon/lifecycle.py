@@ -1,0 +1,286 @@
+"""The lifecycle of one service as a pure state machine.
+
+``transition(state, event, service) -> (state, effects)``: no clock (``now`` travels in
+the event), no processes, no I/O. The supervisor feeds it what happened (a spawn, an
+exit, a timer, a command) and carries out the effects it returns (spawn, signal the
+process group, arm a timer, tell dependents). Tests replay event histories against it.
+
+Phases::
+
+    stopped --start--> starting --250 ms alive--> running
+    starting/running --exit, policy says restart--> backoff --delay--> starting
+    starting/running --exit, no restart--> exited | killed | oom-killed | failed
+    starting/running --stop--> stopping --exit--> stopped   (SIGKILL if stop_timeout passes)
+
+A manual stop is never followed by a restart: the exit that a stop provokes is
+recognised by the ``stopping`` phase, not by its exit code.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from dataclasses import dataclass, replace
+
+from systemg.daemon.restart import ExitInfo, decide
+from systemg.manifest.model import RestartPolicy, Service
+
+READY_AFTER_S = 0.25
+
+
+class Phase(enum.StrEnum):
+    STOPPED = "stopped"
+    WAITING = "waiting"  # wanted, but a dependency is not up yet
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    BACKOFF = "backoff"
+    EXITED = "exited"
+    KILLED = "killed"
+    OOM_KILLED = "oom-killed"
+    FAILED = "failed"
+
+
+ALIVE = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
+TERMINAL = frozenset({Phase.EXITED, Phase.KILLED, Phase.OOM_KILLED, Phase.FAILED})
+
+
+class StopReason(enum.StrEnum):
+    MANUAL = "manual"
+    DEPENDENCY = "dependency"  # a dependency crashed; start again when it is back
+    RESTART = "restart"  # start again as soon as it is down
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    phase: Phase = Phase.STOPPED
+    pid: int | None = None
+    started_at: float | None = None  # epoch seconds of the current process
+    restarts: int = 0  # automatic restarts since the last manual start
+    consecutive: int = 0  # restarts in a row that did not stay up
+    last_exit: ExitInfo | None = None
+    stop_reason: StopReason | None = None
+    message: str = ""
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    pid: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnFailed:
+    message: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyElapsed:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    info: ExitInfo
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    reason: StopReason
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class KillElapsed:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffElapsed:
+    now: float
+
+
+Event = (
+    Start
+    | Wait
+    | Spawned
+    | SpawnFailed
+    | ReadyElapsed
+    | Exited
+    | Stop
+    | KillElapsed
+    | BackoffElapsed
+)
+
+
+# --- effects ----------------------------------------------------------------------------
+
+
+class Announce(enum.StrEnum):
+    UP = "up"  # became running
+    DOWN = "down"  # died unexpectedly (dependents are stopped)
+    FINISHED = "finished"  # reached a terminal phase (exited, failed, ...)
+    STOPPED = "stopped"  # a requested stop completed
+
+
+@dataclass(frozen=True, slots=True)
+class DoSpawn:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DoSignal:
+    signum: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoTimer:
+    kind: str  # "ready" | "kill" | "backoff"
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DoCancelTimers:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DoAnnounce:
+    what: Announce
+
+
+Effect = DoSpawn | DoSignal | DoTimer | DoCancelTimers | DoAnnounce
+
+
+def _spawn(state: UnitState) -> tuple[UnitState, tuple[Effect, ...]]:
+    return replace(state, phase=Phase.STARTING, stop_reason=None, message=""), (
+        DoCancelTimers(),
+        DoSpawn(),
+    )
+
+
+def _exit_phase(info: ExitInfo) -> Phase:
+    if info.oom_killed:
+        return Phase.OOM_KILLED
+    if info.signal is not None:
+        return Phase.KILLED
+    return Phase.EXITED
+
+
+def transition(
+    state: UnitState, event: Event, service: Service
+) -> tuple[UnitState, tuple[Effect, ...]]:
+    phase = state.phase
+    match event:
+        case Start():
+            if phase in (Phase.STARTING, Phase.RUNNING):
+                return state, ()
+            if phase is Phase.STOPPING:
+                # Start again as soon as the old process is gone (restart).
+                return replace(state, stop_reason=StopReason.RESTART), ()
+            return _spawn(replace(state, consecutive=0, restarts=0))
+        case Wait():
+            if phase in ALIVE:
+                return state, ()
+            return replace(state, phase=Phase.WAITING, message="waiting for dependencies"), ()
+        case Spawned(pid=pid, now=now):
+            started = replace(state, phase=Phase.STARTING, pid=pid, started_at=now)
+            return started, (DoTimer("ready", READY_AFTER_S),)
+        case SpawnFailed(message=message):
+            failed = replace(state, phase=Phase.FAILED, pid=None, message=message)
+            return failed, (DoCancelTimers(), DoAnnounce(Announce.FINISHED))
+        case ReadyElapsed():
+            if phase is Phase.STARTING:
+                return replace(state, phase=Phase.RUNNING), (DoAnnounce(Announce.UP),)
+            return state, ()
+        case Exited(info=info, now=now):
+            return _on_exit(state, info, now, service)
+        case Stop(reason=reason):
+            if phase in (Phase.STARTING, Phase.RUNNING):
+                stopping = replace(state, phase=Phase.STOPPING, stop_reason=reason)
+                return stopping, (
+                    DoCancelTimers(),
+                    DoSignal(signal.SIGTERM),
+                    DoTimer("kill", service.stop_timeout_ms / 1000.0),
+                )
+            if phase is Phase.STOPPING:
+                if reason is StopReason.MANUAL or reason is StopReason.SHUTDOWN:
+                    return replace(state, stop_reason=reason), ()
+                return state, ()
+            stopped = replace(state, phase=Phase.STOPPED, stop_reason=reason, message="")
+            return stopped, (DoCancelTimers(), DoAnnounce(Announce.STOPPED))
+        case KillElapsed():
+            if phase is Phase.STOPPING:
+                return state, (DoSignal(signal.SIGKILL),)
+            return state, ()
+        case BackoffElapsed():
+            if phase is Phase.BACKOFF:
+                return _spawn(state)
+            return state, ()
+
+
+def _on_exit(
+    state: UnitState, info: ExitInfo, now: float, service: Service
+) -> tuple[UnitState, tuple[Effect, ...]]:
+    base = replace(state, pid=None, last_exit=info)
+    if state.phase is Phase.STOPPING:
+        if state.stop_reason is StopReason.RESTART:
+            return _spawn(base)
+        stopped = replace(base, phase=Phase.STOPPED)
+        return stopped, (DoCancelTimers(), DoAnnounce(Announce.STOPPED))
+    if state.phase not in (Phase.STARTING, Phase.RUNNING):
+        return base, ()
+    uptime = now - (state.started_at or now)
+    # A clean exit inside the readiness window is a finished one-shot, unless the policy
+    # says to keep it running.
+    decision = decide(
+        service.restart_policy,
+        info,
+        uptime_s=uptime,
+        consecutive=state.consecutive,
+        backoff_ms=service.backoff_ms,
+        max_restarts=service.max_restarts,
+    )
+    if decision.restart:
+        backing_off = replace(
+            base,
+            phase=Phase.BACKOFF,
+            restarts=state.restarts + 1,
+            consecutive=decision.consecutive,
+            message=f"{info.describe()}; restarting in {decision.delay_s:g}s",
+        )
+        return backing_off, (
+            DoCancelTimers(),
+            DoTimer("backoff", decision.delay_s),
+            DoAnnounce(Announce.DOWN),
+        )
+    if decision.failed:
+        failed = replace(
+            base,
+            phase=Phase.FAILED,
+            consecutive=decision.consecutive,
+            message=f"{info.describe()}; gave up after {service.max_restarts} restart(s) "
+            f"(max_restarts)",
+        )
+        return failed, (DoCancelTimers(), DoAnnounce(Announce.DOWN), DoAnnounce(Announce.FINISHED))
+    finished = replace(base, phase=_exit_phase(info), message=info.describe())
+    effects: tuple[Effect, ...] = (DoCancelTimers(),)
+    if not info.clean or service.restart_policy is RestartPolicy.ALWAYS:
+        effects += (DoAnnounce(Announce.DOWN),)
+    return finished, (*effects, DoAnnounce(Announce.FINISHED))

@@ -1,0 +1,208 @@
+"""``sysg [--sys] [--drop-privileges] supervise``: the resident supervisor's entry point.
+
+Boot order, each step before the next:
+
+1. mode and paths (``--sys`` → ``/var/lib/systemg``; refused unless root);
+2. state and log directories (``0700``; ``0750`` root:operator-group in system mode);
+3. the exclusive ``flock`` on ``supervisor.lock`` — a second supervisor on the same state
+   root exits 1 at once, so two can never run; then ``sysg.pid``;
+4. socket activation: fds passed by systemd (``LISTEN_FDS``) are taken and marked
+   close-on-exec, ``LISTEN_*`` removed from the environment;
+5. the fd holder (``fdholder``): connect to the one that survived a previous supervisor,
+   or start one;
+6. the control socket, then re-adoption of services recorded by a previous supervisor
+   (pid + kernel start time), restarting those that should run but died meanwhile;
+7. the loop. SIGTERM/SIGINT stop every service in reverse dependency order, then exit 0.
+
+The supervisor is one process with one thread; it forks only through ``spawn``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import time
+
+from systemg.daemon.audit import Audit
+from systemg.daemon.control import ControlServer, read_settings
+from systemg.daemon.fdholder import HolderClient
+from systemg.daemon.handlers import Handlers
+from systemg.daemon.journal import Journal
+from systemg.daemon.lifecycle import Phase, StopReason, UnitState
+from systemg.daemon.loop import Loop
+from systemg.daemon.operations import Operations
+from systemg.daemon.restart import ExitInfo
+from systemg.daemon.store import ProjectRecord, Store
+from systemg.daemon.supervisor import Supervisor
+from systemg.errors import ManifestError
+from systemg.manifest.load import load_manifest
+from systemg.paths import Mode, Paths, ensure_private_dir
+from systemg.spawn.detach import spawn_detached
+from systemg.spawn.sockets import capture_activation
+
+WANTED = {"running", "starting", "backoff", "waiting"}
+
+
+def self_command() -> list[str]:
+    """How to run this same sysg again (for the fd holder)."""
+    if os.path.basename(sys.argv[0]) == "sysg" and os.path.exists(sys.argv[0]):
+        return [os.path.abspath(sys.argv[0])]
+    return [sys.executable, "-m", "systemg"]
+
+
+def prepare_dirs(paths: Paths, operator_group: str) -> None:
+    if paths.mode is Mode.SYSTEM:
+        import grp
+
+        try:
+            gid = grp.getgrnam(operator_group).gr_gid
+        except KeyError:
+            gid = None
+        for directory in (paths.state_dir, paths.log_dir):
+            ensure_private_dir(directory, 0o750 if gid is not None else 0o700)
+            if gid is not None:
+                os.chown(directory, 0, gid)
+    else:
+        ensure_private_dir(paths.state_dir)
+        ensure_private_dir(paths.log_dir)
+    ensure_private_dir(paths.projects_dir)
+
+
+def take_lock(paths: Paths) -> int | None:
+    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def connect_holder(paths: Paths, journal: Journal) -> HolderClient:
+    holder = HolderClient(paths.fdholder_socket)
+    if holder.connect():
+        journal.info("connected to the surviving fd holder")
+        return holder
+    spawn_detached(
+        [*self_command(), "fdholder", str(paths.state_dir)], paths.supervisor_log, dict(os.environ)
+    )
+    deadline = time.monotonic() + 5
+    while not holder.connect():
+        if time.monotonic() > deadline:
+            journal.warn("fd holder did not start: services will not survive a supervisor crash")
+            break
+        time.sleep(0.005)
+    return holder
+
+
+def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> None:
+    """Re-adopt live services of a previous supervisor; restart those that died since."""
+    held = sup.holder.fetch_all()
+    for record in records:
+        try:
+            manifest = load_manifest(
+                record.manifest_path,
+                environ=record.environ,
+                require_trusted=os.geteuid() == 0,
+            ).manifest
+        except ManifestError as exc:
+            sup.journal.error(
+                f"cannot reload project '{record.project_id}' from {record.manifest_path}: "
+                f"{exc.diagnostics[0].message}"
+            )
+            continue
+        project = manifest.project(record.project_id)
+        if project is None:
+            continue
+        runtime = ops.register(project, record.environ, record.drop_privileges)
+        restart: list[str] = []
+        for name, saved in record.services.items():
+            unit = runtime.units.get(name)
+            if unit is None:
+                continue
+            last = saved.last_exit
+            unit.state = UnitState(
+                phase=Phase.STOPPED,
+                restarts=saved.restarts,
+                last_exit=None if last is None else ExitInfo(**last),
+                stop_reason=None if saved.stop_reason is None else StopReason(saved.stop_reason),
+            )
+            key = f"{unit.key}/{saved.pid}"
+            pipes_list = held.pop(key, [])
+            pipes = dict(zip(("stdout", "stderr"), pipes_list, strict=False))
+            if saved.pid is not None and sup.adopt(unit, saved, pipes):
+                continue
+            for fd in pipes_list:
+                os.close(fd)
+            if saved.phase in WANTED:
+                restart.append(name)
+        if restart:
+            sup.journal.info(f"{record.project_id}: starting {', '.join(restart)} (died meanwhile)")
+            ops.start(record.project_id, restart, lambda: None)
+    for key, fds in held.items():
+        sup.holder.drop(key)
+        for fd in fds:
+            os.close(fd)
+
+
+def main(argv: list[str]) -> int:
+    system = "--sys" in argv
+    drop = "--drop-privileges" in argv
+    if system and os.geteuid() != 0:
+        sys.stderr.write("error[SG0704]: --sys requires root\n")
+        return 1
+    paths = Paths.for_mode(Mode.SYSTEM if system else Mode.USER)
+    settings = read_settings(paths)
+    operator_group = str(settings.get("operator_group", "systemg"))
+    prepare_dirs(paths, operator_group)
+    lock = take_lock(paths)
+    if lock is None:
+        sys.stderr.write(f"sysg: another supervisor already runs on {paths.state_dir}\n")
+        return 1
+    journal = Journal()
+    activation = capture_activation(os.environ, os.getpid())
+    if activation.fds:
+        journal.info(f"socket activation: took fds {list(activation.fds)} {list(activation.names)}")
+    paths.pid_file.write_text(f"{os.getpid()}\n")
+    os.chmod(paths.pid_file, 0o600)
+    loop = Loop(on_error=lambda text: journal.error(f"internal error (continuing):\n{text}"))
+    holder = connect_holder(paths, journal)
+    store = Store(paths)
+    sup = Supervisor(
+        loop, paths, store, holder, journal, activation=activation, drop_privileges=drop
+    )
+    ops = Operations(sup)
+    stopping = [False]
+
+    def shutdown() -> None:
+        if not stopping[0]:
+            stopping[0] = True
+            journal.info("stopping every service, then exiting")
+            ops.stop_everything(loop.stop)
+
+    handlers = Handlers(sup, ops, loop.stop)
+    audit = Audit(paths.audit_log)
+    server = ControlServer(loop, paths, handlers, audit, operator_group=operator_group)
+    loop.on_signal(15, shutdown)
+    loop.on_signal(2, shutdown)
+    loop.on_signal(1, lambda: journal.info("SIGHUP ignored (use `sysg restart` to reload)"))
+    journal.info(f"supervisor {os.getpid()} started ({paths.mode} mode, state {paths.state_dir})")
+    recover(sup, ops, store.load_all())
+    try:
+        loop.run()
+    finally:
+        sup.flush()
+        server.close()
+        alive = any(u.state.pid for rt in sup.projects.values() for u in rt.units.values())
+        if not alive:
+            holder.shutdown()
+        with contextlib.suppress(FileNotFoundError):
+            paths.pid_file.unlink()
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        journal.info("supervisor exited")
+        os.close(lock)
+    return 0

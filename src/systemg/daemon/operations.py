@@ -1,0 +1,294 @@
+"""Multi-service operations on the supervisor: register, start, stop, restart, reconcile.
+
+An operation drives units through ``Supervisor.apply`` and finishes when a condition over
+their phases holds; it never blocks the loop. ``_Waiter`` objects are re-checked after
+every state change, and call their continuation once done.
+
+Ordering: start follows ``depends_on`` (a unit starts once every dependency is running,
+or is a one-shot that exited 0); stop goes in reverse dependency order, wave by wave.
+Dependency crash: the dependents of a service that died unexpectedly are stopped, and
+started again once it is back up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from systemg.daemon import lifecycle as lc
+from systemg.daemon.lifecycle import ALIVE, Announce, Phase, StopReason
+from systemg.daemon.ordering import closure_with_dependencies, reconcile, with_dependents
+from systemg.daemon.supervisor import ProjectRuntime, Supervisor, Unit
+from systemg.errors import Code, Diagnostic
+from systemg.manifest.graph import start_layers
+from systemg.manifest.model import Project, RestartPolicy, Service
+
+Done = Callable[[], None]
+
+# A start request is answered once each unit it touched is in one of these phases.
+SETTLED = frozenset(
+    {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.EXITED, Phase.KILLED}
+    | {Phase.OOM_KILLED, Phase.FAILED}
+)
+
+
+class _Waiter:
+    def __init__(self, ops: Operations, check: Callable[[], bool], then: Done) -> None:
+        self.ops, self.check, self.then = ops, check, then
+
+    def __call__(self) -> None:
+        if self.check():
+            self.ops.sup.watchers.remove(self)
+            self.then()
+
+
+class Operations:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        sup.announce_hook = self._on_announce
+
+    # --- helpers ----------------------------------------------------------------------
+    def when(self, check: Callable[[], bool], then: Done) -> None:
+        """Run ``then`` once ``check()`` holds — never synchronously, so the caller can
+        finish recording what it started before the continuation reads it."""
+        if check():
+            self.sup.loop.call_later(0, then)
+            return
+        self.sup.watchers.append(_Waiter(self, check, then))
+
+    def units(self, project_id: str, names: Iterable[str] | None = None) -> list[Unit]:
+        runtime = self.sup.projects[project_id]
+        if names is None:
+            return list(runtime.units.values())
+        return [runtime.units[n] for n in names if n in runtime.units]
+
+    @staticmethod
+    def satisfied(unit: Unit) -> bool:
+        st = unit.state
+        if st.phase is Phase.RUNNING:
+            return True
+        return (
+            st.phase is Phase.EXITED
+            and st.last_exit is not None
+            and st.last_exit.clean
+            and unit.service.restart_policy is not RestartPolicy.ALWAYS
+        )
+
+    def _deps_ready(self, runtime: ProjectRuntime, unit: Unit) -> bool:
+        return all(self.satisfied(runtime.units[d]) for d in unit.service.depends_on)
+
+    # --- registration -----------------------------------------------------------------
+    def register(self, project: Project, environ: dict[str, str], drop: bool) -> ProjectRuntime:
+        runtime = self.sup.projects.get(project.id)
+        if runtime is None:
+            runtime = ProjectRuntime(project, environ, drop)
+            for service in project.services:
+                runtime.units[service.name] = Unit(project.id, service)
+            self.sup.projects[project.id] = runtime
+        else:
+            runtime.environ, runtime.drop_privileges = environ, drop
+            # Not running: take the new definition now. Running: `restart` applies it.
+            for service in project.services:
+                unit = runtime.units.get(service.name)
+                if unit is None:
+                    runtime.units[service.name] = Unit(project.id, service)
+                elif unit.state.phase not in ALIVE and unit.state.phase is not Phase.BACKOFF:
+                    self._redefine(unit, service)
+            runtime.project = project
+        self.sup.mark_dirty(project.id)
+        return runtime
+
+    def _redefine(self, unit: Unit, service: Service) -> None:
+        if unit.service.listen != service.listen:
+            self.sup.release(unit)
+        unit.service = service
+
+    # --- start ------------------------------------------------------------------------
+    def start(self, project_id: str, names: Iterable[str] | None, then: Done) -> list[Unit]:
+        runtime = self.sup.projects[project_id]
+        wanted = closure_with_dependencies(
+            runtime.project, names if names is not None else runtime.units
+        )
+        now = self.sup.clock()
+        touched: list[Unit] = []
+        for layer in start_layers(runtime.project):
+            for name in layer:
+                if name not in wanted:
+                    continue
+                unit = runtime.units[name]
+                touched.append(unit)
+                if unit.state.phase in (Phase.STARTING, Phase.RUNNING):
+                    continue
+                if self._deps_ready(runtime, unit):
+                    self.sup.apply(unit, lc.Start(now))
+                else:
+                    self.sup.apply(unit, lc.Wait(now))
+                    self._fail_if_dependency_dead(runtime, unit)
+        self.when(lambda: all(u.state.phase in SETTLED for u in touched), then)
+        return touched
+
+    def _fail_if_dependency_dead(self, runtime: ProjectRuntime, unit: Unit) -> None:
+        for dep in unit.service.depends_on:
+            dep_unit = runtime.units[dep]
+            if dep_unit.state.phase in (Phase.FAILED, Phase.KILLED, Phase.OOM_KILLED) or (
+                dep_unit.state.phase is Phase.EXITED and not self.satisfied(dep_unit)
+            ):
+                unit.error = Diagnostic(
+                    Code.DEPENDENCY_FAILED,
+                    f"service '{unit.service.name}' was not started: its dependency "
+                    f"'{dep}' is {dep_unit.state.phase} ({dep_unit.state.message})",
+                    hint=f"fix '{dep}' first: sysg logs -s {unit.project_id}/{dep}",
+                )
+                self.sup.apply(unit, lc.SpawnFailed(unit.error.message, self.sup.clock()))
+                return
+
+    # --- stop -------------------------------------------------------------------------
+    def stop(
+        self,
+        project_id: str,
+        names: Iterable[str] | None,
+        then: Done,
+        reason: StopReason = StopReason.MANUAL,
+    ) -> None:
+        runtime = self.sup.projects[project_id]
+        selected = set(names) if names is not None else set(runtime.units)
+        waves = [
+            [runtime.units[n] for n in layer if n in selected]
+            for layer in reversed(start_layers(runtime.project))
+        ]
+        self._stop_waves([w for w in waves if w], reason, then)
+
+    def _stop_waves(self, waves: list[list[Unit]], reason: StopReason, then: Done) -> None:
+        if not waves:
+            self.sup.loop.call_later(0, then)
+            return
+        wave, rest = waves[0], waves[1:]
+        now = self.sup.clock()
+        for unit in wave:
+            self.sup.apply(unit, lc.Stop(reason, now))
+        self.when(
+            lambda: all(u.state.phase not in ALIVE for u in wave),
+            lambda: self._stop_waves(rest, reason, then),
+        )
+
+    # --- restart / reconcile ----------------------------------------------------------
+    def restart(
+        self, project_id: str, names: Iterable[str], then: Done, *, new: Project | None = None
+    ) -> list[Unit]:
+        """Restart ``names`` and everything that depends on them.
+
+        With ``new``, those services take their definitions from it (``restart -s``
+        applies an edit of that service only; the rest of the project is untouched).
+        """
+        runtime = self.sup.projects[project_id]
+        group = with_dependents(runtime.project, names)
+        touched: list[Unit] = []
+
+        def start_again() -> None:
+            if new is not None:
+                for name in group:
+                    service = new.service(name)
+                    if service is not None and name in runtime.units:
+                        self._redefine(runtime.units[name], service)
+                runtime.project = replace(
+                    runtime.project,
+                    services=tuple(runtime.units[s.name].service for s in runtime.project.services),
+                )
+                self.sup.mark_dirty(project_id)
+            touched.extend(self.start(project_id, group, then))
+
+        self.stop(project_id, group, start_again)
+        return touched
+
+    def reconcile(self, new: Project, environ: dict[str, str], drop: bool, then: Done) -> str:
+        """Apply a changed manifest: returns a one-line summary of what will change."""
+        runtime = self.sup.projects.get(new.id)
+        if runtime is None:
+            self.register(new, environ, drop)
+            self.start(new.id, None, then)
+            return f"added project '{new.id}'"
+        diff = reconcile(runtime.project, new)
+        bounce = set(diff.changed) | set(diff.removed)
+        bounce |= with_dependents(runtime.project, diff.changed) - set(diff.removed)
+
+        def apply_new_definitions() -> None:
+            for name in diff.removed:
+                self.sup.release(runtime.units.pop(name))
+            runtime.environ, runtime.drop_privileges = environ, drop
+            for service in new.services:
+                existing = runtime.units.get(service.name)
+                if existing is None:
+                    runtime.units[service.name] = Unit(new.id, service)
+                else:
+                    self._redefine(existing, service)
+            runtime.project = new
+            self.sup.mark_dirty(new.id)
+            self.start(new.id, None, then)
+
+        self.stop(new.id, bounce, apply_new_definitions)
+        parts = [
+            f"{label}: {', '.join(sorted(names))}"
+            for label, names in (
+                ("added", diff.added),
+                ("removed", diff.removed),
+                ("changed", diff.changed),
+            )
+            if names
+        ]
+        return "; ".join(parts) or "no changes"
+
+    def forget(self, project_id: str, then: Done) -> None:
+        def drop() -> None:
+            runtime = self.sup.projects.pop(project_id, None)
+            if runtime is not None:
+                for unit in runtime.units.values():
+                    self.sup.release(unit)
+            then()
+
+        self.stop(project_id, None, drop)
+
+    def stop_everything(self, then: Done) -> None:
+        pending = set(self.sup.projects)
+        if not pending:
+            self.sup.loop.call_later(0, then)
+            return
+        for project_id in list(pending):
+
+            def one_done(pid: str = project_id) -> None:
+                pending.discard(pid)
+                if not pending:
+                    then()
+
+            self.stop(project_id, None, one_done, StopReason.SHUTDOWN)
+
+    # --- dependency reactions ---------------------------------------------------------
+    def _on_announce(self, unit: Unit, what: Announce) -> None:
+        runtime = self.sup.projects.get(unit.project_id)
+        if runtime is None:
+            return
+        now = self.sup.clock()
+        if what is Announce.DOWN:
+            for name in with_dependents(runtime.project, [unit.service.name]) - {unit.service.name}:
+                dependent = runtime.units[name]
+                if dependent.state.phase in ALIVE or dependent.state.phase is Phase.BACKOFF:
+                    self.sup.journal.info(
+                        f"{dependent.key}: stopping because its dependency "
+                        f"'{unit.service.name}' went down"
+                    )
+                    self.sup.apply(dependent, lc.Stop(StopReason.DEPENDENCY, now))
+            return
+        if what in (Announce.UP, Announce.FINISHED):
+            for dependent in runtime.units.values():
+                if unit.service.name not in dependent.service.depends_on:
+                    continue
+                waiting = dependent.state.phase is Phase.WAITING
+                held = (
+                    dependent.state.phase is Phase.STOPPED
+                    and dependent.state.stop_reason is StopReason.DEPENDENCY
+                )
+                if not (waiting or held):
+                    continue
+                if self._deps_ready(runtime, dependent):
+                    self.sup.apply(dependent, lc.Start(now))
+                elif waiting:
+                    self._fail_if_dependency_dead(runtime, dependent)
