@@ -18,6 +18,12 @@ _INTERNAL = {"supervise": "systemg.daemon.main", "fdholder": "systemg.daemon.fdh
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        # The most scripted call of all: answer before importing argparse or anything else.
+        from systemg import __version__
+
+        sys.stdout.write(f"systemg {__version__}\n")
+        return 0
     verb = next((a for a in args if not a.startswith("-")), None)
     if verb in _INTERNAL:
         import importlib

@@ -225,9 +225,12 @@ class Supervisor:
     def _watch(self, unit: Unit, pid: int, pidfd: int, pipes: dict[str, int]) -> None:
         unit.pidfd = pidfd
         if pipes and unit.log is None:
-            unit.log = ServiceLog(
-                self.paths.service_log(unit.project_id, unit.service.name), unit.service.logs
-            )
+            path = self.paths.service_log(unit.project_id, unit.service.name)
+            try:
+                unit.log = ServiceLog(path, unit.service.logs)
+            except OSError as exc:
+                # The service runs on; its output is drained so it never blocks.
+                self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")
         for stream, fd in pipes.items():
             os.set_blocking(fd, False)
             unit.pipes[stream] = fd

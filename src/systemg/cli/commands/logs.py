@@ -1,0 +1,196 @@
+"""``sysg logs [-s S] [-p P] [-n N] [-f] [--format json] [--path]``.
+
+Reads the files under ``<log_dir>/<project>/<service>.log`` directly, so it works with no
+supervisor (post-mortem). ``-f`` prints the last N lines, then follows: through the
+supervisor's log stream when one answers on the control socket, else by polling the
+files (rotation and truncation handled by ``logfiles.Follower``) until Ctrl-C.
+
+Output: one service → the stored line as is; several → ``service | `` in front (or
+``project/service | `` when they span projects), merged by capture time. ``--format json``
+→ one compact ``{"ts","stream","project","service","line"}`` object per line.
+
+Imports stay light (no YAML, psutil or daemon): ``sysg logs`` must be instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+from systemg.cli.logfiles import (
+    Entry,
+    Follower,
+    LogLine,
+    ServiceLogFile,
+    discover,
+    merged_tail,
+    parse_selector,
+    select,
+    tail,
+)
+from systemg.paths import Mode, Paths
+
+HELP = "show or follow service logs (works without a supervisor)"
+POLL_INTERVAL = 0.1  # seconds between file polls when following without a supervisor
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--service", help="service name, or project/service")
+    parser.add_argument("-p", "--project", help="every service of this project")
+    parser.add_argument(
+        "-n", "--lines", type=_count, default=100, help="how many last lines to show (default 100)"
+    )
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--path", action="store_true", help="print the log file path(s)")
+
+
+class Printer:
+    """Writes entries as text or JSON lines; knows whether to label them."""
+
+    def __init__(self, out: BinaryIO, *, json_lines: bool, label: str) -> None:
+        self.out = out
+        self.json_lines = json_lines
+        self.label = label  # "" (one service) | "service" | "project/service"
+
+    def emit(self, project: str, service: str, line: LogLine) -> None:
+        if self.json_lines:
+            obj = {
+                "ts": line.ts,
+                "stream": line.stream,
+                "project": project,
+                "service": service,
+                "line": line.text.decode("utf-8", "replace"),
+            }
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+            self.out.write(text.encode() + b"\n")
+        elif self.label:
+            name = service if self.label == "service" else f"{project}/{service}"
+            self.out.write(name.encode() + b" | " + line.raw + b"\n")
+        else:
+            self.out.write(line.raw + b"\n")
+
+    def emit_entries(self, entries: Iterable[Entry]) -> None:
+        for e in entries:
+            self.emit(e.log.project, e.log.service, e.line)
+        self.out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = Paths.for_mode(Mode.SYSTEM if args.sys_mode else Mode.USER)
+    project, service = parse_selector(args.project, args.service)
+    out: BinaryIO = sys.stdout.buffer
+    if args.path:
+        return _print_paths(out, paths, project, service)
+
+    sock = None
+    if args.follow:
+        from systemg.cli import logclient
+
+        sock = logclient.connect(paths.socket)
+    logs = select(paths.log_dir, project, service, allow_missing=sock is not None)
+    single = bool(service)  # -s names one service (an ambiguous bare name was refused)
+    one_project = bool(project) or len({log.project for log in logs}) == 1
+    label = "" if single else ("service" if one_project else "project/service")
+    printer = Printer(out, json_lines=args.format == "json", label=label)
+
+    # With a supervisor, subscribe before reading the tail so nothing falls in between;
+    # streamed lines the tail already showed are skipped by timestamp.
+    seen = {log.label: _last_ts(log) for log in logs} if sock is not None else {}
+    printer.emit_entries(merged_tail(logs, args.lines))
+    if not args.follow:
+        return 0
+    try:
+        if sock is not None:
+            _follow_supervisor(
+                sock, printer=printer, project=project, service=service, logs=logs, seen=seen
+            )
+        else:
+            _follow_files(printer, paths, project, service, logs)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sock is not None:
+            sock.close()
+    return 0
+
+
+def _print_paths(out: BinaryIO, paths: Paths, project: str | None, service: str | None) -> int:
+    if not project and not service:
+        out.write(f"{paths.log_dir}\n".encode())
+    else:
+        for log in select(paths.log_dir, project, service, allow_missing=bool(project and service)):
+            out.write(f"{log.path}\n".encode())
+    out.flush()
+    return 0
+
+
+def _last_ts(log: ServiceLogFile) -> str:
+    last = tail(log.path, 1)
+    return LogLine.parse(last[0]).ts if last else ""
+
+
+def _follow_supervisor(
+    sock: Any,
+    *,
+    printer: Printer,
+    project: str | None,
+    service: str | None,
+    logs: list[ServiceLogFile],
+    seen: dict[str, str],
+) -> None:
+    from systemg.cli import logclient
+    from systemg.protocol.messages import LogsRequest
+
+    if service and not project and len(logs) == 1:
+        project = logs[0].project  # a bare -s resolved on disk
+    for event in logclient.follow(sock, LogsRequest(project=project, service=service)):
+        if event.get("kind") != "log":
+            continue
+        proj, svc = str(event.get("project", "")), str(event.get("service", ""))
+        data = str(event.get("data", "")).encode("utf-8", "surrogateescape")
+        last = seen.get(f"{proj}/{svc}", "")
+        for raw in data.splitlines():
+            line = LogLine.parse(raw)
+            if last and line.ts and line.ts <= last:
+                continue  # already shown by the tail
+            printer.emit(proj, svc, line)
+        printer.out.flush()
+
+
+def _follow_files(
+    printer: Printer,
+    paths: Paths,
+    project: str | None,
+    service: str | None,
+    logs: list[ServiceLogFile],
+) -> None:
+    followers = {log.label: Follower(log) for log in logs}
+    # A selection wider than one service also picks up services whose file appears later.
+    grows = not (project and service) and not service
+    try:
+        while True:
+            if grows:
+                for log in discover(paths.log_dir):
+                    if log.label not in followers and (not project or log.project == project):
+                        followers[log.label] = Follower(log, from_start=True)
+            batch = [
+                Entry(f.log, LogLine.parse(raw)) for f in followers.values() for raw in f.poll()
+            ]
+            batch.sort(key=lambda e: e.line.ts)  # stable: per-file order is kept
+            printer.emit_entries(batch)
+            time.sleep(POLL_INTERVAL)
+    finally:
+        for f in followers.values():
+            f.close()

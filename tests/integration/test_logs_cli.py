@@ -1,0 +1,309 @@
+"""``sysg logs`` against files in a private runtime, with no supervisor running."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.runtime import SYSG, Runtime
+
+
+def stamp(i: int) -> str:
+    return f"2026-05-14T02:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}Z"
+
+
+def write_log(rt: Runtime, project: str, service: str, rows: list[tuple[int, str, str]]) -> Path:
+    path = rt.logs / project / f"{service}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        for i, stream, text in rows:
+            fh.write(f"{stamp(i)} {stream} {text}\n")
+    return path
+
+
+def test_last_n_lines_of_one_service_as_stored(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(i, "stdout", f"line {i}") for i in range(500)])
+    proc = rt.sysg("logs", "-s", "app/web", "-n", "3", check=True)
+    assert proc.stdout.splitlines() == [f"{stamp(i)} stdout line {i}" for i in (497, 498, 499)]
+    default = rt.sysg("logs", "-s", "app/web", check=True)
+    assert len(default.stdout.splitlines()) == 100
+
+
+def test_bare_service_resolves_when_unique(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(1, "stderr", "boom")])
+    proc = rt.sysg("logs", "-s", "web", check=True)
+    assert proc.stdout == f"{stamp(1)} stderr boom\n"
+
+
+def test_project_interleaves_services_by_time_with_prefix(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(1, "stdout", "w1"), (3, "stdout", "w2")])
+    write_log(rt, "app", "db", [(2, "stderr", "d1")])
+    write_log(rt, "other", "x", [(0, "stdout", "not mine")])
+    proc = rt.sysg("logs", "-p", "app", check=True)
+    assert proc.stdout.splitlines() == [
+        f"web | {stamp(1)} stdout w1",
+        f"db | {stamp(2)} stderr d1",
+        f"web | {stamp(3)} stdout w2",
+    ]
+
+
+def test_everything_when_nothing_is_given(rt: Runtime) -> None:
+    write_log(rt, "a", "web", [(2, "stdout", "second")])
+    write_log(rt, "b", "web", [(1, "stdout", "first")])
+    proc = rt.sysg("logs", check=True)
+    assert proc.stdout.splitlines() == [
+        f"b/web | {stamp(1)} stdout first",
+        f"a/web | {stamp(2)} stdout second",
+    ]
+
+
+def test_json_lines(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(1, "stdout", 'say "hi"'), (2, "stderr", "oops")])
+    proc = rt.sysg("logs", "-s", "app/web", "--format", "json", check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        f'{{"ts":"{stamp(1)}","stream":"stdout","project":"app","service":"web",'
+        f'"line":"say \\"hi\\""}}'
+    )
+    assert json.loads(lines[1]) == {
+        "ts": stamp(2),
+        "stream": "stderr",
+        "project": "app",
+        "service": "web",
+        "line": "oops",
+    }
+
+
+def test_ambiguous_bare_service_is_sg0006_listing_matches(rt: Runtime) -> None:
+    write_log(rt, "a", "web", [(1, "stdout", "x")])
+    write_log(rt, "b", "web", [(1, "stdout", "y")])
+    proc = rt.sysg("logs", "-s", "web")
+    assert proc.returncode == 1
+    assert "error[SG0006]" in proc.stderr
+    assert "a/web" in proc.stderr
+    assert "b/web" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_not_found_and_no_target(rt: Runtime) -> None:
+    proc = rt.sysg("logs")
+    assert proc.returncode == 1
+    assert "error[SG0019]" in proc.stderr
+    write_log(rt, "a", "web", [(1, "stdout", "x")])
+    proc = rt.sysg("logs", "-s", "nope")
+    assert proc.returncode == 1
+    assert "error[SG0202]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_path(rt: Runtime) -> None:
+    path = write_log(rt, "app", "web", [(1, "stdout", "x")])
+    assert rt.sysg("logs", "--path", "-s", "web", check=True).stdout == f"{path}\n"
+    assert rt.sysg("logs", "--path", "-s", "app/web", check=True).stdout == f"{path}\n"
+    assert rt.sysg("logs", "--path", check=True).stdout == f"{rt.logs}\n"
+    expected_new = rt.logs / "app" / "later.log"
+    assert rt.sysg("logs", "--path", "-s", "app/later", check=True).stdout == f"{expected_new}\n"
+
+
+def test_logs_does_not_import_yaml_psutil_or_daemon(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(1, "stdout", "x")])
+    code = (
+        "import sys; from systemg.cli.main import main; rc = main(['logs', '-s', 'app/web']);"
+        "bad = [m for m in ('yaml', 'psutil', 'systemg.daemon', 'systemg.manifest') "
+        "if m in sys.modules]; print('BAD', bad); sys.exit(rc)"
+    )
+    python = str(Path(SYSG).parent / "python")
+    proc = rt.sysg("-c", code, exe=python, check=True)
+    assert "BAD []" in proc.stdout
+
+
+class _Reader:
+    """Reads lines from a process's stdout with a deadline (no fixed sleeps)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+
+    def lines(self, count: int, timeout: float = 10.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while self.buf.count(b"\n") < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out; got {self.buf!r}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                assert chunk, f"EOF; got {self.buf!r}"
+                self.buf += chunk
+        *got, rest = self.buf.split(b"\n", count)
+        self.buf = rest
+        return [g.decode() for g in got]
+
+
+def test_follow_without_supervisor_tracks_appends_and_rotation(rt: Runtime) -> None:
+    path = write_log(rt, "app", "web", [(i, "stdout", f"old {i}") for i in range(5)])
+    proc = subprocess.Popen(
+        [SYSG, "logs", "-s", "app/web", "-n", "2", "-f"],
+        env=rt.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        out = _Reader(proc)
+        assert out.lines(2) == [f"{stamp(3)} stdout old 3", f"{stamp(4)} stdout old 4"]
+        write_log(rt, "app", "web", [(10, "stdout", "new 10")])
+        assert out.lines(1) == [f"{stamp(10)} stdout new 10"]
+        write_log(rt, "app", "web", [(11, "stderr", "last before rotation")])
+        os.replace(path, path.with_name("web.log.1"))
+        write_log(rt, "app", "web", [(12, "stdout", "first after rotation")])
+        assert out.lines(2) == [
+            f"{stamp(11)} stderr last before rotation",
+            f"{stamp(12)} stdout first after rotation",
+        ]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_follow_project_picks_up_new_services(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(1, "stdout", "w")])
+    proc = subprocess.Popen(
+        [SYSG, "logs", "-p", "app", "-f"],
+        env=rt.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        out = _Reader(proc)
+        assert out.lines(1) == [f"web | {stamp(1)} stdout w"]
+        write_log(rt, "app", "worker", [(2, "stdout", "hello from worker")])
+        assert out.lines(1) == [f"worker | {stamp(2)} stdout hello from worker"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+# --- following through a supervisor (a scripted stand-in on the control socket) -----------
+
+FAKE_SUPERVISOR = r"""
+import json, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(sys.argv[1])
+sock.listen(1)
+print("ready", flush=True)
+conn, _ = sock.accept()
+request = conn.makefile("rb").readline()
+print(request.decode().strip(), flush=True)
+for frame in json.loads(sys.argv[2]):
+    conn.sendall((json.dumps(frame) + "\n").encode())
+conn.close()
+"""
+
+
+def _fake_supervisor(rt: Runtime, frames: list[dict[str, object]]) -> subprocess.Popen[bytes]:
+    rt.state.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FAKE_SUPERVISOR, str(rt.state / "control.sock"), json.dumps(frames)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert _Reader(proc).lines(1) == ["ready"]
+    return proc
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> str:
+    out, _ = proc.communicate(timeout=10)
+    return out.decode()
+
+
+def test_follow_with_supervisor_streams_events_and_skips_what_the_tail_showed(rt: Runtime) -> None:
+    write_log(rt, "app", "web", [(i, "stdout", f"old {i}") for i in range(5)])
+    data_dup = f"{stamp(4)} stdout old 4\n"
+    data_new = f"{stamp(9)} stdout new 9\n{stamp(9)} stderr new err\n"
+    fake = _fake_supervisor(
+        rt,
+        [
+            {
+                "v": 1,
+                "event": {"kind": "log", "project": "app", "service": "web", "data": data_dup},
+            },
+            {
+                "v": 1,
+                "event": {"kind": "log", "project": "app", "service": "web", "data": data_new},
+            },
+            {"v": 1, "event": {"kind": "other"}},
+        ],
+    )
+    try:
+        proc = rt.sysg("logs", "-s", "web", "-n", "2", "-f", check=True, timeout=20)
+    finally:
+        request = _finish(fake)
+    assert json.loads(request) == {
+        "v": 1,
+        "verb": "logs",
+        "args": {"project": "app", "service": "web"},
+    }
+    assert proc.stdout.splitlines() == [
+        f"{stamp(3)} stdout old 3",
+        f"{stamp(4)} stdout old 4",
+        f"{stamp(9)} stdout new 9",
+        f"{stamp(9)} stderr new err",
+    ]
+
+
+def test_follow_with_supervisor_json_and_error_reply(rt: Runtime) -> None:
+    fake = _fake_supervisor(
+        rt,
+        [
+            {
+                "v": 1,
+                "event": {
+                    "kind": "log",
+                    "project": "p",
+                    "service": "s",
+                    "data": f"{stamp(1)} stdout hi\n",
+                },
+            },
+            {
+                "v": 1,
+                "ok": False,
+                "diagnostics": [{"code": "SG0202", "message": "no service 's' in project 'p'"}],
+            },
+        ],
+    )
+    try:
+        # No log file yet is fine when a supervisor answers: it may still produce one.
+        proc = rt.sysg("logs", "-s", "p/s", "-f", "--format", "json", timeout=20)
+    finally:
+        _finish(fake)
+    assert json.loads(proc.stdout) == {
+        "ts": stamp(1),
+        "stream": "stdout",
+        "project": "p",
+        "service": "s",
+        "line": "hi",
+    }
+    assert proc.returncode == 1
+    assert "error[SG0202]: no service 's' in project 'p'" in proc.stderr
