@@ -1,0 +1,303 @@
+"""Cgroup directories of a service (spec/privileged.md section 7b), prepared in the parent.
+
+``prepare_cgroup`` decides where the service's cgroup lives, creates the directories and writes
+the limits *before* the fork; the child then joins by writing its pid to every ``cgroup.procs``
+in ``CgroupPlan.procs`` before it execs, so the workload never runs outside its limits.
+
+* default root: the cgroup2 mount found in ``/proc/self/mountinfo`` + ``/systemg``, verified with
+  ``statfs`` (magic ``0x63677270``) — a tmpfs that merely looks like ``/sys/fs/cgroup`` is never
+  written as if it were cgroup2. ``memory.max``/``cpu.max`` go there when v2 has the controller;
+* hybrid hosts: a controller v2 lacks but v1 has is applied under
+  ``<v1 mount>/systemg/<project>/<service>`` (``memory.limit_in_bytes``,
+  ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), and that directory is joined as well;
+* ``root:`` override: plain files in any directory (tests use a temp dir); if it is not cgroup2
+  the limits are written but reported as not enforced.
+
+Every write is best effort: a refusal becomes a warning plus a ``not_applied`` line and the
+service still starts. Invariant: only directories this module created are listed for removal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from systemg.errors import Code, Diagnostic
+from systemg.manifest.model import CgroupSpec
+from systemg.spawn import linux
+
+if TYPE_CHECKING:
+    from systemg.spawn.plan import SpawnPlan
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupPlan:
+    """Where a service's cgroup lives and what was written there."""
+
+    dirs: tuple[str, ...]  # leaf directories, removed after the service died
+    procs: tuple[str, ...]  # cgroup.procs files the child writes its own pid to
+    oom_files: tuple[str, ...]  # memory.events (v2) / memory.oom_control (v1)
+    written: tuple[tuple[str, str], ...]  # (file, value) actually written
+    plain: bool = False  # the root is not a cgroup filesystem (test override)
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupOutcome:
+    plan: CgroupPlan | None
+    warnings: tuple[Diagnostic, ...] = ()
+    not_applied: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Mounts:
+    v2: str | None
+    v1: dict[str, str]  # controller -> mount point
+
+
+def _read_mounts(mountinfo: str) -> _Mounts:
+    v2: str | None = None
+    v1: dict[str, str] = {}
+    try:
+        with open(mountinfo) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return _Mounts(None, {})
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if len(fields) < 5 or len(rest) < 3:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if rest[0] == "cgroup2" and v2 is None:
+            v2 = point
+        elif rest[0] == "cgroup":
+            for option in rest[2].split(","):
+                if option in ("memory", "cpu"):
+                    v1.setdefault(option, point)
+    return _Mounts(v2, v1)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _is_cgroup2(path: str) -> bool:
+    try:
+        return linux.statfs_type(path) == linux.CGROUP2_SUPER_MAGIC
+    except OSError:
+        return False
+
+
+class _Writer:
+    """Collects what was written and what was refused, for one service."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.written: list[tuple[str, str]] = []
+        self.warnings: list[Diagnostic] = []
+        self.not_applied: list[str] = []
+
+    def refuse(self, key: str, reason: str) -> None:
+        self.not_applied.append(f"limits.cgroup.{key}: {reason}")
+        self.warnings.append(
+            Diagnostic(
+                Code.CGROUP,
+                f"{self.prefix}: limits.cgroup.{key} not applied: {reason}",
+                path=f"{self.prefix}.limits.cgroup.{key}",
+                hint="the service starts without this limit; `sysg inspect` lists it",
+                severity="warning",
+            )
+        )
+
+    def mkdir(self, path: str, key: str) -> bool:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            self.refuse(key, f"cannot create {path}: {exc.strerror}")
+            return False
+        return True
+
+    def write(self, path: str, value: str, key: str) -> bool:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.refuse(key, f"cannot write {value!r} to {path}: {exc.strerror}")
+            return False
+        self.written.append((path, value))
+        return True
+
+
+def _memory_value(spec: CgroupSpec, v1: bool) -> str:
+    if spec.memory_max == "max" or spec.memory_max is None:
+        return "-1" if v1 else "max"
+    return str(spec.memory_max)
+
+
+def prepare_cgroup(
+    spec: CgroupSpec, project: str, service: str, prefix: str, *, mountinfo: str = MOUNTINFO
+) -> CgroupOutcome:
+    """Create the service's cgroup directories and write its limits (call as root)."""
+    w = _Writer(prefix)
+    dirs: list[str] = []
+    procs: list[str] = []
+    oom: list[str] = []
+    if spec.root is not None:
+        leaf = os.path.join(spec.root, project, service)
+        if not w.mkdir(leaf, "root"):
+            return CgroupOutcome(None, tuple(w.warnings), tuple(w.not_applied))
+        real = _is_cgroup2(leaf)
+        procs_file = os.path.join(leaf, "cgroup.procs")
+        if not real and not os.path.exists(procs_file):
+            w.write(procs_file, "", "root")
+            w.written.pop()
+        if spec.memory_max is not None:
+            w.write(os.path.join(leaf, "memory.max"), _memory_value(spec, False), "memory_max")
+        if spec.cpu_max is not None:
+            w.write(os.path.join(leaf, "cpu.max"), spec.cpu_max.render(), "cpu_max")
+        if not real:
+            w.refuse(
+                "root", f"{spec.root} is not a cgroup2 filesystem; files written, not enforced"
+            )
+        plan = CgroupPlan(
+            (leaf,),
+            (procs_file,),
+            (os.path.join(leaf, "memory.events"),),
+            tuple(w.written),
+            plain=not real,
+        )
+        return CgroupOutcome(plan, tuple(w.warnings), tuple(w.not_applied))
+
+    mounts = _read_mounts(mountinfo)
+    controllers: set[str] = set()
+    if mounts.v2 is not None and _is_cgroup2(mounts.v2):
+        controllers = set(_read(os.path.join(mounts.v2, "cgroup.controllers")).split())
+        base = os.path.join(mounts.v2, "systemg")
+        leaf = os.path.join(base, project, service)
+        if w.mkdir(leaf, "root"):
+            wanted = {c for c in ("memory", "cpu") if c in controllers}
+            # Controllers must be enabled in every ancestor's subtree_control to reach the leaf.
+            for parent in (mounts.v2, base, os.path.join(base, project)):
+                for controller in sorted(wanted):
+                    control = os.path.join(parent, "cgroup.subtree_control")
+                    with contextlib.suppress(OSError), open(control, "w") as fh:
+                        fh.write(f"+{controller}")
+            dirs.append(leaf)
+            procs.append(os.path.join(leaf, "cgroup.procs"))
+            if spec.memory_max is not None and "memory" in controllers:
+                w.write(os.path.join(leaf, "memory.max"), _memory_value(spec, False), "memory_max")
+                oom.append(os.path.join(leaf, "memory.events"))
+            if spec.cpu_max is not None and "cpu" in controllers:
+                w.write(os.path.join(leaf, "cpu.max"), spec.cpu_max.render(), "cpu_max")
+    else:
+        where = mounts.v2 or "no cgroup2 mount"
+        w.refuse("root", f"{where} is not a cgroup2 filesystem; nothing enforced")
+    if spec.memory_max is not None and "memory" not in controllers:
+        _v1_memory(
+            spec,
+            mounts=mounts,
+            project=project,
+            service=service,
+            w=w,
+            dirs=dirs,
+            procs=procs,
+            oom=oom,
+        )
+    if spec.cpu_max is not None and "cpu" not in controllers:
+        _v1_cpu(spec, mounts=mounts, project=project, service=service, w=w, dirs=dirs, procs=procs)
+    result = CgroupPlan(tuple(dirs), tuple(procs), tuple(oom), tuple(w.written)) if procs else None
+    return CgroupOutcome(result, tuple(w.warnings), tuple(w.not_applied))
+
+
+def _v1_memory(
+    spec: CgroupSpec,
+    *,
+    mounts: _Mounts,
+    project: str,
+    service: str,
+    w: _Writer,
+    dirs: list[str],
+    procs: list[str],
+    oom: list[str],
+) -> None:
+    point = mounts.v1.get("memory")
+    if point is None:
+        w.refuse("memory_max", "no memory controller on cgroup v2 or v1")
+        return
+    leaf = os.path.join(point, "systemg", project, service)
+    if not w.mkdir(leaf, "memory_max"):
+        return
+    value = _memory_value(spec, True)
+    if w.write(os.path.join(leaf, "memory.limit_in_bytes"), value, "memory_max"):
+        # With swap, the RAM limit alone would let the service swap instead of being killed.
+        memsw = os.path.join(leaf, "memory.memsw.limit_in_bytes")
+        if os.path.exists(memsw):
+            with contextlib.suppress(OSError), open(memsw, "w") as fh:
+                fh.write(value)
+    dirs.append(leaf)
+    procs.append(os.path.join(leaf, "cgroup.procs"))
+    oom.append(os.path.join(leaf, "memory.oom_control"))
+
+
+def _v1_cpu(
+    spec: CgroupSpec,
+    *,
+    mounts: _Mounts,
+    project: str,
+    service: str,
+    w: _Writer,
+    dirs: list[str],
+    procs: list[str],
+) -> None:
+    point = mounts.v1.get("cpu")
+    if point is None or spec.cpu_max is None:
+        w.refuse("cpu_max", "no cpu controller on cgroup v2 or v1")
+        return
+    leaf = os.path.join(point, "systemg", project, service)
+    if not w.mkdir(leaf, "cpu_max"):
+        return
+    quota = -1 if spec.cpu_max.quota is None else spec.cpu_max.quota
+    w.write(os.path.join(leaf, "cpu.cfs_period_us"), str(spec.cpu_max.period), "cpu_max")
+    w.write(os.path.join(leaf, "cpu.cfs_quota_us"), str(quota), "cpu_max")
+    dirs.append(leaf)
+    procs.append(os.path.join(leaf, "cgroup.procs"))
+
+
+def remove_cgroup(plan: SpawnPlan) -> None:
+    """Remove the service's cgroup directories (after its processes died); best effort."""
+    cg = plan.cgroup
+    if cg is None:
+        return
+    for leaf in cg.dirs:
+        if cg.plain:
+            for name in os.listdir(leaf) if os.path.isdir(leaf) else ():
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(leaf, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(leaf)
+        # The project directory goes too once its last service is gone.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(leaf))
+
+
+def oom_killed(plan: SpawnPlan) -> bool:
+    """True when the kernel OOM-killed something in the service's cgroup."""
+    if plan.cgroup is None:
+        return False
+    for path in plan.cgroup.oom_files:
+        for line in _read(path).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return True
+    return False

@@ -1,0 +1,69 @@
+"""Start the resident supervisor as a detached process (``sysg start`` with none running).
+
+``spawn_detached(argv, log_path, env)`` forks once; the child starts a new session
+(``setsid``: no controlling terminal, its own process group, so the terminal's Ctrl-C never
+reaches it), points stdin at ``/dev/null`` and stdout/stderr at ``log_path`` (appended,
+``0600``), closes every other descriptor and ``execve``s ``argv``. The parent gets the pid
+back and stays its parent: the CLI polls ``os.waitpid(pid, WNOHANG)`` while the supervisor
+boots, so it learns at once (and with the exit status) if the supervisor died during boot,
+and never leaves a zombie behind. When the CLI exits, the supervisor is re-parented.
+
+Why one fork and not two: the supervisor never opens a terminal, so the classic second fork
+(guarding against re-acquiring a controlling tty) buys nothing, and a single fork keeps the
+boot failure observable through ``waitpid`` instead of a pid file.
+
+If ``execve`` fails the child writes one line to the log and exits 127; nothing else of
+Python runs in the child (``os._exit``), so no buffered output is flushed twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+EXEC_FAILED = 127
+
+
+def spawn_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> int:
+    """Fork, detach and exec ``argv``; return the child's pid (the caller must reap it)."""
+    if not argv:
+        raise ValueError("empty argv")
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Opened in the parent so an unwritable log is an ordinary OSError for the caller.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    args = [str(a) for a in argv]
+    environ = {str(k): str(v) for k, v in env.items()}
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            _child(args, environ, log_fd, null_fd)
+        return pid
+    finally:
+        os.close(log_fd)
+        os.close(null_fd)
+
+
+def _child(argv: list[str], env: dict[str, str], log_fd: int, null_fd: int) -> None:
+    """In the child: new session, stdio wired, nothing else open, exec. Never returns."""
+    try:
+        os.setsid()
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, _max_fd())
+        os.execve(argv[0], argv, env)
+    except OSError as exc:
+        try:
+            os.write(2, f"sysg: cannot execute {argv[0]!r}: {exc.strerror}\n".encode())
+        finally:
+            os._exit(EXEC_FAILED)
+    os._exit(EXEC_FAILED)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 256)
+    except (OSError, ValueError):
+        return 65536

@@ -1,0 +1,109 @@
+"""The record a child sends back when a step between fork and exec failed.
+
+The child writes exactly one fixed-size record (``struct`` ``"=ii"``: step number, errno) to a
+close-on-exec pipe and calls ``os._exit(127)``. The parent reads until EOF: no bytes means
+``execve`` succeeded (the pipe closed on exec); one record names the failed step. A fixed-size
+record keeps the child free of allocation-heavy encoding and makes a short read detectable.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+from systemg.errors import Code
+
+RECORD = struct.Struct("=ii")
+"""(step, errno) as two native ints; 8 bytes, well under PIPE_BUF so the write is atomic."""
+
+
+class Step(enum.IntEnum):
+    """Every step the child can fail at, in the order of spec/privileged.md section 5."""
+
+    SETSID = 1
+    STDIO = 2
+    FDS = 3
+    CGROUP = 4
+    NAMESPACE = 5
+    PID_NAMESPACE_FORK = 6
+    MOUNT = 7
+    LOOPBACK = 8
+    RLIMIT_NOFILE = 10
+    RLIMIT_NPROC = 11
+    RLIMIT_MEMLOCK = 12
+    NICE = 13
+    AFFINITY = 14
+    CAPS_BOUNDING = 15
+    CAPS_INHERITABLE = 16
+    SETGROUPS = 17
+    SETGID = 18
+    SETUID = 19
+    USER_NAMESPACE = 20
+    CAPS_SET = 21
+    CAPS_AMBIENT = 22
+    NO_NEW_PRIVS = 23
+    CHDIR = 24
+    EXEC = 25
+    INTERNAL = 99
+
+    @property
+    def label(self) -> str:
+        """Human name of the step, as used in messages (``rlimit nofile``, ``setuid``)."""
+        return _LABELS.get(self, self.name.lower().replace("_", " "))
+
+    @property
+    def code(self) -> Code:
+        return _CODES.get(self, Code.SPAWN_FAILED)
+
+
+_LABELS = {
+    Step.RLIMIT_NOFILE: "limits.nofile",
+    Step.RLIMIT_NPROC: "limits.nproc",
+    Step.RLIMIT_MEMLOCK: "limits.memlock",
+    Step.NICE: "limits.nice",
+    Step.AFFINITY: "limits.cpu_affinity",
+    Step.CAPS_BOUNDING: "capabilities (bounding set)",
+    Step.CAPS_INHERITABLE: "capabilities (inheritable set)",
+    Step.CAPS_SET: "capabilities (permitted/effective)",
+    Step.CAPS_AMBIENT: "capabilities (ambient set)",
+    Step.NO_NEW_PRIVS: "isolation.no_new_privileges",
+    Step.USER_NAMESPACE: "isolation.user",
+    Step.CHDIR: "working_dir",
+}
+
+_CODES = {
+    Step.CGROUP: Code.CGROUP,
+    Step.NAMESPACE: Code.NAMESPACE,
+    Step.PID_NAMESPACE_FORK: Code.NAMESPACE,
+    Step.MOUNT: Code.NAMESPACE,
+    Step.LOOPBACK: Code.NAMESPACE,
+    Step.USER_NAMESPACE: Code.NAMESPACE,
+    Step.RLIMIT_NOFILE: Code.RLIMIT,
+    Step.RLIMIT_NPROC: Code.RLIMIT,
+    Step.RLIMIT_MEMLOCK: Code.RLIMIT,
+    Step.NICE: Code.NICE,
+    Step.AFFINITY: Code.AFFINITY,
+    Step.CAPS_BOUNDING: Code.CAPABILITIES,
+    Step.CAPS_INHERITABLE: Code.CAPABILITIES,
+    Step.CAPS_SET: Code.CAPABILITIES,
+    Step.CAPS_AMBIENT: Code.CAPABILITIES,
+    Step.SETGROUPS: Code.SETGROUPS,
+    Step.SETGID: Code.SETGID,
+    Step.SETUID: Code.SETUID,
+    Step.NO_NEW_PRIVS: Code.NO_NEW_PRIVS,
+}
+
+
+def encode(step: Step, err: int) -> bytes:
+    return RECORD.pack(int(step), err)
+
+
+def decode(data: bytes) -> tuple[Step, int] | None:
+    """The (step, errno) in ``data``, or None when exec succeeded (no bytes)."""
+    if len(data) < RECORD.size:
+        return None if not data else (Step.INTERNAL, 0)
+    step, err = RECORD.unpack(data[: RECORD.size])
+    try:
+        return Step(step), err
+    except ValueError:
+        return Step.INTERNAL, err

@@ -1,0 +1,186 @@
+"""Parent side of a spawn: fault pipe, fork, pidfd, and turning a child's fault into an error.
+
+``launch`` prepares the exec arguments (bytes argv and environment) *before* forking so the child
+only applies, opens a close-on-exec fault pipe, blocks signals across the fork (the child must
+not run a supervisor signal handler before it reset them), forks, and reads the pipe until EOF:
+EOF with no data means ``execve`` succeeded; a ``(step, errno)`` record means it failed, and the
+child (already exited 127) is reaped and a ``SpawnError`` naming the service, the step, the field,
+the value — and for rlimits the limit in force — is raised.
+
+Invariant: on success the caller owns ``Child.pidfd`` and must reap ``Child.pid``; on failure
+nothing is left behind (no zombie, no fd).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+from dataclasses import dataclass
+
+from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
+from systemg.spawn import child, linux
+from systemg.spawn.fault import RECORD, Step, decode
+from systemg.spawn.plan import SpawnPlan, describe_limit, format_cpu_list
+
+_CAP_SYS_RESOURCE = 24
+_CAP_SYS_NICE = 23
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    pid: int  # the process the supervisor waits on (its direct child)
+    pidfd: int  # os.pidfd_open(pid), owned by the caller
+    start_time: int  # /proc/PID/stat field 22 (identity = pid + start_time)
+
+
+def start_time(pid: int) -> int:
+    """Field 22 of ``/proc/PID/stat`` (clock ticks since boot); 0 if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
+    """Fork and exec ``plan`` with stdin ``/dev/null`` and the given stdout/stderr fds."""
+    argv = [os.fsencode(a) for a in plan.argv]
+    env: dict[bytes, bytes] = {}
+    for entry in plan.env:
+        key, _, value = entry.partition(b"=")
+        env[key] = value
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            child.run(plan, argv=argv, env=env, stdout=stdout, stderr=stderr, fault_fd=write_end)
+    except OSError as exc:
+        os.close(read_end)
+        os.close(write_end)
+        raise SpawnError(
+            Diagnostic(Code.SPAWN_FAILED, f"service '{plan.service}': fork failed: {exc.strerror}")
+        ) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    os.close(write_end)
+    pidfd = os.pidfd_open(pid)
+    started = start_time(pid)
+    data = b""
+    try:
+        while len(data) < RECORD.size:
+            chunk = os.read(read_end, RECORD.size - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(read_end)
+    fault = decode(data)
+    if fault is None:
+        return Child(pid, pidfd, started)
+    os.close(pidfd)
+    os.waitpid(pid, 0)
+    step, err = fault
+    raise fault_error(plan, step, err)
+
+
+def fault_error(plan: SpawnPlan, step: Step, err: int) -> SpawnError:
+    """The ``SpawnError`` for a child that failed at ``step`` with ``err``."""
+    strerror = os.strerror(err) if err else "failed"
+    who = f"service '{plan.service}'"
+    path = f"{plan.path_prefix}.{step.label}" if "." in step.label else plan.path_prefix
+    hint = ""
+    match step:
+        case Step.RLIMIT_NOFILE | Step.RLIMIT_NPROC | Step.RLIMIT_MEMLOCK:
+            message, hint = _rlimit_message(plan, step, err)
+        case Step.NICE:
+            message = f"{who}: cannot set limits.nice to {plan.nice}: {strerror}"
+            if err in (errno.EACCES, errno.EPERM) and not _have_cap(_CAP_SYS_NICE):
+                message += " (a negative nice needs CAP_SYS_NICE, which this supervisor lacks)"
+        case Step.AFFINITY:
+            cpus = format_cpu_list(plan.cpus or ())
+            online = format_cpu_list(set(os.sched_getaffinity(0)))
+            message = f"{who}: cannot set limits.cpu_affinity to {cpus}: {strerror}"
+            hint = f"the supervisor may use CPUs {online}"
+        case Step.SETGROUPS:
+            message = (
+                f"{who}: cannot set supplementary groups {list(plan.groups or ())}: {strerror}"
+            )
+            path = f"{plan.path_prefix}.supplementary_groups"
+        case Step.SETGID:
+            message = f"{who}: cannot switch to group {plan.gid}: {strerror}"
+            path = f"{plan.path_prefix}.group"
+        case Step.SETUID:
+            message = f"{who}: cannot switch to user {plan.user_name} ({plan.uid}): {strerror}"
+            path = f"{plan.path_prefix}.user"
+        case Step.CAPS_BOUNDING | Step.CAPS_INHERITABLE | Step.CAPS_SET | Step.CAPS_AMBIENT:
+            caps = ", ".join(plan.capability_names) or "none"
+            message = f"{who}: cannot set {step.label} to [{caps}]: {strerror}"
+            path = f"{plan.path_prefix}.capabilities"
+        case Step.NAMESPACE | Step.PID_NAMESPACE_FORK | Step.MOUNT | Step.LOOPBACK:
+            keys = [k for k in ("network", "mount", "pid", "private_tmp", "private_devices")
+                    if getattr(plan, k)]  # fmt: skip
+            message = (
+                f"{who}: cannot set up namespaces ({', '.join(f'isolation.{k}' for k in keys)})"
+                f" at step '{step.name.lower()}': {strerror}"
+            )
+            path = f"{plan.path_prefix}.isolation"
+        case Step.USER_NAMESPACE:
+            message = f"{who}: cannot create the user namespace (isolation.user): {strerror}"
+        case Step.CGROUP:
+            message = f"{who}: cannot join cgroup {', '.join(plan.cgroup_procs)}: {strerror}"
+            path = f"{plan.path_prefix}.limits.cgroup"
+        case Step.NO_NEW_PRIVS:
+            message = f"{who}: cannot set isolation.no_new_privileges: {strerror}"
+        case Step.CHDIR:
+            message = f"{who}: cannot change to working_dir '{plan.cwd}': {strerror}"
+        case Step.EXEC:
+            message = f"{who}: cannot execute '{plan.argv[0]}': {strerror}"
+            path = f"{plan.path_prefix}.command"
+        case _:
+            message = f"{who}: cannot start ({step.name.lower()}): {strerror}"
+    return SpawnError(
+        Diagnostic(step.code, message, path=path, hint=hint),
+        ChildFault(step.name.lower(), err, step.label),
+    )
+
+
+def _have_cap(cap: int) -> bool:
+    try:
+        return bool(linux.capget()[0] >> cap & 1)
+    except OSError:
+        return False
+
+
+def _rlimit_message(plan: SpawnPlan, step: Step, err: int) -> tuple[str, str]:
+    setting = next(r for r in plan.rlimits if r.step is step)
+    field = step.label
+    hard = resource.getrlimit(setting.resource)[1]
+    value = describe_limit(setting.value)
+    head = f"service '{plan.service}': cannot set {field} to {value}"
+    over = hard != resource.RLIM_INFINITY and (
+        setting.value == resource.RLIM_INFINITY or setting.value > hard
+    )
+    if err == errno.EPERM and over and not _have_cap(_CAP_SYS_RESOURCE):
+        return (
+            f"{head}: the hard limit is {describe_limit(hard)} and raising it needs "
+            "CAP_SYS_RESOURCE, which this supervisor lacks",
+            f"lower {field} to at most {describe_limit(hard)}, or run sysg where it may raise it",
+        )
+    if err == errno.EPERM and step is Step.RLIMIT_NOFILE:
+        nr_open = _read_int("/proc/sys/fs/nr_open")
+        return (
+            f"{head}: it exceeds fs.nr_open ({nr_open}), the kernel's ceiling",
+            f"lower {field} to at most {nr_open}",
+        )
+    return f"{head}: {os.strerror(err)} (hard limit {describe_limit(hard)})", ""
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path) as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return 0
