@@ -1,0 +1,199 @@
+"""The located tree of a whole manifest -> ``model.Manifest``: version, projects, loose services,
+project ids and service names, and the ``depends_on`` graph checks.
+
+Pure given the ``read`` callback (used for env files). Every problem is recorded in the
+``Checker``; ``build`` returns None when there was any, so a ``Manifest`` only exists if the
+whole file is valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import PurePath
+
+from systemg.errors import Code
+from systemg.manifest.check import Checker, child
+from systemg.manifest.graph import find_cycles
+from systemg.manifest.model import Manifest, Project, Service
+from systemg.manifest.service import Context, EnvDraft, LogDraft
+from systemg.manifest.tree import Key, Map, Node, Reader, Scalar
+from systemg.manifest.values import GrammarError, check_name, slug, suggestion
+
+TOP_KEYS = ("version", "projects", "services", "env", "logs")
+PROJECT_KEYS = ("name", "services", "env", "logs")
+SUPPORTED_VERSION = "2"
+# Top-level keys starting with this are ignored: a home for YAML anchors (`x-defaults: &d`).
+EXTENSION_PREFIX = "x-"
+
+
+def loose_project_id(manifest_path: str) -> str:
+    """``<file-stem-slug>-<16 hex of sha256(absolute path)>``: unique per manifest file."""
+    absolute = os.path.abspath(manifest_path)
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:16]
+    return f"{slug(PurePath(absolute).stem)}-{digest}"
+
+
+def build(root: Node, *, path: str, ck: Checker, read: Reader) -> Manifest | None:
+    """Parse the tree of the manifest at ``path`` (absolute); None if any problem was found."""
+    manifest_dir = os.path.dirname(path)
+    ctx = Context(ck, manifest_dir, read)
+    if isinstance(root, Scalar) and root.value is None:
+        ck.error(
+            Code.MISSING_KEY,
+            "version",
+            "the manifest is empty",
+            root,
+            'start with version: "2" and a services: or projects: block',
+        )
+        return None
+    m = ck.mapping(root, "")
+    if m is None:
+        return None
+    m = Map(tuple(e for e in m.entries if not e[0].name.startswith(EXTENSION_PREFIX)), m.loc)
+    f = ck.fields(m, "", TOP_KEYS)
+    if not _version_ok(ck, f, m):
+        return None
+    env = ctx.env(f["env"][1], "env") if "env" in f else EnvDraft()
+    logs = ctx.logs(f["logs"][1], "logs") if "logs" in f else LogDraft()
+    projects: list[Project] = []
+    if "projects" in f:
+        pm = ck.mapping(f["projects"][1], "projects")
+        for key, node in pm.entries if pm else ():
+            project = _project(ctx, key, node, env=env, logs=logs, path=path)
+            if project is not None:
+                projects.append(project)
+    if "services" in f:
+        stem = PurePath(path).stem
+        loose = _services(ctx, f["services"][1], "services", env, logs)
+        if loose is not None:
+            projects.append(Project(loose_project_id(path), stem, loose, path, loose=True))
+    if "projects" not in f and "services" not in f:
+        ck.error(
+            Code.MISSING_KEY,
+            "services",
+            "the manifest defines no services",
+            m,
+            "add a services: block (or projects: with services inside)",
+        )
+    if ck.errors:
+        return None
+    return Manifest(path, tuple(projects))
+
+
+def _version_ok(ck: Checker, f: dict[str, tuple[Key, Node]], m: Map) -> bool:
+    if "version" not in f:
+        ck.error(
+            Code.MISSING_KEY,
+            "version",
+            "the manifest has no version",
+            m,
+            'add version: "2" as the first line',
+        )
+        return True  # the rest can still be checked against version 2
+    node = f["version"][1]
+    raw = node.raw.strip() if isinstance(node, Scalar) else ""
+    if raw == SUPPORTED_VERSION:
+        return True
+    if raw == "1":
+        ck.error(
+            Code.UNSUPPORTED_VERSION,
+            "version",
+            "version 1 manifests are no longer supported",
+            node,
+            'migrate with `sysg migrate`, or rewrite it: set version: "2" and move the '
+            "services under projects: {ID: {services: ...}} (or a top-level services: block)",
+        )
+    else:
+        ck.error(
+            Code.UNSUPPORTED_VERSION,
+            "version",
+            f"unsupported version '{raw}'",
+            node,
+            'this systemg reads version: "2"',
+        )
+    return False
+
+
+def _project(
+    ctx: Context, key: Key, node: Node, *, env: EnvDraft, logs: LogDraft, path: str
+) -> Project | None:
+    ck = ctx.ck
+    ppath = child("projects", key.name)
+    try:
+        check_name(key.name, "project id")
+    except GrammarError as problem:
+        ck.error(Code.INVALID_NAME, ppath, problem.message, key, problem.hint)
+    pm = ck.mapping(node, ppath)
+    if pm is None:
+        return None
+    f = ck.fields(pm, ppath, PROJECT_KEYS)
+    name = key.name
+    if "name" in f:
+        name = ck.string(f["name"][1], child(ppath, "name"), what="a display name") or key.name
+    if "env" in f:
+        env = env.under(ctx.env(f["env"][1], child(ppath, "env")))
+    if "logs" in f:
+        logs = logs.under(ctx.logs(f["logs"][1], child(ppath, "logs")))
+    if "services" not in f:
+        ck.error(
+            Code.MISSING_KEY,
+            child(ppath, "services"),
+            "the project has no services",
+            key,
+            "add a services: block inside the project",
+        )
+        return None
+    services = _services(ctx, f["services"][1], child(ppath, "services"), env, logs)
+    if services is None:
+        return None
+    return Project(key.name, name, services, path)
+
+
+def _services(
+    ctx: Context, node: Node, path: str, env: EnvDraft, logs: LogDraft
+) -> tuple[Service, ...] | None:
+    ck = ctx.ck
+    m = ck.mapping(node, path)
+    if m is None:
+        return None
+    before = len(ck.errors)
+    names = [k.name for k, _ in m.entries]
+    services: list[Service] = []
+    deps: dict[str, list[str]] = {}
+    located: dict[str, dict[str, Key | Node]] = {}
+    for key, value in m.entries:
+        spath = child(path, key.name)
+        try:
+            check_name(key.name, "service name")
+        except GrammarError as problem:
+            ck.error(Code.INVALID_NAME, spath, problem.message, key, problem.hint)
+        service, at = ctx.service(key.name, value, spath, env, logs)
+        located[key.name] = at
+        deps[key.name] = [d for d in at if d]
+        if service is not None:
+            services.append(service)
+    for name in names:
+        dpath = child(child(path, name), "depends_on")
+        for i, dep in enumerate(deps[name]):
+            if dep not in deps:
+                others = [n for n in names if n != name]
+                ck.error(
+                    Code.UNKNOWN_DEPENDENCY,
+                    f"{dpath}[{i}]",
+                    f"'{dep}' is not a service of this project{suggestion(dep, others)}",
+                    located[name][dep],
+                    f"services here: {', '.join(others) or '(none)'}",
+                )
+    for cycle in find_cycles(deps):
+        first = cycle[0]
+        ck.error(
+            Code.DEPENDENCY_CYCLE,
+            child(child(path, first), "depends_on"),
+            f"dependency cycle: {' -> '.join(cycle)}",
+            located[first].get(cycle[1]) or located[first][""],
+            "remove one depends_on entry of this cycle",
+        )
+    if len(ck.errors) != before:
+        return None
+    return tuple(services)

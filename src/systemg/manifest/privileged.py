@@ -1,0 +1,233 @@
+"""The privileged service keys (spec/privileged.md §3): identity, limits, cgroup, capabilities,
+isolation and listen. Pure: names are checked for shape only, they are resolved to ids at
+spawn time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal
+
+from systemg.errors import Code
+from systemg.manifest.check import Checker, child, describe, item
+from systemg.manifest.model import UNLIMITED, CgroupSpec, Isolation, Limits, ListenSpec
+from systemg.manifest.tree import Key, Node, Scalar
+from systemg.manifest.values import (
+    MAX_RLIMIT,
+    GrammarError,
+    parse_capability,
+    parse_cpu_list,
+    parse_cpu_max,
+    parse_listen,
+    parse_nice,
+    parse_size,
+)
+
+LIMIT_KEYS = ("nofile", "nproc", "memlock", "nice", "cpu_affinity", "cgroup")
+CGROUP_KEYS = ("memory_max", "cpu_max", "root")
+ISOLATION_BOOLS = (
+    "network",
+    "mount",
+    "pid",
+    "user",
+    "private_tmp",
+    "private_devices",
+    "no_new_privileges",
+)
+ISOLATION_PLACEHOLDERS = ("seccomp", "apparmor_profile", "selinux_context")
+_ACCOUNT = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$")
+
+
+def account(ck: Checker, node: Node, path: str, what: str) -> str | None:
+    """A user or group: a name (``www-data``) or a numeric id (``1000``)."""
+    if (
+        isinstance(node, Scalar)
+        and isinstance(node.value, int)
+        and not isinstance(node.value, bool)
+    ):
+        if node.value < 0:
+            ck.error(Code.INVALID_VALUE, path, f"{what} id {node.value} is negative", node)
+            return None
+        return str(node.value)
+    name = ck.string(node, path, what=f"a {what} name or id")
+    if name is None:
+        return None
+    if not _ACCOUNT.match(name) or len(name) > 256:
+        ck.error(
+            Code.INVALID_VALUE,
+            path,
+            f"'{name}' is not a valid {what} name",
+            node,
+            f"use the {what} name as in /etc/{'passwd' if what == 'user' else 'group'}, "
+            "or its numeric id",
+        )
+        return None
+    return name
+
+
+def supplementary_groups(ck: Checker, node: Node, path: str) -> tuple[str, ...]:
+    seq = ck.sequence(node, path, "[adm, 27]")
+    if seq is None:
+        return ()
+    out: list[str] = []
+    for i, entry in enumerate(seq.items):
+        name = account(ck, entry, item(path, i), "group")
+        if name is not None and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _rlimit(ck: Checker, node: Node, path: str, key: str) -> int | None:
+    value = ck.value(node, path)
+    if key == "nofile" and isinstance(value, str) and value.strip().lower() == "unlimited":
+        ck.error(
+            Code.INVALID_VALUE,
+            path,
+            "nofile cannot be unlimited",
+            node,
+            "the kernel caps open files at fs.nr_open (cat /proc/sys/fs/nr_open); "
+            "write a number such as 1048576",
+        )
+        return None
+    result = ck.grammar(node, path, lambda v: parse_size(v, allow_unlimited=key == "memlock"))
+    if result is not None and result != UNLIMITED and result > MAX_RLIMIT:
+        ck.error(Code.INVALID_VALUE, path, f"{describe(node)} is too large", node)
+        return None
+    return result
+
+
+def limits(ck: Checker, node: Node, path: str) -> Limits:
+    m = ck.mapping(node, path)
+    if m is None:
+        return Limits()
+    f = ck.fields(m, path, LIMIT_KEYS)
+    values: dict[str, object] = {}
+    for key in ("nofile", "nproc", "memlock"):
+        if key in f:
+            values[key] = _rlimit(ck, f[key][1], child(path, key), key)
+    if "nice" in f:
+        values["nice"] = ck.grammar(f["nice"][1], child(path, "nice"), parse_nice)
+    if "cpu_affinity" in f:
+        values["cpu_affinity"] = ck.grammar(
+            f["cpu_affinity"][1], child(path, "cpu_affinity"), parse_cpu_list
+        )
+    cgroup = cgroup_spec(ck, f["cgroup"][1], child(path, "cgroup")) if "cgroup" in f else None
+    return Limits(
+        nofile=_opt_int(values.get("nofile")),
+        nproc=_opt_int(values.get("nproc")),
+        memlock=_opt_int(values.get("memlock")),
+        nice=_opt_int(values.get("nice")),
+        cpu_affinity=values.get("cpu_affinity"),  # type: ignore[arg-type]
+        cgroup=cgroup,
+    )
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _memory_max(value: object) -> int | Literal["max"]:
+    if isinstance(value, str) and value.strip() == "max":
+        return "max"
+    try:
+        return parse_size(value)
+    except GrammarError as problem:
+        raise GrammarError(problem.message, problem.hint + ', or "max"') from None
+
+
+def cgroup_spec(ck: Checker, node: Node, path: str) -> CgroupSpec | None:
+    m = ck.mapping(node, path)
+    if m is None:
+        return None
+    f = ck.fields(m, path, CGROUP_KEYS)
+    memory_max = (
+        ck.grammar(f["memory_max"][1], child(path, "memory_max"), _memory_max)
+        if "memory_max" in f
+        else None
+    )
+    cpu_max = (
+        ck.grammar(f["cpu_max"][1], child(path, "cpu_max"), parse_cpu_max)
+        if "cpu_max" in f
+        else None
+    )
+    root: str | None = None
+    if "root" in f:
+        root = ck.string(f["root"][1], child(path, "root"), what="an absolute path")
+        if root is not None and not os.path.isabs(root):
+            ck.error(
+                Code.INVALID_VALUE,
+                child(path, "root"),
+                f"'{root}' is not an absolute path",
+                f["root"][1],
+                "write the cgroup2 mount point, e.g. /sys/fs/cgroup",
+            )
+            root = None
+        elif root is not None:
+            root = os.path.normpath(root)
+    return CgroupSpec(memory_max=memory_max, cpu_max=cpu_max, root=root)
+
+
+def capabilities(ck: Checker, node: Node, path: str) -> tuple[str, ...] | None:
+    seq = ck.sequence(node, path, "[NET_BIND_SERVICE]")
+    if seq is None:
+        return None
+    out: list[str] = []
+    for i, entry in enumerate(seq.items):
+        name = ck.grammar(entry, item(path, i), parse_capability)
+        if name is not None and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def isolation(ck: Checker, node: Node, path: str) -> Isolation:
+    m = ck.mapping(node, path)
+    if m is None:
+        return Isolation()
+    f = ck.fields(m, path, ISOLATION_BOOLS + ISOLATION_PLACEHOLDERS)
+    flags: dict[str, bool] = {}
+    for key in ISOLATION_BOOLS:
+        if key in f:
+            flag = ck.boolean(f[key][1], child(path, key))
+            if flag is not None:
+                flags[key] = flag
+    texts: dict[str, str] = {}
+    for key in ISOLATION_PLACEHOLDERS:
+        if key in f:
+            k, v = f[key]
+            text = ck.string(v, child(path, key))
+            if text is not None:
+                texts[key] = text
+                _not_enforced(ck, child(path, key), k)
+    return Isolation(
+        **flags,
+        seccomp=texts.get("seccomp"),
+        apparmor_profile=texts.get("apparmor_profile"),
+        selinux_context=texts.get("selinux_context"),
+    )
+
+
+def _not_enforced(ck: Checker, path: str, key: Key) -> None:
+    ck.warn(
+        Code.NOT_ENFORCED,
+        path,
+        "accepted but not enforced by this version of systemg",
+        key,
+        "the service runs without this confinement; remove the key to silence this warning",
+    )
+
+
+def listen(ck: Checker, node: Node, path: str) -> tuple[ListenSpec, ...]:
+    seq = ck.sequence(node, path, '["127.0.0.1:8080", "unix:/run/app.sock"]')
+    if seq is None:
+        return ()
+    out: list[ListenSpec] = []
+    for i, entry in enumerate(seq.items):
+        spec = ck.grammar(entry, item(path, i), parse_listen)
+        if spec is None:
+            continue
+        if any(s.raw == spec.raw for s in out):
+            ck.error(Code.INVALID_VALUE, item(path, i), f"'{spec.raw}' is listed twice", entry)
+            continue
+        out.append(spec)
+    return tuple(out)

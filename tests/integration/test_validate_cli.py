@@ -1,0 +1,170 @@
+"""``sysg validate`` as a person runs it: the real executable, exit codes, text and JSON.
+
+Every file under tests/data/bad/ states its expectation on line 1::
+
+    # expect: SG0210 services.web.limits.nice line 7
+
+(``-`` for an empty path). The line may point into an included or env file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+DATA = ROOT / "tests" / "data"
+SYSG = str(Path(sys.executable).parent / "sysg")
+EXPECT = re.compile(r"^# expect: (SG\d{4}) (\S.*?) line (\d+)$")
+BAD = sorted((DATA / "bad").glob("*.yaml"))
+GOOD = sorted((DATA / "good").glob("*.yaml")) + sorted((ROOT / "examples").glob("**/*.yaml"))
+
+
+def sysg(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYSG_TEST_")}
+    env["NO_COLOR"] = "1"
+    return subprocess.run(
+        [SYSG, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+    )
+
+
+def validate_json(path: Path) -> tuple[int, dict[str, Any]]:
+    proc = sysg("validate", "-c", str(path), "--format", "json")
+    assert "Traceback" not in proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_bad_corpus_is_large_enough() -> None:
+    assert len(BAD) >= 25
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
+def test_bad_manifest_is_refused_with_code_path_and_line(path: Path) -> None:
+    m = EXPECT.match(path.read_bytes().split(b"\n", 1)[0].decode())
+    assert m, f"{path.name}: line 1 must be '# expect: CODE PATH line N'"
+    code, field, line = m.group(1), m.group(2), int(m.group(3))
+    field = "" if field == "-" else field
+    rc, doc = validate_json(path)
+    assert rc == 1
+    assert doc["valid"] is False
+    assert doc["file"] == str(path)
+    found = [(d["code"], d["path"], d["line"]) for d in doc["diagnostics"]]
+    assert (code, field, line) in found, found
+    for d in doc["diagnostics"]:
+        assert set(d) == {"code", "severity", "path", "file", "line", "column", "message", "hint"}
+        assert d["message"]
+        assert d["file"]
+
+
+@pytest.mark.parametrize("path", GOOD, ids=[str(p.relative_to(ROOT)) for p in GOOD])
+def test_good_manifest_is_valid(path: Path) -> None:
+    rc, doc = validate_json(path)
+    assert (rc, doc["valid"]) == (0, True), doc["diagnostics"]
+    assert all(d["severity"] == "warning" for d in doc["diagnostics"])
+
+
+def test_examples_validate_or_are_absent() -> None:
+    examples = sorted((ROOT / "examples").glob("**/*.yaml"))
+    if not examples:
+        pytest.skip("no examples/*.yaml yet")
+    for path in examples:
+        assert sysg("validate", "-c", str(path)).returncode == 0, path
+
+
+def test_huge_file_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as fh:
+        fh.write(b'version: "2"\nservices:\n')
+        fh.write(b"  # padding\n" * (50 * 1024 * 1024 // 12))
+    rc, doc = validate_json(path)
+    assert rc == 1
+    assert doc["diagnostics"][0]["code"] == "SG0219"
+
+
+def test_alias_bomb_refused() -> None:
+    rc, doc = validate_json(DATA / "bad" / "alias-bomb.yaml")
+    assert rc == 1
+    assert [d["code"] for d in doc["diagnostics"]] == ["SG0211"]
+    assert "alias" in doc["diagnostics"][0]["message"]
+
+
+def test_text_output_points_at_the_line_with_a_caret() -> None:
+    path = DATA / "bad" / "nice-out-of-range.yaml"
+    proc = sysg("validate", "-c", str(path))
+    assert proc.returncode == 1
+    assert "error[SG0210]: services.web.limits.nice: nice 40 is out of range -20..19" in proc.stderr
+    assert f"--> {path}:7:13 (services.web.limits.nice)" in proc.stderr
+    assert "   7 |       nice: 40\n" + " " * 19 + "^" in proc.stderr
+    assert "help: nice is an integer from -20" in proc.stderr
+    assert f"✗ invalid  {path} · 1 problem(s)" in proc.stderr
+
+
+def test_text_output_for_a_valid_file_with_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text('version: "2"\nservices:\n  a: {command: x, isolation: {seccomp: s}}\n')
+    proc = sysg("validate", "-c", str(path))
+    assert proc.returncode == 0
+    assert "warning[SG0721]" in proc.stdout
+    assert f"✓ valid  {path} (1 project(s), 1 service(s))" in proc.stdout
+
+
+def test_every_problem_of_a_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        'version: "2"\nservices:\n  a:\n    command: x\n    restart_policy: alwyas\n'
+        "    limits: {nice: 40}\n    capabilities: [NET_BIND]\n"
+    )
+    rc, doc = validate_json(path)
+    assert rc == 1
+    assert [d["path"] for d in doc["diagnostics"]] == [
+        "services.a.restart_policy",
+        "services.a.limits.nice",
+        "services.a.capabilities[0]",
+    ]
+    assert "CAP_NET_BIND_SERVICE" in doc["diagnostics"][2]["hint"]
+
+
+def test_default_file_lookup(tmp_path: Path) -> None:
+    proc = sysg("validate", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "SG0203" in proc.stderr
+    (tmp_path / "sysg.yaml").write_text('version: "2"\nservices:\n  a: {command: x}\n')
+    proc = sysg("validate", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "sysg.yaml" in proc.stdout
+    (tmp_path / "systemg.yaml").write_text('version: "2"\nservices: {}\nbogus: 1\n')
+    proc = sysg("validate", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["file"] == str(tmp_path / "systemg.yaml")
+
+
+def test_unreadable_file_exits_2(tmp_path: Path) -> None:
+    rc, doc = validate_json(tmp_path / "missing.yaml")
+    assert rc == 2
+    assert doc["valid"] is False
+    assert doc["diagnostics"][0]["code"] == "SG0203"
+    proc = sysg("validate", "-c", str(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_validate_imports_no_daemon_code(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text('version: "2"\nservices:\n  a: {command: x}\n')
+    code = (
+        "import sys; from systemg.cli.main import main; rc = main(['validate', '-c', sys.argv[1]]);"
+        "bad = [m for m in sys.modules if m.startswith(('systemg.daemon', 'systemg.spawn'))];"
+        "print(bad); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
