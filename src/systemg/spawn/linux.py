@@ -6,8 +6,7 @@ child can report ``(step, errno)``. Why no library: python-prctl is unmaintained
 libcap headers to build, ``pyroute2``/``unshare`` packages cover one call each, and
 ``os.unshare`` only arrives in Python 3.12. Five thin wrappers are less than any of those.
 
-Also holds the capability name table (``CAP_X`` → bit number, Linux 6.x numbering) used until
-``manifest.values.CAPABILITIES`` exists; the two must agree.
+Capability names come from ``manifest.values.CAPABILITIES`` (one table for the project).
 
 Invariant: nothing here allocates much or logs: the wrappers run between fork and exec.
 """
@@ -19,6 +18,8 @@ import fcntl
 import os
 import socket
 import struct
+
+from systemg.manifest import values as _manifest_values
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -52,50 +53,8 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
-_CAP_NAMES = (
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-)
-CAPABILITIES: dict[str, int] = {name: number for number, name in enumerate(_CAP_NAMES)}
+# One table of capability names for the whole project: the manifest validates against it.
+CAPABILITIES = _manifest_values.CAPABILITIES
 
 
 def cap_last_cap() -> int:
