@@ -128,6 +128,10 @@ class Runtime:
         except (FileNotFoundError, ValueError):
             return None
 
+    def supervisor_processes(self) -> list[int]:
+        """Pids of live ``sysg ... supervise`` processes whose environment names this root."""
+        return supervisor_processes(self.state)
+
     def wait_state(self, service: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             unit = self.unit(service)
@@ -155,6 +159,25 @@ class Runtime:
                     os.kill(p, signal.SIGKILL)
         _kill_fdholder(self.state)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def supervisor_processes(state: Path) -> list[int]:
+    """Live processes with ``supervise`` in argv and ``SYSTEMG_STATE_DIR=<state>`` in environ."""
+    marker = f"SYSTEMG_STATE_DIR={state}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"supervise" in argv and marker in env and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
 
 
 def _kill_fdholder(state: Path) -> None:

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from systemg.errors import SysgError
+    from systemg.errors import Code, SysgError
 
     try:
         return int(command_module(args.command).run(args))
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         from systemg.cli.render import render_error
 
         sys.stderr.write(render_error(exc, color=_use_color(args)))
-        return 1
+        return 2 if exc.code is Code.NO_SUPERVISOR else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

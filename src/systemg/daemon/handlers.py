@@ -152,6 +152,9 @@ class Handlers:
         project_ids = [pid for pid, _ in selection.targets]
         if req.attach:
             self._attach(project_ids, r)
+            # First event: which projects this terminal is attached to, so a Ctrl-C that
+            # comes before any output stops exactly those.
+            r.event({"kind": "attached", "projects": project_ids})
         touched: list[Unit] = []
         pending = [len(selection.targets)]
 

@@ -25,8 +25,15 @@ from pathlib import Path
 EXEC_FAILED = 127
 
 
-def spawn_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> int:
-    """Fork, detach and exec ``argv``; return the child's pid (the caller must reap it)."""
+def spawn_detached(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str], *, listen_fds: int = 0
+) -> int:
+    """Fork, detach and exec ``argv``; return the child's pid (the caller must reap it).
+
+    ``listen_fds`` = n > 0 passes this process's fds 3..3+n-1 on at the same numbers, with
+    ``LISTEN_FDS=n`` and ``LISTEN_PID`` = the child's pid (socket activation handed on to
+    the supervisor; ``LISTEN_FDNAMES``, if any, is the caller's to put in ``env``).
+    """
     if not argv:
         raise ValueError("empty argv")
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -38,21 +45,27 @@ def spawn_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) 
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
-            _child(args, environ, log_fd, null_fd)
+            _child(args, environ, log_fd, null_fd, listen_fds)
         return pid
     finally:
         os.close(log_fd)
         os.close(null_fd)
 
 
-def _child(argv: list[str], env: dict[str, str], log_fd: int, null_fd: int) -> None:
+def _child(argv: list[str], env: dict[str, str], log_fd: int, null_fd: int, keep: int) -> None:
     """In the child: new session, stdio wired, nothing else open, exec. Never returns."""
     try:
         os.setsid()
         os.dup2(null_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        os.closerange(3, _max_fd())
+        # log_fd/null_fd were opened after the kept fds 3..3+keep-1, so they lie above them.
+        os.closerange(3 + keep, _max_fd())
+        if keep:
+            for fd in range(3, 3 + keep):
+                os.set_inheritable(fd, True)
+            env["LISTEN_FDS"] = str(keep)
+            env["LISTEN_PID"] = str(os.getpid())
         os.execve(argv[0], argv, env)
     except OSError as exc:
         try:

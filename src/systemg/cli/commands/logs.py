@@ -32,7 +32,7 @@ from systemg.cli.logfiles import (
     select,
     tail,
 )
-from systemg.paths import Mode, Paths
+from systemg.paths import Paths
 
 HELP = "show or follow service logs (works without a supervisor)"
 POLL_INTERVAL = 0.1  # seconds between file polls when following without a supervisor
@@ -88,7 +88,11 @@ class Printer:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = Paths.for_mode(Mode.SYSTEM if args.sys_mode else Mode.USER)
+    # Same mode rules as every command: SG0704 for --sys as non-root, the root checks, and
+    # the operator fallback to a reachable system supervisor.
+    from systemg.cli.mode import resolve
+
+    paths = resolve(args, "logs").paths
     project, service = parse_selector(args.project, args.service)
     out: BinaryIO = sys.stdout.buffer
     if args.path:

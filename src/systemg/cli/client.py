@@ -1,0 +1,465 @@
+"""The CLI's side of the control socket: connect, ask, read replies; boot a supervisor.
+
+One request per connection (``protocol.codec``): the CLI sends one frame, then reads lines
+until the final reply. Stream requests (foreground ``start``, ``logs -f``) receive event
+lines first; ``stream`` yields them as they come, ``call`` skips them.
+
+No supervisor: the socket is missing or refuses the connection (``SG0206``). A supervisor
+that accepts nothing within ``CONNECT_TIMEOUT`` or, for a read-only request, sends no reply
+within ``READ_TIMEOUT`` is alive but not answering (``SG0205``). Mutating requests (start,
+stop, restart, shutdown) wait as long as the supervisor keeps the connection open: a start
+may legitimately take minutes.
+
+Booting (``ensure_supervisor``): when nothing answers, the CLI spawns ``sysg [--sys]
+[--drop-privileges] supervise`` detached (``spawn.detach``) and polls the socket with a
+deadline. Two CLIs racing both spawn one; the supervisor's exclusive lock makes the loser
+exit at once, and both CLIs then talk to the winner. This module never imports the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from systemg.errors import Code, Diagnostic, SysgError
+from systemg.paths import Mode, Paths
+from systemg.protocol import codec
+from systemg.protocol.messages import PROTOCOL_VERSION, Message
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 15.0  # read-only requests only (status, inspect, version)
+BOOT_TIMEOUT = 10.0
+MAX_REPLY = 256 * 1024 * 1024  # a reply line larger than this is a broken supervisor
+READ_ONLY_VERBS = frozenset({"status", "inspect", "version"})
+LISTEN_VARS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+def request_environ() -> tuple[tuple[str, str], ...]:
+    """The environment sent with start/restart for ``${VAR}`` expansion (no ``LISTEN_*``)."""
+    return tuple((k, v) for k, v in os.environ.items() if k not in LISTEN_VARS)
+
+
+def no_supervisor(paths: Paths) -> SysgError:
+    sys_flag = "--sys " if paths.mode is Mode.SYSTEM else ""
+    return SysgError.of(
+        Code.NO_SUPERVISOR,
+        "no supervisor is running",
+        hint=f"start one with `sysg {sys_flag}start --daemonize`",
+    )
+
+
+def not_answering(paths: Paths, what: str = "") -> SysgError:
+    return SysgError.of(
+        Code.SUPERVISOR_NOT_ANSWERING,
+        "supervisor is alive but not answering" + (f" ({what})" if what else ""),
+        hint=f"see {paths.supervisor_log}; `sysg stop --supervisor` or kill the pid in "
+        f"{paths.pid_file}",
+    )
+
+
+# --- liveness -----------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def supervisor_pid(paths: Paths) -> int | None:
+    """The pid in ``sysg.pid`` if that process is alive, else None."""
+    try:
+        pid = int(paths.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and pid_alive(pid) else None
+
+
+def is_supervisor(pid: int) -> bool:
+    """True if ``pid`` runs ``sysg ... supervise`` (guards against a recycled pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return b"supervise" in argv
+
+
+def permission_denied(paths: Paths) -> SysgError:
+    """The kernel refused us the socket (its mode, or an unsearchable state root).
+
+    In system mode this says what the supervisor itself would say to a peer outside the
+    operator group (``spec/privileged.md`` section 2); the group is the state root's group
+    (``0750 root:OPERATORS``), readable with ``stat`` even when the root is not searchable.
+    """
+    if paths.mode is Mode.SYSTEM:
+        import grp
+
+        uid = os.getuid()
+        try:
+            gid = paths.state_dir.stat().st_gid
+            group = grp.getgrgid(gid).gr_name if gid != 0 else None
+        except (OSError, KeyError):
+            group = None
+        if group is not None:
+            return SysgError.of(
+                Code.PERMISSION_DENIED,
+                f"permission denied: uid {uid} is not root and not in group '{group}'",
+                hint=f"ask an administrator to add you to '{group}', or use sudo; "
+                "your own supervisor (if any) is reached with `sysg start`",
+            )
+        return SysgError.of(
+            Code.PERMISSION_DENIED,
+            f"permission denied: uid {uid} is not root",
+            hint="this system supervisor has no operator group: only root may use it (sudo)",
+        )
+    return SysgError.of(
+        Code.PERMISSION_DENIED,
+        f"permission denied: cannot connect to {paths.socket}",
+        hint="the supervisor belongs to another user; system mode needs root "
+        "(`sudo sysg --sys ...`) or membership of the operator group",
+    )
+
+
+def connect(paths: Paths, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+    """Connect to the control socket or raise ``SG0206`` / ``SG0205`` / ``SG0232``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(paths.socket))
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        sock.close()
+        raise no_supervisor(paths) from None
+    except PermissionError:
+        sock.close()
+        raise permission_denied(paths) from None
+    except TimeoutError:
+        sock.close()
+        raise not_answering(paths, "connect timed out") from None
+    except OSError as exc:
+        sock.close()
+        raise SysgError.of(
+            Code.NO_SUPERVISOR,
+            f"cannot connect to {paths.socket}: {exc.strerror or exc}",
+            hint="start one with `sysg start --daemonize`",
+        ) from None
+    return sock
+
+
+def accepts(paths: Paths, timeout: float = 1.0) -> bool:
+    """True if something accepts a connection on the control socket right now."""
+    try:
+        connect(paths, timeout).close()
+    except SysgError:
+        return False
+    return True
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One streamed event line (``{"v": 1, "event": {...}}``)."""
+
+    data: dict[str, Any]
+
+
+def stream(paths: Paths, request: Message) -> Iterator[Event | dict[str, Any]]:
+    """Send ``request``; yield each ``Event``, then the final reply's data (last item).
+
+    Raises ``SysgError`` for an ``ok: false`` reply and ``SG0206`` if the connection ends
+    before the final reply (the supervisor went away).
+    """
+    sock = connect(paths)
+    try:
+        sock.settimeout(READ_TIMEOUT if request.verb in READ_ONLY_VERBS else None)
+        broken = False
+        try:
+            sock.sendall(codec.encode_request(request))
+        except (BrokenPipeError, ConnectionResetError):
+            # A supervisor refusing a peer (section 2) writes why and closes at once, maybe
+            # before our request went out: its reason is already waiting to be read.
+            broken = True
+        reader = sock.makefile("rb")
+        while True:
+            try:
+                line = reader.readline(MAX_REPLY)
+            except TimeoutError:
+                raise not_answering(paths, f"no reply to {request.verb!r}") from None
+            except ConnectionResetError:
+                line = b""
+            if not line and broken:
+                raise not_answering(paths, "it closed the connection")
+            if not line:
+                raise SysgError.of(
+                    Code.NO_SUPERVISOR,
+                    "the supervisor closed the connection without replying",
+                    hint=f"it may have exited; see {paths.supervisor_log}",
+                )
+            obj = _decode(line)
+            if "event" in obj:
+                event = obj["event"]
+                if isinstance(event, dict):
+                    yield Event(event)
+                continue
+            yield _reply_data(obj)
+            return
+    finally:
+        sock.close()
+
+
+def call(paths: Paths, request: Message) -> dict[str, Any]:
+    """Send ``request`` and return the data of its reply (events, if any, are skipped)."""
+    result: dict[str, Any] = {}
+    for item in stream(paths, request):
+        if not isinstance(item, Event):
+            result = item
+    return result
+
+
+def call_reviving(paths: Paths, request: Message) -> dict[str, Any]:
+    """Like ``call``, but if the supervisor was killed while its services still run, boot a
+    new one first: it re-adopts them (pid + start time), so ``status``/``stop`` after a
+    ``kill -9`` of the supervisor show and stop the real processes, never duplicates."""
+    try:
+        return call(paths, request)
+    except SysgError as exc:
+        if exc.code is not Code.NO_SUPERVISOR or not recorded_live_services(paths):
+            raise
+    sys.stderr.write("note: the supervisor was gone while services still ran; re-adopting\n")
+    ensure_supervisor(paths)
+    return call(paths, request)
+
+
+def recorded_live_services(paths: Paths) -> bool:
+    """True when a previous supervisor recorded a service that is still alive."""
+    try:
+        entries = list(paths.projects_dir.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            data = json.loads((entry / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        services = data.get("services") if isinstance(data, dict) else None
+        for record in (services or {}).values():
+            pid, start = record.get("pid"), record.get("start_time")
+            if isinstance(pid, int) and isinstance(start, int) and _start_time(pid) == start:
+                return True
+    return False
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise SysgError.of(
+            Code.PROTOCOL,
+            f"the supervisor sent something that is not a JSON object: {line[:80]!r}",
+        )
+    version = obj.get("v")
+    if version != PROTOCOL_VERSION:
+        raise SysgError.of(
+            Code.VERSION_MISMATCH,
+            f"this sysg speaks protocol {PROTOCOL_VERSION}, the supervisor speaks {version!r}",
+            hint="use the same sysg version for the CLI and the supervisor, "
+            "or restart the supervisor with `sysg stop --supervisor`",
+        )
+    return obj
+
+
+def _reply_data(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj.get("ok") is True:
+        data = obj.get("data") or {}
+        return data if isinstance(data, dict) else {"value": data}
+    raw = obj.get("diagnostics") or []
+    diagnostics: list[Diagnostic] = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            diagnostics.append(Diagnostic.from_json(item))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            diagnostics.append(Diagnostic(Code.PROTOCOL, f"unreadable diagnostic: {item!r:.200}"))
+    if not diagnostics:
+        diagnostics.append(Diagnostic(Code.INTERNAL, "the supervisor refused the request"))
+    raise SysgError(*diagnostics)
+
+
+# --- booting ------------------------------------------------------------------------------
+
+
+def supervisor_command(*, system: bool, drop_privileges: bool) -> list[str]:
+    """``[sysg, --sys?, --drop-privileges?, supervise]`` with the sysg next to this Python."""
+    beside = Path(sys.executable).parent / "sysg"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        argv = [str(beside)]
+    elif found := shutil.which("sysg"):
+        argv = [found]
+    else:
+        argv = [sys.executable, "-m", "systemg"]
+    if system:
+        argv.append("--sys")
+    if drop_privileges:
+        argv.append("--drop-privileges")
+    argv.append("supervise")
+    return argv
+
+
+def ensure_supervisor(
+    paths: Paths, *, drop_privileges: bool = False, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Make sure a supervisor answers on ``paths``; return True if this call booted one.
+
+    Socket activation (``systemd-socket-activate -l ADDR sysg start ...``): the sockets were
+    given to this CLI (``LISTEN_PID`` = our pid), but the supervisor is the one that must adopt
+    them, so they are forwarded to the supervisor we boot, at the same fds 3.., with
+    ``LISTEN_PID`` rewritten to its pid (``spec/privileged.md`` section 8).
+    """
+    env = dict(os.environ if environ is None else environ)
+    forwarded = activation_fds(env)
+    for name in ("LISTEN_FDS", "LISTEN_PID"):
+        env.pop(name, None)  # re-set by spawn_detached for the supervisor, if forwarded
+    if not forwarded:
+        env.pop("LISTEN_FDNAMES", None)
+    if accepts(paths, CONNECT_TIMEOUT):
+        if forwarded:
+            sys.stderr.write(
+                f"warning: the {forwarded} socket(s) passed to sysg (LISTEN_FDS) cannot reach "
+                "the supervisor that is already running; stop it to socket-activate it\n"
+            )
+        return False
+    from systemg.spawn.detach import spawn_detached
+
+    argv = supervisor_command(system=paths.mode is Mode.SYSTEM, drop_privileges=drop_privileges)
+    try:
+        paths.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pid = spawn_detached(argv, paths.supervisor_log, env, listen_fds=forwarded)
+    except OSError as exc:
+        raise SysgError.of(
+            Code.START_FAILED,
+            f"cannot start the supervisor: {exc.strerror or exc}",
+            hint=f"check that {paths.log_dir} is writable",
+        ) from None
+    _wait_for_boot(paths, pid)
+    return True
+
+
+def activation_fds(environ: Mapping[str, str]) -> int:
+    """How many sockets (fds 3..) a socket-activating parent gave this very process (or 0)."""
+    count = environ.get("LISTEN_FDS", "")
+    if environ.get("LISTEN_PID") != str(os.getpid()) or not count.isdigit():
+        return 0
+    n = int(count)
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return 0  # not what LISTEN_FDS promised: forward nothing
+    return n
+
+
+def _wait_for_boot(paths: Paths, pid: int) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    status: int | None = None
+    while time.monotonic() < deadline:
+        if accepts(paths, 1.0):
+            return
+        if status is None:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = raw
+        if status is not None:
+            # Ours exited: fine if it lost the lock to a supervisor that is still booting.
+            winner = supervisor_pid(paths) or lock_holder(paths)
+            if winner is None or winner == pid:
+                if accepts(paths, 1.0):
+                    return
+                raise _boot_failed(paths, status)
+        time.sleep(0.02)
+    if accepts(paths, 1.0):
+        return
+    raise SysgError.of(
+        Code.START_FAILED,
+        f"the supervisor did not open {paths.socket} within {BOOT_TIMEOUT:.0f}s",
+        hint=f"see {paths.supervisor_log}:\n{log_tail(paths.supervisor_log)}",
+    )
+
+
+def lock_holder(paths: Paths) -> int | None:
+    """The live pid holding a lock on ``supervisor.lock``, read from ``/proc/locks``.
+
+    Probing by taking the lock ourselves could make a booting supervisor lose it, so we
+    only read the kernel's table (``N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...``).
+    """
+    try:
+        inode = paths.lock_file.stat().st_ino
+        with open("/proc/locks") as fh:
+            table = fh.read()
+    except OSError:
+        return None
+    for row in table.splitlines():
+        parts = row.split()
+        if len(parts) >= 6 and parts[4].lstrip("-").isdigit():
+            ident = parts[5].rsplit(":", 1)
+            if len(ident) == 2 and ident[1] == str(inode) and pid_alive(int(parts[4])):
+                return int(parts[4])
+    return None
+
+
+def _boot_failed(paths: Paths, status: int) -> SysgError:
+    how = (
+        f"exited with status {os.waitstatus_to_exitcode(status)}"
+        if os.WIFEXITED(status)
+        else f"was killed by signal {os.WTERMSIG(status)}"
+    )
+    tail = log_tail(paths.supervisor_log)
+    return SysgError.of(
+        Code.START_FAILED,
+        f"the supervisor {how} while starting",
+        hint=f"last lines of {paths.supervisor_log}:\n{tail}" if tail else "",
+    )
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is gone (or a zombie); True if it went within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -1,0 +1,119 @@
+"""``sysg inspect -s SERVICE``: one service in depth — what the manifest asked for and what
+the kernel shows for its process (``spec/privileged.md`` section 10).
+
+Text or ``--format json`` (the supervisor's reply as it came: ``unit``, ``requested``,
+``observed``, ``mismatch``, ``not_applied``). Exit 0, or 1 when ``mismatch`` is not empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from systemg.cli import client
+from systemg.cli.mode import resolve
+from systemg.cli.selectors import selection
+from systemg.protocol.messages import InspectRequest, UnitStatus
+
+HELP = "one service in depth: what was requested and what the kernel shows"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-s", "--service", metavar="SERVICE", required=True, help="NAME or PROJECT/NAME"
+    )
+    parser.add_argument("-p", "--project", metavar="PROJECT", help="one project, by id")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", nargs="?", const="json"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    sel = selection(args)
+    target = resolve(args, "inspect")
+    data = client.call_reviving(
+        target.paths, InspectRequest(project=sel.project, service=sel.service)
+    )
+    if args.format == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_inspect(data, now=time.time()))
+    sys.stdout.flush()
+    return 1 if data.get("mismatch") else 0
+
+
+def _value(value: Any) -> str:
+    """One-line form of a scalar, list, or small mapping."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):
+        if set(value) >= {"hex", "names"}:  # a capability set
+            names = value.get("names") or []
+            if not names:
+                return str(value["hex"])
+            if len(names) > 6:
+                return f"{value['hex']} ({len(names)} capabilities)"
+            return f"{value['hex']} ({_value(names)})"
+        return ", ".join(f"{k}={_pair(v)}" for k, v in value.items()) or "(none)"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def _pair(value: Any) -> str:
+    """Inside ``k=v`` a list reads better as ``soft/hard``."""
+    if isinstance(value, list | tuple) and value:
+        return "/".join(_value(v) for v in value)
+    return _value(value)
+
+
+def _lines(mapping: dict[str, Any], indent: str) -> list[str]:
+    """``key  value`` rows; a mapping of mappings becomes an indented block."""
+    width = max(len(str(k)) for k in mapping)
+    rows: list[str] = []
+    for key, value in mapping.items():
+        nested = (
+            isinstance(value, dict) and value and any(isinstance(v, dict) for v in value.values())
+        )
+        if nested:
+            rows.append(f"{indent}{key}:")
+            rows.extend(_lines(value, indent + "  "))
+        else:
+            rows.append(f"{indent}{str(key).ljust(width)}  {_value(value)}")
+    return rows
+
+
+def _section(title: str, mapping: Any) -> list[str]:
+    if not isinstance(mapping, dict) or not mapping:
+        return [f"{title}: (nothing)"]
+    return [f"{title}:", *_lines(mapping, "  ")]
+
+
+def render_inspect(data: dict[str, Any], *, now: float) -> str:
+    """Pure text view of an inspect reply."""
+    from systemg.cli.render_status import last_exit_text, uptime_text
+
+    lines: list[str] = []
+    raw = data.get("unit")
+    if isinstance(raw, dict):
+        unit = UnitStatus.from_json(raw)
+        lines.append(f"{unit.project}/{unit.service}")
+        lines.append(f"  state      {unit.state}" + (f" ({unit.message})" if unit.message else ""))
+        lines.append(f"  pid        {unit.pid if unit.pid is not None else '-'}")
+        lines.append(f"  user       {unit.user or '-'}")
+        lines.append(f"  uptime     {uptime_text(unit, now)}")
+        lines.append(f"  restarts   {unit.restarts}")
+        lines.append(f"  last exit  {last_exit_text(unit.last_exit)}")
+        lines.append(f"  command    {unit.command or '-'}")
+        lines.append(f"  enforced   {unit.enforcement}")
+    lines.extend(_section("requested", data.get("requested")))
+    lines.extend(_section("observed", data.get("observed")))
+    for title, key in (("mismatch", "mismatch"), ("not applied", "not_applied")):
+        items = data.get(key) or []
+        if items:
+            lines.append(f"{title}:")
+            lines.extend(f"  - {item}" for item in items)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""``sysg restart``: re-read the registered manifest (or ``-c FILE``) and reconcile.
+
+The supervisor validates first (an invalid manifest changes nothing: ``SG0301``), then
+starts added services, stops removed ones, restarts changed ones with their dependents,
+and leaves unchanged ones running with their pid. With ``-s`` only that service restarts.
+Exit 0 when everything came back up; 1 with each failure named on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from systemg.cli import client
+from systemg.cli.commands.start import report
+from systemg.cli.mode import resolve
+from systemg.cli.selectors import add_selector_arguments, selection
+from systemg.errors import Code, SysgError
+from systemg.paths import find_config
+from systemg.protocol.messages import RestartRequest
+
+HELP = "re-read the manifest and reconcile: start added, stop removed, restart changed"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selector_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    target = resolve(args, "restart")
+    sel = selection(args)
+    config = None
+    if args.config:
+        found = find_config(args.config, target.paths)
+        if found is None or not found.is_file():
+            raise SysgError.of(
+                Code.CONFIG_UNREADABLE,
+                f"manifest not found: {args.config}",
+                hint="check the path given to -c",
+            )
+        config = str(found)
+    request = RestartRequest(
+        config=config,
+        project=sel.project,
+        service=sel.service,
+        drop_privileges=target.drop_privileges,
+        environ=client.request_environ(),
+    )
+    data = client.call_reviving(target.paths, request)
+    return report(data, args, verb="restarted")

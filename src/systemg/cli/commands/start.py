@@ -1,0 +1,194 @@
+"""``sysg start``: boot a supervisor if none runs, register a manifest, start its services.
+
+With ``--daemonize`` the command returns once every selected service is up or failed.
+Without it the terminal stays attached: the supervisor streams the project's output, printed
+as ``service | line``, and Ctrl-C (SIGINT) stops the attached project(s) through a separate
+``stop`` request, then exits 0. The supervisor itself always runs detached, so closing the
+terminal never takes other projects down with it.
+
+Exit codes: 0 all started; 1 a service failed to start (each is named on stderr), the
+manifest is invalid, or the supervisor went away while attached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from systemg.cli import client
+from systemg.cli.console import emit, out
+from systemg.cli.mode import Target, resolve
+from systemg.cli.selectors import Selection, add_selector_arguments, selection
+from systemg.errors import Code, Diagnostic, SysgError
+from systemg.paths import find_config
+from systemg.protocol.messages import StartRequest, StopRequest
+
+HELP = "start the supervisor (if needed) and the services of a manifest"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_selector_arguments(parser)
+    parser.add_argument(
+        "--daemonize",
+        action="store_true",
+        help="return once the services are up instead of streaming their output",
+    )
+
+
+def resolve_config(args: argparse.Namespace, target: Target, sel: Selection) -> str | None:
+    """The manifest to send (absolute), or None to let the supervisor use registered ones."""
+    explicit = getattr(args, "config", None)
+    found = find_config(explicit, target.paths)
+    if explicit:
+        if found is None or not found.is_file():
+            raise SysgError.of(
+                Code.CONFIG_UNREADABLE,
+                f"manifest not found: {explicit}",
+                hint="check the path given to -c",
+            )
+        return str(found)
+    if found is not None:
+        return str(found)
+    if sel.project or sel.service or client.accepts(target.paths):
+        return None
+    raise SysgError.of(
+        Code.CONFIG_UNREADABLE,
+        f"no systemg.yaml or sysg.yaml in {os.getcwd()}",
+        hint="pass the manifest with `-c FILE`",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    target = resolve(args, "start")
+    sel = selection(args)
+    config = resolve_config(args, target, sel)
+    client.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
+    request = StartRequest(
+        config=config,
+        project=sel.project,
+        service=sel.service,
+        drop_privileges=target.drop_privileges,
+        attach=not args.daemonize,
+        environ=client.request_environ(),
+    )
+    if args.daemonize:
+        data = client.call(target.paths, request)
+        return report(data, args, verb="started")
+    return attach(target, request, args)
+
+
+def report(data: dict[str, Any], args: argparse.Namespace, *, verb: str) -> int:
+    """Print problems (stderr) and the summary (stdout); 1 if any service failed."""
+    problems = [_diag(p) for p in data.get("problems") or []]
+    emit(problems, args)
+    units = [u for u in data.get("units") or [] if isinstance(u, dict)]
+    if getattr(args, "verbose", False):
+        for u in units:
+            pid = f" (pid {u['pid']})" if u.get("pid") else ""
+            out(f"  {u.get('project')}/{u.get('service')}: {u.get('state')}{pid}")
+    service = getattr(args, "service", None)
+    if service:
+        out(f"Service '{service.rpartition('/')[2]}' {verb}")
+    else:
+        projects = [str(p) for p in data.get("projects") or []]
+        for pid_ in projects:
+            count = sum(1 for u in units if u.get("project") == pid_)
+            plural = "service" if count == 1 else "services"
+            out(f"Project '{pid_}' {verb} ({count} {plural})")
+        if not projects:
+            out(f"All services {verb}")
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+def _diag(raw: Any) -> Diagnostic:
+    try:
+        return Diagnostic.from_json(raw)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return Diagnostic(Code.START_FAILED, str(raw))
+
+
+def attach(target: Target, request: StartRequest, args: argparse.Namespace) -> int:
+    """Foreground: print the stream as ``service | line``; Ctrl-C stops the project."""
+    projects: list[str] = []
+    failed = False
+    # Ctrl-C, a closed terminal (SIGHUP) and SIGTERM all mean "stop what I attached", even
+    # when this process was started with SIGINT ignored (e.g. `sysg start &` in a script).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        for item in client.stream(target.paths, request):
+            if isinstance(item, client.Event):
+                ev = item.data
+                if ev.get("kind") == "attached":
+                    projects = [str(p) for p in ev.get("projects") or []]
+                elif ev.get("kind") == "started":
+                    projects = [str(p) for p in ev.get("projects") or []]
+                    failed = report(ev, args, verb="started") != 0
+                elif ev.get("kind") == "log":
+                    # Output can come before "started": learn the project from it too, so
+                    # an early Ctrl-C still stops exactly what this terminal attached to.
+                    if ev.get("project") and str(ev["project"]) not in projects:
+                        projects.append(str(ev["project"]))
+                    _print_log(ev)
+            else:
+                return 1 if failed else 0
+    except KeyboardInterrupt:
+        return _stop_attached(target, request, projects, args)
+    except SysgError as exc:
+        if exc.code is Code.NO_SUPERVISOR:
+            emit(
+                (
+                    Diagnostic(
+                        Code.NO_SUPERVISOR,
+                        "the supervisor went away; the project is no longer attached",
+                        hint=f"see {target.paths.supervisor_log}",
+                    ),
+                ),
+                args,
+            )
+            return 1
+        raise
+    return 1 if failed else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_log(ev: dict[str, Any]) -> None:
+    service = str(ev.get("service", "?"))
+    data = str(ev.get("data", ""))
+    lines = []
+    for raw in data.splitlines():
+        # "<ts> <stdout|stderr> <text>"; anything else is printed as it came.
+        parts = raw.split(" ", 2)
+        text = parts[2] if len(parts) == 3 and parts[1] in ("stdout", "stderr") else raw
+        if len(parts) == 2 and parts[1] in ("stdout", "stderr"):
+            text = ""
+        lines.append(f"{service} | {text}\n")
+    sys.stdout.write("".join(lines))
+    sys.stdout.flush()
+
+
+def _stop_attached(
+    target: Target, request: StartRequest, projects: list[str], args: argparse.Namespace
+) -> int:
+    """Ctrl-C: stop what this terminal attached to, on a new connection, then exit 0."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+    sys.stderr.write("\nstopping...\n")
+    stops = [StopRequest(project=p) for p in projects] or [
+        StopRequest(config=request.config, project=request.project)
+    ]
+    try:
+        for stop in stops:
+            data = client.call(target.paths, stop)
+            if data.get("message"):
+                out(str(data["message"]))
+    except SysgError as exc:
+        emit(exc.diagnostics, args)
+        return 1
+    return 0

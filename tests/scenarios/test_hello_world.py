@@ -1,0 +1,99 @@
+"""Use case: a person runs the hello-world example as the README says, end to end.
+
+Start it detached, see both services running, read the worker's output, kill the web
+server and watch it come back with a new pid, edit the manifest and ``sysg restart``, then
+``sysg stop --supervisor`` — and nothing of it is left in the process table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from tests.support.runtime import Runtime, pid_alive, wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-world"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pids_under(root: Path) -> list[int]:
+    """Processes whose cwd or argv mentions the example copy (what `ps` would show)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if (cwd.startswith(str(root)) or str(root).encode() in argv) and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def test_hello_world_end_to_end(rt: Runtime) -> None:
+    app = rt.work / "hello-world"
+    shutil.copytree(EXAMPLE, app)
+    port = _free_port()
+    manifest = app / "systemg.yaml"
+    manifest.write_text(manifest.read_text().replace("8765", str(port)))
+
+    start = rt.sysg("start", "-c", "hello-world/systemg.yaml", "--daemonize")
+    assert start.returncode == 0, start.stderr
+    assert "Project 'hello' started (2 services)" in start.stdout
+
+    status = rt.sysg("status")
+    assert status.returncode == 0, status.stderr
+    assert "hello    web      running" in status.stdout
+    assert "hello    worker   running" in status.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+        assert b"hello from systemg" in resp.read()
+
+    def worker_fetched() -> bool:
+        logs = rt.sysg("logs", "-s", "worker", "-n", "20")
+        return "200" in logs.stdout and "hello from systemg" in logs.stdout
+
+    wait_for(worker_fetched, timeout=20, interval=0.3, what="the worker's fetch lines")
+
+    # Kill the web server: restart_policy always brings it back with a new pid.
+    old = rt.unit("web")["pid"]
+    os.kill(old, signal.SIGKILL)
+
+    def new_web() -> int | None:
+        unit = rt.unit("web")
+        return unit["pid"] if unit["state"] == "running" and unit["pid"] != old else None
+
+    new = wait_for(new_web, timeout=20, interval=0.1, what="web back with a new pid")
+    assert not pid_alive(old)
+    wait_for(lambda: rt.sysg("status").returncode == 0, timeout=20, interval=0.2)
+
+    # Edit the manifest: the worker fetches every second now. Restart reconciles: worker
+    # changed (new pid), web unchanged (same pid).
+    worker_old = rt.unit("worker")["pid"]
+    manifest.write_text(manifest.read_text().replace('/", "2"]', '/", "1"]'))
+    restart = rt.sysg("restart", "-c", "hello-world/systemg.yaml")
+    assert restart.returncode == 0, restart.stderr
+    units = {u["service"]: u for u in rt.status()["units"]}
+    assert units["web"]["pid"] == new
+    assert units["worker"]["pid"] != worker_old
+    assert units["worker"]["state"] == "running"
+
+    stop = rt.sysg("stop", "--supervisor")
+    assert stop.returncode == 0, stop.stderr
+    assert "Supervisor stopped" in stop.stdout
+    assert rt.supervisor_processes() == []
+    assert _pids_under(app) == []
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    assert str(app) not in ps.stdout
+    assert f"http.server {port}" not in ps.stdout
