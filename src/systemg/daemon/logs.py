@@ -63,9 +63,12 @@ def format_timestamp(now: float) -> bytes:
 class ServiceLog:
     """Appends one service's captured output to ``<logs>/<project>/<service>.log``."""
 
-    def __init__(self, path: Path, spec: LogSpec) -> None:
+    def __init__(self, path: Path, spec: LogSpec, *, group: int | None = None) -> None:
+        """``group``: in system mode, the operator group may read the logs (dir 0750 and
+        files 0640, group-owned), since operators run ``sysg logs`` without sudo."""
         self.path = path
         self.spec = spec
+        self.group = group
         self.write_errors = 0
         self.last_error: OSError | None = None
         self._pending: dict[str, bytes] = dict.fromkeys(STREAMS, b"")
@@ -77,7 +80,9 @@ class ServiceLog:
         self._size = 0
         if spec.sink is LogSink.FILE:
             path.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(path.parent, 0o700)
+            os.chmod(path.parent, 0o700 if group is None else 0o750)
+            if group is not None:
+                os.chown(path.parent, -1, group)
             self._open()
 
     # --- public interface ------------------------------------------------------------
@@ -166,9 +171,13 @@ class ServiceLog:
 
     # --- file handling -----------------------------------------------------------------
     def _open(self) -> None:
+        mode = 0o600 if self.group is None else 0o640
         self._fd = os.open(
-            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY, 0o600
+            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY, mode
         )
+        if self.group is not None:
+            os.fchown(self._fd, -1, self.group)
+            os.fchmod(self._fd, mode)
         self._size = os.fstat(self._fd).st_size
 
     def _write(self, out: bytes) -> None:

@@ -90,6 +90,9 @@ class Loop:
 
     def on_signal(self, signum: int, callback: Callback) -> None:
         self._signal_handlers[signum] = callback
+        # Arm the wake-up fd now, not only in run(): a signal arriving between this call
+        # and run() (boot re-adopts and spawns services first) is queued, not lost.
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         # The Python-level handler does nothing; the wake-up fd carries the signal number.
         signal.signal(signum, lambda *_: None)
         signal.siginterrupt(signum, False)

@@ -52,22 +52,24 @@ def self_command() -> list[str]:
     return [sys.executable, "-m", "systemg"]
 
 
-def prepare_dirs(paths: Paths, operator_group: str) -> None:
-    if paths.mode is Mode.SYSTEM:
-        import grp
-
-        try:
-            gid = grp.getgrnam(operator_group).gr_gid
-        except KeyError:
-            gid = None
-        for directory in (paths.state_dir, paths.log_dir):
-            ensure_private_dir(directory, 0o750 if gid is not None else 0o700)
-            if gid is not None:
-                os.chown(directory, 0, gid)
-    else:
-        ensure_private_dir(paths.state_dir)
-        ensure_private_dir(paths.log_dir)
+def prepare_dirs(paths: Paths, operator_gid: int | None) -> None:
+    """State and log roots: 0700, or 0750 root:operators in system mode with that group."""
+    for directory in (paths.state_dir, paths.log_dir):
+        ensure_private_dir(directory, 0o700 if operator_gid is None else 0o750)
+        if operator_gid is not None:
+            os.chown(directory, 0, operator_gid)
     ensure_private_dir(paths.projects_dir)
+
+
+def operator_gid(paths: Paths, operator_group: str) -> int | None:
+    if paths.mode is not Mode.SYSTEM:
+        return None
+    import grp
+
+    try:
+        return grp.getgrnam(operator_group).gr_gid
+    except KeyError:
+        return None
 
 
 def take_lock(paths: Paths) -> int | None:
@@ -156,7 +158,8 @@ def main(argv: list[str]) -> int:
     paths = Paths.for_mode(Mode.SYSTEM if system else Mode.USER)
     settings = read_settings(paths)
     operator_group = str(settings.get("operator_group", "systemg"))
-    prepare_dirs(paths, operator_group)
+    gid = operator_gid(paths, operator_group)
+    prepare_dirs(paths, gid)
     lock = take_lock(paths)
     if lock is None:
         sys.stderr.write(f"sysg: another supervisor already runs on {paths.state_dir}\n")
@@ -171,7 +174,14 @@ def main(argv: list[str]) -> int:
     holder = connect_holder(paths, journal)
     store = Store(paths)
     sup = Supervisor(
-        loop, paths, store, holder, journal, activation=activation, drop_privileges=drop
+        loop,
+        paths,
+        store,
+        holder,
+        journal,
+        activation=activation,
+        drop_privileges=drop,
+        log_group=gid,
     )
     ops = Operations(sup)
     stopping = [False]
@@ -182,12 +192,14 @@ def main(argv: list[str]) -> int:
             journal.info("stopping every service, then exiting")
             ops.stop_everything(loop.stop)
 
-    handlers = Handlers(sup, ops, loop.stop)
-    audit = Audit(paths.audit_log)
-    server = ControlServer(loop, paths, handlers, audit, operator_group=operator_group)
+    # Signals before the control socket: once a client can connect, SIGTERM already
+    # means "stop every service, then exit 0" (not the default death).
     loop.on_signal(15, shutdown)
     loop.on_signal(2, shutdown)
     loop.on_signal(1, lambda: journal.info("SIGHUP ignored (use `sysg restart` to reload)"))
+    handlers = Handlers(sup, ops, loop.stop)
+    audit = Audit(paths.audit_log)
+    server = ControlServer(loop, paths, handlers, audit, operator_group=operator_group)
     journal.info(f"supervisor {os.getpid()} started ({paths.mode} mode, state {paths.state_dir})")
     recover(sup, ops, store.load_all())
     try:

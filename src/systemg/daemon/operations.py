@@ -277,6 +277,18 @@ class Operations:
                     )
                     self.sup.apply(dependent, lc.Stop(StopReason.DEPENDENCY, now))
             return
+        if what is Announce.STOPPED:
+            # A dependent stopped for a crashed dependency may finish stopping only after
+            # that dependency is back up (slow stop_timeout, backoff 0): the UP below found
+            # it still stopping and skipped it, so start it now that it is down.
+            st = unit.state
+            if (
+                st.phase is Phase.STOPPED
+                and st.stop_reason is StopReason.DEPENDENCY
+                and self._deps_ready(runtime, unit)
+            ):
+                self.sup.apply(unit, lc.Start(now))
+            return
         if what in (Announce.UP, Announce.FINISHED):
             for dependent in runtime.units.values():
                 if unit.service.name not in dependent.service.depends_on:

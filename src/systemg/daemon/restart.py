@@ -76,5 +76,8 @@ def decide(
         consecutive = 0
     if max_restarts is not None and consecutive >= max_restarts:
         return RestartDecision(restart=False, consecutive=consecutive, failed=True)
-    delay = min(MAX_BACKOFF_S, (backoff_ms / 1000.0) * (2**consecutive))
+    # The exponent is bounded: 2**1024 does not fit a float (OverflowError inside the exit
+    # callback would leave the unit stuck), and 2**20 already exceeds the cap for any
+    # non-zero backoff of 1 ms or more.
+    delay = min(MAX_BACKOFF_S, (backoff_ms / 1000.0) * (2 ** min(consecutive, 20)))
     return RestartDecision(restart=True, delay_s=delay, consecutive=consecutive + 1)

@@ -94,6 +94,7 @@ class Supervisor:
         *,
         activation: Activation | None = None,
         drop_privileges: bool = False,
+        log_group: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.loop = loop
@@ -103,6 +104,7 @@ class Supervisor:
         self.journal = journal
         self.activation = activation or Activation((), ())
         self.drop_privileges = drop_privileges
+        self.log_group = log_group  # system mode: the operator group may read service logs
         self.clock = clock
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
@@ -227,7 +229,7 @@ class Supervisor:
         if pipes and unit.log is None:
             path = self.paths.service_log(unit.project_id, unit.service.name)
             try:
-                unit.log = ServiceLog(path, unit.service.logs)
+                unit.log = ServiceLog(path, unit.service.logs, group=self.log_group)
             except OSError as exc:
                 # The service runs on; its output is drained so it never blocks.
                 self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")
