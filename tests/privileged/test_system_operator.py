@@ -236,6 +236,9 @@ def test_system_cli_as_nobody(rt: Runtime) -> None:
         assert dropped.returncode == 0, dropped.stdout + dropped.stderr
         assert dropped.stderr.count("--drop-privileges") == 1, dropped.stderr
         assert "warning" in dropped.stderr
+        # ... and one in the supervisor log, which ignored it (spec section 4).
+        supervisor_log = (home / "share" / "systemg" / "logs" / "supervisor.log").read_text()
+        assert "--drop-privileges has no effect" in supervisor_log
         data = units(json.loads(run_as(STRANGER, exe, ["status", "--format", "json"], env,
                                        rt.work).stdout))  # fmt: skip
         plain = data["plain"]

@@ -87,9 +87,10 @@ def test_explicit_state_dir_skips_the_cross_mode_check() -> None:
     assert calls == []
 
 
-def test_drop_privileges_as_non_root_is_one_warning_and_not_forwarded() -> None:
+def test_drop_privileges_as_non_root_is_one_warning_and_forwarded_to_be_logged() -> None:
+    # The supervisor logs the same warning in supervisor.log and ignores the flag.
     decision, _ = _decide(drop=True, euid=1000)
-    assert decision.drop_privileges is False
+    assert decision.drop_privileges is True
     assert len(decision.warnings) == 1
     assert decision.warnings[0].severity == "warning"
     assert "--drop-privileges" in decision.warnings[0].message

@@ -95,7 +95,8 @@ def decide(
                 severity="warning",
             )
         )
-        drop_privileges = False
+        # Still sent: the supervisor that would spawn logs the same warning in
+        # supervisor.log (spec section 4) and ignores it there too.
     explicit_root = bool(environ.get("SYSTEMG_STATE_DIR"))
     if root and not sys_flag and not explicit_root and command not in CROSS_MODE_EXEMPT:
         if system_state():

@@ -25,6 +25,8 @@ import signal
 import socket
 import struct
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,26 @@ class HolderClient:
     def __init__(self, sock_path: Path) -> None:
         self.sock_path = sock_path
         self.conn: socket.socket | None = None
+        # Performance: a holder just started is a second Python process booting (~50-100 ms).
+        # The supervisor does not wait for it at boot; the first put/drop does (see expect).
+        self._expected_until: float | None = None
+        self._on_timeout: Callable[[], None] = lambda: None
+
+    def expect(self, deadline: float, on_timeout: Callable[[], None]) -> None:
+        """A holder was just started: connect on first use, waiting until ``deadline``
+        (``time.monotonic``). A fresh holder holds nothing, so ``fetch_all`` never waits."""
+        self._expected_until = deadline
+        self._on_timeout = on_timeout
+
+    def _await_expected(self) -> None:
+        deadline, self._expected_until = self._expected_until, None
+        if deadline is None:
+            return
+        while not self.connect():
+            if time.monotonic() > deadline:
+                self._on_timeout()
+                return
+            time.sleep(0.002)
 
     def connect(self) -> bool:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -156,6 +178,9 @@ class HolderClient:
             self.conn = None
 
     def _send(self, msg: dict[str, Any], fds: list[int]) -> None:
+        # "exit" too: a holder nobody ever connected to would otherwise wait forever.
+        if self.conn is None and msg.get("op") in ("put", "del", "exit"):
+            self._await_expected()
         if self.conn is None:
             return
         try:

@@ -90,12 +90,14 @@ def connect_holder(paths: Paths, journal: Journal) -> HolderClient:
     spawn_detached(
         [*self_command(), "fdholder", str(paths.state_dir)], paths.supervisor_log, dict(os.environ)
     )
-    deadline = time.monotonic() + 5
-    while not holder.connect():
-        if time.monotonic() > deadline:
-            journal.warn("fd holder did not start: services will not survive a supervisor crash")
-            break
-        time.sleep(0.005)
+    # Not waited for here: the holder boots while the supervisor opens its socket and reads
+    # the first request; the first put/drop connects (waiting up to 5 s if still needed).
+    holder.expect(
+        time.monotonic() + 5,
+        lambda: journal.warn(
+            "fd holder did not start: services will not survive a supervisor crash"
+        ),
+    )
     return holder
 
 

@@ -45,7 +45,7 @@ from systemg.spawn import linux
 from systemg.spawn.fault import Step, encode
 from systemg.spawn.plan import SpawnPlan
 
-_RESET_SIGNALS = (
+RESET_SIGNALS = _RESET_SIGNALS = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,
     signal.SIGPIPE, signal.SIGXFSZ, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
 )  # fmt: skip
