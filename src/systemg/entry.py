@@ -10,6 +10,7 @@ process name stays ``sysg`` and ``pgrep -x sysg`` finds it.
 
 from __future__ import annotations
 
+import os
 import sys
 
 # Internal verbs that start long-lived processes instead of talking to one.
@@ -30,7 +31,16 @@ def main(argv: list[str] | None = None) -> int:
 
         module = importlib.import_module(_INTERNAL[verb])
         entry = module.main
-        return int(entry(args))
+        code = int(entry(args))
+        if argv is None and sys.gettrace() is None and sys.getprofile() is None:
+            # Performance: the daemon has already stopped its services and closed its files;
+            # tearing down the interpreter (freeing every module and object) would add
+            # ~30 ms to `sysg stop --supervisor`/SIGTERM before the pid is gone. (Not under a
+            # tracer or profiler: coverage and cProfile write their data at exit.)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     from systemg.cli.main import main as cli_main
 
     return cli_main(args)

@@ -151,6 +151,13 @@ class Runtime:
                 wait_for(lambda: not pid_alive(pid), timeout=10)
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        # A supervisor that never wrote its pid file (killed during boot) is found by the
+        # state dir it was started for.
+        from tests.support.procscan import supervisors_for
+
+        for stray in supervisors_for(self.state):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stray, signal.SIGKILL)
         for p in self.seen_pids:
             if pid_alive(p):
                 with contextlib.suppress(ProcessLookupError):

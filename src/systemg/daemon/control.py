@@ -225,6 +225,10 @@ class ControlServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
+                # Out of fds (EMFILE/ENFILE): the pending connection keeps the socket
+                # readable, so stop watching it for a moment instead of spinning the CPU.
+                self.loop.remove(self.sock.fileno())
+                self.loop.call_later(0.1, self._resume_accept)
                 return
             conn.setblocking(False)
             pid, uid, gid = peer_credentials(conn)
@@ -241,6 +245,10 @@ class ControlServer:
                 conn.close()
                 continue
             Connection(self, conn, peer)
+
+    def _resume_accept(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
 
     def _authorize(self, pid: int, uid: int, gid: int) -> Peer | None:
         if uid in (0, os.getuid()):

@@ -164,6 +164,8 @@ class HolderClient:
                 msg = json.loads(data)
                 if msg.get("end"):
                     break
+                for fd in fds:
+                    os.set_inheritable(fd, False)  # recv_fds does not set close-on-exec
                 out[str(msg["key"])] = list(fds)
         except (OSError, ValueError, KeyError):
             pass

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 
+from systemg.daemon import lifecycle as lc
 from systemg.daemon.audit import Audit
 from systemg.daemon.control import ControlServer, read_settings
 from systemg.daemon.fdholder import HolderClient
@@ -40,6 +41,7 @@ from systemg.errors import ManifestError
 from systemg.manifest.load import load_manifest
 from systemg.paths import Mode, Paths, ensure_private_dir
 from systemg.spawn.detach import spawn_detached
+from systemg.spawn.launcher import mark_all_cloexec
 from systemg.spawn.sockets import capture_activation
 
 WANTED = {"running", "starting", "backoff", "waiting"}
@@ -137,6 +139,10 @@ def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> N
             pipes_list = held.pop(key, [])
             pipes = dict(zip(("stdout", "stderr"), pipes_list, strict=False))
             if saved.pid is not None and sup.adopt(unit, saved, pipes):
+                if saved.phase == "stopping":
+                    # The previous supervisor died mid-stop: finish what was asked.
+                    reason = StopReason(saved.stop_reason or StopReason.MANUAL)
+                    sup.apply(unit, lc.Stop(reason, sup.clock()))
                 continue
             for fd in pipes_list:
                 os.close(fd)
@@ -168,6 +174,7 @@ def main(argv: list[str]) -> int:
         return 1
     journal = Journal()
     activation = capture_activation(os.environ, os.getpid())
+    mark_all_cloexec()  # services are posix_spawn'd: no inherited fd may leak into them
     if activation.fds:
         journal.info(f"socket activation: took fds {list(activation.fds)} {list(activation.names)}")
     paths.pid_file.write_text(f"{os.getpid()}\n")

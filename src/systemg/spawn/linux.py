@@ -57,6 +57,7 @@ _IFF_UP = 0x1
 CAPABILITIES = _manifest_values.CAPABILITIES
 
 
+@functools.cache  # a kernel constant; read on every spawn's plan otherwise (~0.1 ms each)
 def cap_last_cap() -> int:
     """Highest capability number this kernel knows (40 on Linux 6.x)."""
     try:
