@@ -20,9 +20,10 @@ import signal
 from dataclasses import dataclass
 
 from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
+from systemg.manifest.values import format_cpu_list
 from systemg.spawn import child, linux
 from systemg.spawn.fault import RECORD, Step, decode
-from systemg.spawn.plan import SpawnPlan, describe_limit, format_cpu_list
+from systemg.spawn.plan import SpawnPlan, describe_limit
 
 _CAP_SYS_RESOURCE = 24
 _CAP_SYS_NICE = 23

@@ -15,8 +15,9 @@ import os
 import resource
 from typing import Any
 
+from systemg.manifest.values import format_cpu_list
 from systemg.spawn import linux
-from systemg.spawn.plan import SpawnPlan, describe_limit, format_cpu_list
+from systemg.spawn.plan import SpawnPlan, describe_limit
 
 CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 _LIMIT_ROWS = {"nofile": "Max open files", "nproc": "Max processes", "memlock": "Max locked memory"}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import UNLIMITED, Service
+from systemg.manifest.values import format_cpu_list, parse_cpu_list
 from systemg.spawn import linux
 from systemg.spawn.cgroups import CgroupPlan, prepare_cgroup
 from systemg.spawn.environ import Account, build_environment, encode_environment
@@ -121,28 +122,9 @@ def _fail(code: Code, message: str, path: str, hint: str = "") -> SpawnError:
 def _online_cpus() -> set[int]:
     try:
         with open("/sys/devices/system/cpu/online") as fh:
-            text = fh.read().strip()
-    except OSError:
+            return set(parse_cpu_list(fh.read().strip()))
+    except (OSError, ValueError):
         return set(os.sched_getaffinity(0))
-    cpus: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
-def format_cpu_list(cpus: set[int] | tuple[int, ...]) -> str:
-    """``0-1,4`` — the kernel's list format."""
-    out: list[str] = []
-    ordered = sorted(set(cpus))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 def _lookup_user(name: str, path: str) -> pwd.struct_passwd:
