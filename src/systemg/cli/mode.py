@@ -110,7 +110,8 @@ def decide(
         warnings.append(
             Diagnostic(
                 Code.ROOT_WITHOUT_SYS,
-                "running as root without --sys; state goes to root's ~/.local/share/systemg",
+                "running as root without --sys; state goes to "
+                f"{Paths.for_mode(Mode.USER, environ).state_dir}",
                 hint="use `sudo sysg --sys ...` for the system supervisor",
                 severity="warning",
             )
