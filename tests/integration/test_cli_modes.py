@@ -112,7 +112,7 @@ def test_root_without_sys_while_system_state_exists_is_sg0702(rt: Runtime, tmp_p
     warned = run("status")
     assert warned.returncode == 2
     assert warned.stderr.count("warning[SG0701]") == 1
-    assert "root's ~/.local/share/systemg" in warned.stderr
+    assert f"state goes to {tmp_path / 'home'}" in warned.stderr
 
 
 def test_status_and_version_stay_light(rt: Runtime) -> None:

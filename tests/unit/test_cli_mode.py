@@ -59,11 +59,16 @@ def test_sys_as_root_is_system_mode() -> None:
 
 
 def test_root_without_sys_and_no_system_state_warns_sg0701_once() -> None:
-    decision, _ = _decide(euid=0)
+    decision, _ = _decide(euid=0, environ={"HOME": "/root"})
     assert decision.mode is Mode.USER
     assert [w.code for w in decision.warnings] == [Code.ROOT_WITHOUT_SYS]
     assert decision.warnings[0].severity == "warning"
-    assert "~/.local/share/systemg" in decision.warnings[0].message
+    assert "/root/.local/share/systemg" in decision.warnings[0].message
+
+
+def test_sg0701_names_the_state_dir_actually_used() -> None:
+    decision, _ = _decide(euid=0, environ={"HOME": "/root", "XDG_DATA_HOME": "/srv/data"})
+    assert "state goes to /srv/data/systemg" in decision.warnings[0].message
 
 
 @pytest.mark.parametrize("command", ["start", "status", "stop", "logs", "version"])
