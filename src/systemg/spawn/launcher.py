@@ -104,6 +104,10 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
 #     thread) and goes back, so a bad cwd is still a CHDIR fault for this service;
 #   - the exec candidates are tried in order like ``child.run``; an exec failure is reported
 #     by posix_spawn itself and becomes the same EXEC ``SpawnError``.
+# One known difference: glibc's posix_spawn leaves its two internal signals (kernel 32 and 33,
+# below glibc's SIGRTMIN) ignored across the exec (SigIgn 0x180000000), and CPython cannot
+# list them in ``setsigdef``. glibc programs cannot see those signals at all; it is what every
+# posix_spawn'd program on glibc gets (subprocess included).
 def _plain(plan: SpawnPlan) -> bool:
     return not (
         plan.uid is not None
