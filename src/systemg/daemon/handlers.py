@@ -17,7 +17,8 @@ from systemg import __version__
 from systemg.daemon.lifecycle import ALIVE, Phase
 from systemg.daemon.operations import Operations
 from systemg.daemon.ordering import Selection, select, split_selector
-from systemg.daemon.status import FAILING, snapshot, unit_status
+from systemg.daemon.report import requested, unit_problems
+from systemg.daemon.status import snapshot, unit_status
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code, Diagnostic, ManifestError, SysgError
 from systemg.manifest.load import load_manifest
@@ -99,40 +100,12 @@ class Handlers:
 
     def _result(self, project_ids: list[str], touched: list[Unit]) -> dict[str, Any]:
         now = self.sup.clock()
-        problems = [p.to_json() for u in touched for p in self._problems(u)]
+        problems = [p.to_json() for u in touched for p in unit_problems(u, self.sup.paths)]
         return {
             "projects": project_ids,
             "units": [asdict(unit_status(u, now)) for u in touched],
             "problems": problems,
         }
-
-    def _problems(self, unit: Unit) -> list[Diagnostic]:
-        st = unit.state
-        out: list[Diagnostic] = []
-        for line in unit.not_applied:
-            out.append(
-                Diagnostic(
-                    Code.NOT_ENFORCED,
-                    f"service '{unit.service.name}': not applied: {line}",
-                    severity="warning",
-                )
-            )
-        bad_exit = st.phase is Phase.EXITED and st.last_exit is not None and not st.last_exit.clean
-        if st.phase in FAILING or st.phase is Phase.BACKOFF or bad_exit:
-            if unit.error is not None:
-                out.append(unit.error)
-            else:
-                tail = _log_tail(self.sup.paths.service_log(unit.project_id, unit.service.name))
-                out.append(
-                    Diagnostic(
-                        Code.EXITED_AT_START,
-                        f"service '{unit.service.name}' did not come up: {st.message}",
-                        path=unit.key,
-                        hint=(f"last output:\n{tail}\n" if tail else "")
-                        + f"see: sysg logs -s {unit.key}",
-                    )
-                )
-        return out
 
     # --- start ------------------------------------------------------------------------
     def start(self, req: m.StartRequest, r: Responder) -> None:
@@ -405,41 +378,3 @@ class Handlers:
 def _discard(items: list[Any], item: Any) -> None:
     if item in items:
         items.remove(item)
-
-
-def _log_tail(path: os.PathLike[str] | str, lines: int = 8) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in data.splitlines()[-lines:])
-
-
-def requested(unit: Unit) -> dict[str, Any]:
-    """What the manifest asked for, in the same vocabulary as ``observe``."""
-    service = unit.service
-    limits = service.limits
-    plan = unit.plan
-    return {
-        "user": service.user,
-        "group": service.group,
-        "supplementary_groups": list(service.supplementary_groups),
-        "uid": plan.uid if plan else None,
-        "gid": plan.gid if plan else None,
-        "groups": list(plan.groups) if plan and plan.groups is not None else None,
-        "capabilities": None if service.capabilities is None else list(service.capabilities),
-        "limits": {
-            "nofile": limits.nofile,
-            "nproc": limits.nproc,
-            "memlock": limits.memlock,
-            "nice": limits.nice,
-            "cpu_affinity": None if limits.cpu_affinity is None else list(limits.cpu_affinity),
-        },
-        "cgroup": None if limits.cgroup is None else asdict(limits.cgroup),
-        "isolation": asdict(service.isolation),
-        "listen": [spec.raw for spec in service.listen],
-    }

@@ -40,7 +40,7 @@ from systemg.manifest.model import LogSink, Project, Service
 from systemg.paths import Paths
 from systemg.spawn import cgroups
 from systemg.spawn.launcher import launch
-from systemg.spawn.plan import SpawnContext, SpawnPlan, build_plan
+from systemg.spawn.plan import SpawnContext, SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import Activation, bind_listen
 
 PIPE_SIZE = 1024 * 1024
@@ -166,7 +166,7 @@ class Supervisor:
         try:
             ctx = self.context_for(runtime)
             if unit.listen_fds is None and unit.service.listen:
-                uid, gid = _listen_owner(unit.service, ctx)
+                uid, gid = socket_owner(unit.service, ctx)
                 unit.listen_fds, unit.listen_names = bind_listen(
                     unit.service, uid, gid, self.activation
                 )
@@ -411,28 +411,3 @@ def _exit_info(status: int, at: float) -> ExitInfo:
     if os.WIFSIGNALED(status):
         return ExitInfo(signal=os.WTERMSIG(status), at=at)
     return ExitInfo(code=os.waitstatus_to_exitcode(status), at=at)
-
-
-def _listen_owner(service: Service, ctx: SpawnContext) -> tuple[int | None, int | None]:
-    """The uid/gid that should own the service's unix sockets (resolved like the plan)."""
-    import grp
-    import pwd
-
-    if not ctx.is_root:
-        return None, None
-    name = service.user or ("nobody" if ctx.drop_privileges else None)
-    if name is None:
-        return None, None
-    try:
-        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except KeyError:
-        return None, None
-    gid = entry.pw_gid
-    if service.group:
-        with contextlib.suppress(KeyError, ValueError):
-            gid = (
-                int(service.group)
-                if service.group.isdigit()
-                else grp.getgrnam(service.group).gr_gid
-            )
-    return entry.pw_uid, gid

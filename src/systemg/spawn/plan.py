@@ -145,6 +145,19 @@ def _lookup_group(name: str, path: str) -> int:
         ) from None
 
 
+def socket_owner(service: Service, ctx: SpawnContext) -> tuple[int | None, int | None]:
+    """The uid/gid that will own the service's ``unix:`` listen sockets: the ids it runs as
+    once switched, or ``(None, None)`` when it keeps the supervisor's identity."""
+    name = service.user or ("nobody" if ctx.drop_privileges else None)
+    if not ctx.is_root or name is None:
+        return None, None
+    entry = _lookup_user(name, f"services.{service.name}.user")
+    gid = entry.pw_gid
+    if service.group:
+        gid = _lookup_group(service.group, f"services.{service.name}.group")
+    return entry.pw_uid, gid
+
+
 def _exec_candidates(argv0: str, env: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     if "/" in argv0:
         return (argv0,)

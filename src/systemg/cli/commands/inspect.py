@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from systemg.cli import client
+from systemg.cli import boot
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import selection
 from systemg.protocol.messages import InspectRequest, UnitStatus
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     sel = selection(args)
     target = resolve(args, "inspect")
-    data = client.call_reviving(
+    data = boot.call_reviving(
         target.paths, InspectRequest(project=sel.project, service=sel.service)
     )
     if args.format == "json":

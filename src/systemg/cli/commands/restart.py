@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from systemg.cli import client
+from systemg.cli import boot, client
 from systemg.cli.commands.start import report
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import add_selector_arguments, selection
@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
         drop_privileges=target.drop_privileges,
         environ=client.request_environ(),
     )
-    data = client.call_reviving(target.paths, request)
+    data = boot.call_reviving(target.paths, request)
     return report(data, args, verb="restarted")

@@ -18,7 +18,7 @@ import signal
 import sys
 from typing import Any
 
-from systemg.cli import client
+from systemg.cli import boot, client
 from systemg.cli.console import emit, out
 from systemg.cli.mode import Target, resolve
 from systemg.cli.selectors import Selection, add_selector_arguments, selection
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args, "start")
     sel = selection(args)
     config = resolve_config(args, target, sel)
-    client.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
+    boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
     request = StartRequest(
         config=config,
         project=sel.project,

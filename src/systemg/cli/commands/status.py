@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 
-from systemg.cli import client
+from systemg.cli import boot, client
 from systemg.cli.console import emit, use_color
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import selection
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     sel = selection(args)
     target = resolve(args, "status")
     try:
-        data = client.call_reviving(
+        data = boot.call_reviving(
             target.paths, StatusRequest(project=sel.project, service=sel.service)
         )
     except SysgError as exc:

@@ -12,7 +12,7 @@ import argparse
 import os
 import signal
 
-from systemg.cli import client
+from systemg.cli import boot, client
 from systemg.cli.console import out
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import add_selector_arguments, selection
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         config = str(found)
     request = StopRequest(config=config, project=sel.project, service=sel.service)
     try:
-        data = client.call_reviving(target.paths, request)
+        data = boot.call_reviving(target.paths, request)
     except SysgError as exc:
         if exc.code is Code.NO_SUPERVISOR and not client.supervisor_pid(target.paths):
             out("No supervisor is running; nothing to stop")

@@ -1,0 +1,85 @@
+"""What replies say about units: why one did not come up, and what its manifest asked for.
+
+``unit_problems`` turns a unit's state into diagnostics a person can act on (the reason,
+the last lines it printed, the command to see more); ``requested`` is the manifest's side
+of ``sysg inspect``, in the same vocabulary as ``spawn.observe`` so the two can be compared.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+from systemg.daemon.lifecycle import Phase
+from systemg.daemon.status import FAILING
+from systemg.daemon.supervisor import Unit
+from systemg.errors import Code, Diagnostic
+from systemg.paths import Paths
+
+
+def unit_problems(unit: Unit, paths: Paths) -> list[Diagnostic]:
+    st = unit.state
+    out: list[Diagnostic] = []
+    for line in unit.not_applied:
+        out.append(
+            Diagnostic(
+                Code.NOT_ENFORCED,
+                f"service '{unit.service.name}': not applied: {line}",
+                severity="warning",
+            )
+        )
+    bad_exit = st.phase is Phase.EXITED and st.last_exit is not None and not st.last_exit.clean
+    if st.phase in FAILING or st.phase is Phase.BACKOFF or bad_exit:
+        if unit.error is not None:
+            out.append(unit.error)
+        else:
+            tail = _log_tail(paths.service_log(unit.project_id, unit.service.name))
+            out.append(
+                Diagnostic(
+                    Code.EXITED_AT_START,
+                    f"service '{unit.service.name}' did not come up: {st.message}",
+                    path=unit.key,
+                    hint=(f"last output:\n{tail}\n" if tail else "")
+                    + f"see: sysg logs -s {unit.key}",
+                )
+            )
+    return out
+
+
+def _log_tail(path: os.PathLike[str] | str, lines: int = 8) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in data.splitlines()[-lines:])
+
+
+def requested(unit: Unit) -> dict[str, Any]:
+    """What the manifest asked for, in the same vocabulary as ``observe``."""
+    service = unit.service
+    limits = service.limits
+    plan = unit.plan
+    return {
+        "user": service.user,
+        "group": service.group,
+        "supplementary_groups": list(service.supplementary_groups),
+        "uid": plan.uid if plan else None,
+        "gid": plan.gid if plan else None,
+        "groups": list(plan.groups) if plan and plan.groups is not None else None,
+        "capabilities": None if service.capabilities is None else list(service.capabilities),
+        "limits": {
+            "nofile": limits.nofile,
+            "nproc": limits.nproc,
+            "memlock": limits.memlock,
+            "nice": limits.nice,
+            "cpu_affinity": None if limits.cpu_affinity is None else list(limits.cpu_affinity),
+        },
+        "cgroup": None if limits.cgroup is None else asdict(limits.cgroup),
+        "isolation": asdict(service.isolation),
+        "listen": [spec.raw for spec in service.listen],
+    }
