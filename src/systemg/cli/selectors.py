@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass
 
 from systemg.errors import Code, SysgError
+from systemg.paths import Paths, find_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +63,18 @@ def parse_selector(service: str | None, project: str | None) -> Selection:
 
 def selection(args: argparse.Namespace) -> Selection:
     return parse_selector(getattr(args, "service", None), getattr(args, "project", None))
+
+
+def explicit_config(args: argparse.Namespace, paths: Paths) -> str | None:
+    """The absolute path of ``-c FILE`` (None without ``-c``); SG0203 if it is not a file."""
+    explicit = getattr(args, "config", None)
+    if not explicit:
+        return None
+    found = find_config(explicit, paths)
+    if found is None or not found.is_file():
+        raise SysgError.of(
+            Code.CONFIG_UNREADABLE,
+            f"manifest not found: {explicit}",
+            hint="check the path given to -c",
+        )
+    return str(found)

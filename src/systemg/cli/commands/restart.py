@@ -13,9 +13,7 @@ import argparse
 from systemg.cli import boot, client
 from systemg.cli.commands.start import report
 from systemg.cli.mode import resolve
-from systemg.cli.selectors import add_selector_arguments, selection
-from systemg.errors import Code, SysgError
-from systemg.paths import find_config
+from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
 from systemg.protocol.messages import RestartRequest
 
 HELP = "re-read the manifest and reconcile: start added, stop removed, restart changed"
@@ -28,16 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     target = resolve(args, "restart")
     sel = selection(args)
-    config = None
-    if args.config:
-        found = find_config(args.config, target.paths)
-        if found is None or not found.is_file():
-            raise SysgError.of(
-                Code.CONFIG_UNREADABLE,
-                f"manifest not found: {args.config}",
-                hint="check the path given to -c",
-            )
-        config = str(found)
+    config = explicit_config(args, target.paths)
     request = RestartRequest(
         config=config,
         project=sel.project,

@@ -21,7 +21,7 @@ from typing import Any
 from systemg.cli import boot, client
 from systemg.cli.console import emit, out
 from systemg.cli.mode import Target, resolve
-from systemg.cli.selectors import Selection, add_selector_arguments, selection
+from systemg.cli.selectors import Selection, add_selector_arguments, explicit_config, selection
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import find_config
 from systemg.protocol.messages import StartRequest, StopRequest
@@ -40,16 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace, target: Target, sel: Selection) -> str | None:
     """The manifest to send (absolute), or None to let the supervisor use registered ones."""
-    explicit = getattr(args, "config", None)
-    found = find_config(explicit, target.paths)
-    if explicit:
-        if found is None or not found.is_file():
-            raise SysgError.of(
-                Code.CONFIG_UNREADABLE,
-                f"manifest not found: {explicit}",
-                hint="check the path given to -c",
-            )
-        return str(found)
+    explicit = explicit_config(args, target.paths)
+    if explicit is not None:
+        return explicit
+    found = find_config(None, target.paths)
     if found is not None:
         return str(found)
     if sel.project or sel.service or client.accepts(target.paths):

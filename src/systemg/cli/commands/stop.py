@@ -15,9 +15,9 @@ import signal
 from systemg.cli import boot, client
 from systemg.cli.console import out
 from systemg.cli.mode import resolve
-from systemg.cli.selectors import add_selector_arguments, selection
+from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
 from systemg.errors import Code, SysgError
-from systemg.paths import Paths, find_config
+from systemg.paths import Paths
 from systemg.protocol.messages import ShutdownRequest, StopRequest
 
 HELP = "stop services, a project, or the supervisor"
@@ -48,16 +48,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             out("Supervisor is not running")
         return 0
-    config = None
-    if args.config:
-        found = find_config(args.config, target.paths)
-        if found is None or not found.is_file():
-            raise SysgError.of(
-                Code.CONFIG_UNREADABLE,
-                f"manifest not found: {args.config}",
-                hint="check the path given to -c",
-            )
-        config = str(found)
+    config = explicit_config(args, target.paths)
     request = StopRequest(config=config, project=sel.project, service=sel.service)
     try:
         data = boot.call_reviving(target.paths, request)
