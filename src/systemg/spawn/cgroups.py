@@ -81,7 +81,8 @@ def _read_mounts(mountinfo: str) -> _Mounts:
     return _Mounts(v2, v1)
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
+    """A small kernel file's text, or "" if it cannot be read (the process or dir is gone)."""
     try:
         with open(path) as fh:
             return fh.read()
@@ -182,7 +183,7 @@ def prepare_cgroup(
     mounts = _read_mounts(mountinfo)
     controllers: set[str] = set()
     if mounts.v2 is not None and _is_cgroup2(mounts.v2):
-        controllers = set(_read(os.path.join(mounts.v2, "cgroup.controllers")).split())
+        controllers = set(read_text(os.path.join(mounts.v2, "cgroup.controllers")).split())
         base = os.path.join(mounts.v2, "systemg")
         leaf = os.path.join(base, project, service)
         if w.mkdir(leaf, "root"):
@@ -296,7 +297,7 @@ def oom_killed(plan: SpawnPlan) -> bool:
     if plan.cgroup is None:
         return False
     for path in plan.cgroup.oom_files:
-        for line in _read(path).splitlines():
+        for line in read_text(path).splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
                 return True

@@ -17,6 +17,7 @@ from typing import Any
 
 from systemg.manifest.values import format_cpu_list
 from systemg.spawn import linux
+from systemg.spawn.cgroups import read_text as _read
 from systemg.spawn.plan import SpawnPlan, describe_limit
 
 CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
@@ -27,14 +28,6 @@ _RES_NAMES = {
     resource.RLIMIT_NPROC: "nproc",
     resource.RLIMIT_MEMLOCK: "memlock",
 }
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except OSError:
-        return ""
 
 
 def _status(pid: int) -> dict[str, str]:
