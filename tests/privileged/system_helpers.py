@@ -59,6 +59,9 @@ def proc_nice(pid: int) -> int:
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Like the servers under test (http.server sets it): connections of earlier tests left
+    # in TIME_WAIT must not make the port look taken.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
