@@ -101,8 +101,9 @@ def _version_ok(ck: Checker, f: dict[str, tuple[Key, Node]], m: Map) -> bool:
             "version",
             "version 1 manifests are no longer supported",
             node,
-            'migrate with `sysg migrate`, or rewrite it: set version: "2" and move the '
-            "services under projects: {ID: {services: ...}} (or a top-level services: block)",
+            'rewrite it for version 2: set version: "2" and put the services under '
+            "projects: {ID: {services: ...}} (or keep a top-level services: block); "
+            "docs/manifest.md shows both shapes",
         )
     else:
         ck.error(
