@@ -40,6 +40,9 @@ def test_switch_sets_exact_uid_gid_and_groups(spawner: Spawner) -> None:
     assert run.status("Uid").split() == ["65534"] * 4
     assert run.status("Gid").split() == ["65534"] * 4
     assert sorted(map(int, run.status("Groups").split())) == [1, 33, 65534]
+    # NoNewPrivs is opt-in (isolation.no_new_privileges), unlike the upstream, which set it
+    # for every service and broke setuid helpers inside them.
+    assert run.status("NoNewPrivs") == "0"
 
 
 def test_switch_rebuilds_environment(spawner: Spawner) -> None:
