@@ -133,6 +133,8 @@ projects:
         assert raw["overall_health"] == "failing"
         rt.sysg("--sys", "stop", "-p", "oomtest", check=True)
         assert cgroup_dirs("oomtest") == [], "every cgroup dir of the project is removed"
+        # ... and our top-level directory with it, once nothing else uses it (tests run serially).
+        assert not (v1 / "systemg").exists()
     finally:
         rt.sysg("--sys", "stop", "--supervisor")
         remove_cgroup_dirs("oomtest")

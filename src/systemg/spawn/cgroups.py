@@ -287,9 +287,15 @@ def remove_cgroup(plan: SpawnPlan) -> None:
                     os.unlink(os.path.join(leaf, name))
         with contextlib.suppress(OSError):
             os.rmdir(leaf)
-        # The project directory goes too once its last service is gone.
+        # The project directory goes too once its last service is gone, and so does our
+        # top-level ``systemg`` directory on a real cgroup mount (never a plain test root).
+        project_dir = os.path.dirname(leaf)
         with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(leaf))
+            os.rmdir(project_dir)
+        top = os.path.dirname(project_dir)
+        if not cg.plain and os.path.basename(top) == "systemg":
+            with contextlib.suppress(OSError):
+                os.rmdir(top)
 
 
 def oom_killed(plan: SpawnPlan) -> bool:
