@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from systemg import proc
 from systemg.cli.client import (
     BOOT_TIMEOUT,
     CONNECT_TIMEOUT,
     accepts,
     call,
-    pid_alive,
     supervisor_pid,
 )
 from systemg.errors import Code, SysgError
@@ -59,18 +59,9 @@ def recorded_live_services(paths: Paths) -> bool:
         services = data.get("services") if isinstance(data, dict) else None
         for record in (services or {}).values():
             pid, start = record.get("pid"), record.get("start_time")
-            if isinstance(pid, int) and isinstance(start, int) and _start_time(pid) == start:
+            if isinstance(pid, int) and isinstance(start, int) and proc.start_time(pid) == start:
                 return True
     return False
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in (b"Z", b"X") else int(fields[19])
 
 
 def supervisor_command(*, system: bool, drop_privileges: bool) -> list[str]:
@@ -186,7 +177,7 @@ def lock_holder(paths: Paths) -> int | None:
         parts = row.split()
         if len(parts) >= 6 and parts[4].lstrip("-").isdigit():
             ident = parts[5].rsplit(":", 1)
-            if len(ident) == 2 and ident[1] == str(inode) and pid_alive(int(parts[4])):
+            if len(ident) == 2 and ident[1] == str(inode) and proc.alive(int(parts[4])):
                 return int(parts[4])
     return None
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from systemg import proc
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import Mode, Paths
 from systemg.protocol import codec
@@ -65,23 +66,13 @@ def not_answering(paths: Paths, what: str = "") -> SysgError:
 # --- liveness -----------------------------------------------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
 def supervisor_pid(paths: Paths) -> int | None:
     """The pid in ``sysg.pid`` if that process is alive, else None."""
     try:
         pid = int(paths.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid > 0 and pid_alive(pid) else None
+    return pid if pid > 0 and proc.alive(pid) else None
 
 
 def is_supervisor(pid: int) -> bool:
@@ -270,7 +261,7 @@ def _reply_data(obj: dict[str, Any]) -> dict[str, Any]:
 def wait_gone(pid: int, timeout: float) -> bool:
     """Poll until ``pid`` is gone (or a zombie); True if it went within ``timeout``."""
     deadline = time.monotonic() + timeout
-    while pid_alive(pid):
+    while proc.alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
 import socket
@@ -58,13 +57,6 @@ def _peer_groups(pid: int, gid: int) -> set[int]:
             if line.startswith("Groups:"):
                 groups |= {int(g) for g in line.split()[1:]}
     return groups
-
-
-def operator_gid(group: str) -> int | None:
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        return None
 
 
 class Connection:
@@ -189,10 +181,12 @@ class ControlServer:
         audit: Audit,
         *,
         operator_group: str = "systemg",
+        operator_gid: int | None = None,
     ) -> None:
         self.loop, self.paths, self.handlers, self.audit = loop, paths, handlers, audit
         self.operator_group = operator_group
-        self.operator_gid = operator_gid(operator_group) if paths.mode is Mode.SYSTEM else None
+        # Resolved once by the caller: only system mode with an existing group has operators.
+        self.operator_gid = operator_gid
         self.sock = self._bind(paths.socket)
         loop.add_reader(self.sock.fileno(), self._accept)
 

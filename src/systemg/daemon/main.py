@@ -208,7 +208,9 @@ def main(argv: list[str]) -> int:
     loop.on_signal(1, lambda: journal.info("SIGHUP ignored (use `sysg restart` to reload)"))
     handlers = Handlers(sup, ops, loop.stop)
     audit = Audit(paths.audit_log)
-    server = ControlServer(loop, paths, handlers, audit, operator_group=operator_group)
+    server = ControlServer(
+        loop, paths, handlers, audit, operator_group=operator_group, operator_gid=gid
+    )
     journal.info(f"supervisor {os.getpid()} started ({paths.mode} mode, state {paths.state_dir})")
     recover(sup, ops, store.load_all())
     try:

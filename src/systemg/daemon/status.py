@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from systemg import proc
 from systemg.daemon.lifecycle import Phase
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
@@ -25,10 +26,8 @@ DEGRADED = frozenset({Phase.BACKOFF, Phase.WAITING, Phase.STARTING, Phase.STOPPI
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-    except OSError:
+    fields = proc.stat_fields(pid)
+    if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) / _TICKS
 

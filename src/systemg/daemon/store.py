@@ -124,16 +124,3 @@ def _as_json(record: ProjectRecord) -> dict[str, Any]:
         "attached": record.attached,
         "services": services,
     }
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of ``/proc/PID/stat``: the identity that survives pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data.rsplit(b")", 1)[1].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])

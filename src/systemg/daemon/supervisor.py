@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from systemg import proc
 from systemg.daemon import lifecycle as lc
 from systemg.daemon.fdholder import HolderClient
 from systemg.daemon.journal import Journal
@@ -34,7 +35,7 @@ from systemg.daemon.lifecycle import Announce, Phase, UnitState
 from systemg.daemon.logs import ServiceLog
 from systemg.daemon.loop import Loop, Timer
 from systemg.daemon.restart import ExitInfo
-from systemg.daemon.store import ProjectRecord, ServiceRecord, Store, proc_start_time
+from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
 from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import LogSink, Project, Service
 from systemg.paths import Paths
@@ -334,7 +335,7 @@ class Supervisor:
         pid = record.pid
         if pid is None or record.start_time is None:
             return False
-        if proc_start_time(pid) != record.start_time:
+        if proc.start_time(pid) != record.start_time:
             return False
         try:
             pidfd = os.pidfd_open(pid)

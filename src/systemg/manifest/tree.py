@@ -42,6 +42,11 @@ class Loc:
     column: int
 
 
+def located(code: Code, message: str, loc: Loc, hint: str = "") -> Diagnostic:
+    """A diagnostic pointing at ``loc`` (file, line, column)."""
+    return Diagnostic(code, message, hint=hint, file=loc.file, line=loc.line, column=loc.column)
+
+
 @dataclass(frozen=True, slots=True)
 class Scalar:
     """``value`` is the YAML-typed value (None/bool/int/float/str); ``raw`` is the source text."""
@@ -233,43 +238,31 @@ class Composer:
     def _read_include(self, path: str, chain: tuple[str, ...], at: Loc) -> bytes | None:
         names = " -> ".join(display(p, self.base_dir) for p in (*chain, path))
         if path in chain:
-            self.diagnostics.append(
-                Diagnostic(
-                    Code.INCLUDE_CYCLE,
-                    f"include cycle: {names}",
-                    hint="remove one of these !include tags",
-                    file=at.file,
-                    line=at.line,
-                    column=at.column,
-                )
+            self._problem(
+                Code.INCLUDE_CYCLE,
+                f"include cycle: {names}",
+                at,
+                "remove one of these !include tags",
             )
             return None
         if len(chain) > MAX_INCLUDE_DEPTH:
-            self.diagnostics.append(
-                Diagnostic(
-                    Code.INCLUDE_LIMIT,
-                    f"includes nest deeper than {MAX_INCLUDE_DEPTH}: {names}",
-                    hint="flatten the include structure",
-                    file=at.file,
-                    line=at.line,
-                    column=at.column,
-                )
+            self._problem(
+                Code.INCLUDE_LIMIT,
+                f"includes nest deeper than {MAX_INCLUDE_DEPTH}: {names}",
+                at,
+                "flatten the include structure",
             )
             return None
         try:
             return self.read(path)
         except FileReadError as problem:
             code = Code.INCLUDE_MISSING if problem.code is Code.CONFIG_UNREADABLE else problem.code
-            self.diagnostics.append(
-                Diagnostic(
-                    code,
-                    f"cannot include {display(path, self.base_dir)}: {problem.message} "
-                    f"(include chain: {names})",
-                    hint=problem.hint or "fix the path; it is relative to the including file",
-                    file=at.file,
-                    line=at.line,
-                    column=at.column,
-                )
+            self._problem(
+                code,
+                f"cannot include {display(path, self.base_dir)}: {problem.message} "
+                f"(include chain: {names})",
+                at,
+                problem.hint or "fix the path; it is relative to the including file",
             )
             return None
 
@@ -278,15 +271,13 @@ class Composer:
         self._nodes += 1
         if depth > MAX_NESTING or self._nodes > MAX_NODES:
             raise _FatalError(
-                Diagnostic(
+                located(
                     Code.INVALID_YAML,
                     f"the YAML expands to more than {MAX_NODES} nodes"
                     if self._nodes > MAX_NODES
                     else f"the YAML nests deeper than {MAX_NESTING} levels",
-                    hint="a manifest does not need this; write the values out",
-                    file=file,
-                    line=loc.line,
-                    column=loc.column,
+                    loc,
+                    "a manifest does not need this; write the values out",
                 )
             )
         if node.tag == INCLUDE_TAG:
@@ -298,13 +289,11 @@ class Composer:
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 raise _FatalError(
-                    Diagnostic(
+                    located(
                         Code.INVALID_YAML,
                         f"more than {MAX_ALIASES} aliases to collections (an alias bomb?)",
-                        hint="write the values out instead of nesting aliases",
-                        file=file,
-                        line=loc.line,
-                        column=loc.column,
+                        loc,
+                        "write the values out instead of nesting aliases",
                     )
                 )
         else:
@@ -387,6 +376,4 @@ class Composer:
         )
 
     def _problem(self, code: Code, message: str, loc: Loc, hint: str = "") -> None:
-        self.diagnostics.append(
-            Diagnostic(code, message, hint=hint, file=loc.file, line=loc.line, column=loc.column)
-        )
+        self.diagnostics.append(located(code, message, loc, hint))

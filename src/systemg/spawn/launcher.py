@@ -19,6 +19,7 @@ import resource
 import signal
 from dataclasses import dataclass
 
+from systemg import proc
 from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
 from systemg.manifest.values import format_cpu_list
 from systemg.spawn import child, linux
@@ -37,12 +38,8 @@ class Child:
 
 
 def start_time(pid: int) -> int:
-    """Field 22 of ``/proc/PID/stat`` (clock ticks since boot); 0 if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
+    """The identity start time of a process just launched; 0 if it is already reaped."""
+    return proc.start_time(pid, zombie_ok=True) or 0
 
 
 def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
