@@ -2,7 +2,6 @@
 
 Each command lives in ``systemg.cli.commands.<name>`` and exposes::
 
-    HELP: str
     def add_arguments(parser: argparse.ArgumentParser) -> None
     def run(args: argparse.Namespace) -> int
 

@@ -42,7 +42,6 @@ class Phase(enum.StrEnum):
 
 
 ALIVE = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
-TERMINAL = frozenset({Phase.EXITED, Phase.KILLED, Phase.OOM_KILLED, Phase.FAILED})
 
 
 class StopReason(enum.StrEnum):

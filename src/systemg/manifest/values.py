@@ -110,11 +110,11 @@ def _unit_factor(unit: str | None) -> int:
     return 1 if not unit else 1024 ** (_UNITS.index(unit.upper()) + 1)
 
 
-def parse_size(value: object, *, allow_unlimited: bool = False, allow_max: bool = False) -> int:
+def parse_size(value: object, *, allow_unlimited: bool = False) -> int:
     """``65536`` / ``64K`` / ``1_000`` / ``2GiB`` -> bytes (or a count, for nofile/nproc).
 
     ``unlimited`` (any case) returns ``model.UNLIMITED`` when ``allow_unlimited``.
-    ``allow_max`` is for cgroup ``memory_max``; the caller handles the literal ``max`` itself.
+    (cgroup ``memory_max: max`` is handled by its caller before this.)
     """
     if _is_int(value):
         assert isinstance(value, int)

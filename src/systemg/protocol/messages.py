@@ -45,14 +45,6 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """Which services a request is about. Empty means "all"."""
-
-    project: str | None = None
-    service: str | None = None
-
-
 # --- requests ---------------------------------------------------------------------------
 
 
@@ -60,7 +52,7 @@ class Selector:
 class StartRequest(Message):
     """Register ``config`` (absolute path) if given, then start the selection and wait.
 
-    ``attach``: stream ``LogEvent`` lines of the selected project until it stops
+    ``attach``: stream ``{"kind": "log", ...}`` events of the selected project until it stops
     (foreground ``sysg start``). ``drop_privileges`` travels with the request so the
     supervisor that spawns applies it (spec/privileged.md section 3).
     """
@@ -244,14 +236,3 @@ class StatusReply:
 def _shallow(obj: Any) -> dict[str, Any]:
     """A slotted dataclass's fields as a dict, values as they are (in field order)."""
     return {name: getattr(obj, name) for name in obj.__slots__}
-
-
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One captured line, as streamed by ``logs -f`` and foreground ``start``."""
-
-    project: str
-    service: str
-    stream: str  # stdout | stderr
-    ts: str  # UTC ISO-8601 with microseconds and Z
-    line: str

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from systemg.manifest.model import EnvSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-LISTEN_PID_PLACEHOLDER = "LISTEN_PID="
 """The entry the child completes with ``str(os.getpid())``."""
 
 _SESSION_PREFIXES = ("SSH_", "XDG_SESSION_")

@@ -18,8 +18,6 @@ from systemg.cli.mode import resolve
 from systemg.cli.selectors import selection
 from systemg.protocol.messages import InspectRequest, UnitStatus
 
-HELP = "one service in depth: what was requested and what the kernel shows"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

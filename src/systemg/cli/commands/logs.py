@@ -34,7 +34,6 @@ from systemg.cli.logfiles import (
 )
 from systemg.paths import Paths
 
-HELP = "show or follow service logs (works without a supervisor)"
 POLL_INTERVAL = 0.1  # seconds between file polls when following without a supervisor
 
 

@@ -24,7 +24,6 @@ from systemg.errors import Code, SysgError
 from systemg.paths import Mode, Paths
 from systemg.protocol.messages import ForgetRequest, StatusReply, StatusRequest
 
-HELP = "stop supervisors and remove state and logs"
 LIVE_STATES = frozenset({"starting", "running", "stopping", "backoff"})
 CGROUP_ROOTS = (
     Path("/sys/fs/cgroup/systemg"),

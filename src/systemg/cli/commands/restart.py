@@ -16,8 +16,6 @@ from systemg.cli.mode import resolve
 from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
 from systemg.protocol.messages import RestartRequest
 
-HELP = "re-read the manifest and reconcile: start added, stop removed, restart changed"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_arguments(parser)

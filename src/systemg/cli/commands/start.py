@@ -26,8 +26,6 @@ from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import find_config
 from systemg.protocol.messages import StartRequest, StopRequest
 
-HELP = "start the supervisor (if needed) and the services of a manifest"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_arguments(parser)

@@ -21,7 +21,6 @@ from systemg.cli.selectors import selection
 from systemg.errors import Code, SysgError
 from systemg.protocol.messages import StatusReply, StatusRequest
 
-HELP = "show every service: state, pid, uptime, restarts, last exit, CPU, RSS"
 HEALTH_EXIT = {"healthy": 0, "degraded": 1, "failing": 2}
 
 

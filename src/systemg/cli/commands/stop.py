@@ -20,7 +20,6 @@ from systemg.errors import Code, SysgError
 from systemg.paths import Paths
 from systemg.protocol.messages import ShutdownRequest, StopRequest
 
-HELP = "stop services, a project, or the supervisor"
 EXIT_DEADLINE = 30.0
 
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from systemg.errors import Code, Diagnostic, ManifestError
 
-HELP = "check a manifest and report every problem with its line"
-
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2

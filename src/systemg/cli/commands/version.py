@@ -18,8 +18,6 @@ from systemg.cli.mode import resolve
 from systemg.errors import Code, SysgError
 from systemg.protocol.messages import PROTOCOL_VERSION, VersionRequest
 
-HELP = "show the CLI and supervisor versions"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
