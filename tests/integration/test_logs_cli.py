@@ -217,9 +217,16 @@ conn, _ = sock.accept()
 request = conn.makefile("rb").readline()
 print(request.decode().strip(), flush=True)
 for frame in json.loads(sys.argv[2]):
+    if "append" in frame:  # a line captured after the request, before the confirmation
+        path, text = frame["append"]
+        with open(path, "a") as fh:
+            fh.write(text)
+        continue
     conn.sendall((json.dumps(frame) + "\n").encode())
 conn.close()
 """
+
+SUBSCRIBED = {"v": 1, "event": {"kind": "subscribed"}}
 
 
 def _fake_supervisor(rt: Runtime, frames: list[dict[str, object]]) -> subprocess.Popen[bytes]:
@@ -242,9 +249,15 @@ def test_follow_with_supervisor_streams_events_and_skips_what_the_tail_showed(rt
     write_log(rt, "app", "web", [(i, "stdout", f"old {i}") for i in range(5)])
     data_dup = f"{stamp(4)} stdout old 4\n"
     data_new = f"{stamp(9)} stdout new 9\n{stamp(9)} stderr new err\n"
+    log = rt.logs / "app" / "web.log"
+    raced = f"{stamp(6)} stdout written while subscribing\n"
     fake = _fake_supervisor(
         rt,
         [
+            # Written after the request arrived but before the confirmation: the CLI must
+            # read the tail only after "subscribed", or this line is in neither.
+            {"append": [str(log), raced]},
+            SUBSCRIBED,
             {
                 "v": 1,
                 "event": {"kind": "log", "project": "app", "service": "web", "data": data_dup},
@@ -266,8 +279,8 @@ def test_follow_with_supervisor_streams_events_and_skips_what_the_tail_showed(rt
         "args": {"project": "app", "service": "web"},
     }
     assert proc.stdout.splitlines() == [
-        f"{stamp(3)} stdout old 3",
         f"{stamp(4)} stdout old 4",
+        f"{stamp(6)} stdout written while subscribing",
         f"{stamp(9)} stdout new 9",
         f"{stamp(9)} stderr new err",
     ]
@@ -277,6 +290,7 @@ def test_follow_with_supervisor_json_and_error_reply(rt: Runtime) -> None:
     fake = _fake_supervisor(
         rt,
         [
+            SUBSCRIBED,
             {
                 "v": 1,
                 "event": {

@@ -29,9 +29,20 @@ def connect(path: Path) -> socket.socket | None:
     return sock
 
 
-def follow(sock: socket.socket, request: LogsRequest) -> Iterator[dict[str, Any]]:
-    """Send ``request`` and yield each stream event until the reply line or EOF."""
+def subscribe(sock: socket.socket, request: LogsRequest) -> Iterator[dict[str, Any]]:
+    """Send ``request`` and return once the supervisor confirms the subscription (its first
+    event, ``{"kind": "subscribed"}``): every line captured after this call returns reaches
+    the returned iterator, so a tail read from the files afterwards leaves no gap."""
     sock.sendall(encode_request(request))
+    events = _events(sock)
+    for event in events:
+        if event.get("kind") == "subscribed":
+            break
+    return events
+
+
+def _events(sock: socket.socket) -> Iterator[dict[str, Any]]:
+    """Each stream event until the reply line or EOF; an error reply is raised."""
     with sock.makefile("rb") as reader:
         while True:
             frame = reader.readline(MAX_FRAME + 1)

@@ -344,6 +344,9 @@ class Handlers:
 
         self.sup.listeners.append(listener)
         r.on_close(lambda: _discard(self.sup.listeners, listener))
+        # From here on every captured line reaches this follower: say so, so the client can
+        # read the files' tail only now and miss nothing in between.
+        r.event({"kind": "subscribed"})
 
     # --- supervisor-wide --------------------------------------------------------------
     def shutdown(self, r: Responder) -> None:

@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from systemg.cli.logfiles import (
@@ -108,17 +108,17 @@ def run(args: argparse.Namespace) -> int:
     label = "" if single else ("service" if one_project else "project/service")
     printer = Printer(out, json_lines=args.format == "json", label=label)
 
-    # With a supervisor, subscribe before reading the tail so nothing falls in between;
-    # streamed lines the tail already showed are skipped by timestamp.
+    # With a supervisor, subscribe (and wait for its confirmation) before reading the tail,
+    # so no line falls in between; streamed lines the tail already showed are skipped by
+    # timestamp.
+    events = _subscribe(sock, project, service, logs) if sock is not None else None
     seen = {log.label: _last_ts(log) for log in logs} if sock is not None else {}
     printer.emit_entries(merged_tail(logs, args.lines))
     if not args.follow:
         return 0
     try:
-        if sock is not None:
-            _follow_supervisor(
-                sock, printer=printer, project=project, service=service, logs=logs, seen=seen
-            )
+        if events is not None:
+            _follow_supervisor(events, printer=printer, seen=seen)
         else:
             _follow_files(printer, paths, project, service, logs)
     except KeyboardInterrupt:
@@ -144,21 +144,21 @@ def _last_ts(log: ServiceLogFile) -> str:
     return LogLine.parse(last[0]).ts if last else ""
 
 
-def _follow_supervisor(
-    sock: Any,
-    *,
-    printer: Printer,
-    project: str | None,
-    service: str | None,
-    logs: list[ServiceLogFile],
-    seen: dict[str, str],
-) -> None:
+def _subscribe(
+    sock: Any, project: str | None, service: str | None, logs: list[ServiceLogFile]
+) -> Iterator[dict[str, Any]]:
     from systemg.cli import logclient
     from systemg.protocol.messages import LogsRequest
 
     if service and not project and len(logs) == 1:
         project = logs[0].project  # a bare -s resolved on disk
-    for event in logclient.follow(sock, LogsRequest(project=project, service=service)):
+    return logclient.subscribe(sock, LogsRequest(project=project, service=service))
+
+
+def _follow_supervisor(
+    events: Iterator[dict[str, Any]], *, printer: Printer, seen: dict[str, str]
+) -> None:
+    for event in events:
         if event.get("kind") != "log":
             continue
         proj, svc = str(event.get("project", "")), str(event.get("service", ""))
