@@ -206,6 +206,7 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
                 fds[stream] = (r, w)
+                _give_pipe(w, plan)
         null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
             out = fds["stdout"][1] if fds else null
@@ -406,6 +407,22 @@ class Supervisor:
         if unit.log is not None and not unit.pipes:
             unit.log.close()
             unit.log = None
+
+
+def _give_pipe(fd: int, plan: SpawnPlan) -> None:
+    """The pipe belongs to the user the service runs as.
+
+    A pipe inode is born ``0600`` and owned by its creator (root here). A daemon that
+    re-opens its own output (``access_log /dev/stdout``, ``/proc/self/fd/1``) goes through
+    an inode permission check, which a service running as ``www-data`` would fail: so the
+    inode is handed to the service's uid/gid. Both ends share the inode; the supervisor's
+    read end is already open and unaffected.
+    """
+    if plan.uid is None and plan.gid is None:
+        return
+    if os.geteuid() != 0:
+        return
+    os.fchown(fd, -1 if plan.uid is None else plan.uid, -1 if plan.gid is None else plan.gid)
 
 
 def _exit_info(status: int, at: float) -> ExitInfo:
