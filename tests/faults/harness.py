@@ -1,0 +1,125 @@
+"""The fault suite's invariants, checked after every injected fault.
+
+A fault case starts a real supervisor with some *bystander* services that print numbered
+lines, injects one fault, and then calls ``Bystanders.check`` and ``assert_clean_shutdown``:
+
+- every bystander kept its pid (the fault touched nothing it should not have);
+- no numbered line was lost: each bystander's log holds 1..N with no gap or duplicate;
+- ``status`` answers;
+- ``stop --supervisor`` leaves no process of the test, no cgroup directory, no socket, pid
+  or holder file behind.
+
+Services carry a unique marker in their command line (``procscan.new_marker``) so the
+process scan finds exactly what this test started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support import procscan
+from tests.support.runtime import Runtime, wait_for
+
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), *Path("/sys/fs/cgroup").glob("*"))
+
+
+def ticker(name: str, marker: str, *, every: str = "0.02") -> str:
+    """YAML for a service printing ``<name> <n>`` for n = 1, 2, ... forever."""
+    return (
+        f"  {name}:\n"
+        f'    command: "i=0; while :; do i=$((i+1)); echo {name} $i; sleep {every}; done; '
+        f': {marker}"\n'
+    )
+
+
+def numbers(log: Path, name: str) -> list[int]:
+    pattern = re.compile(rf" stdout {re.escape(name)} (\d+)$")
+    out: list[int] = []
+    for rotated in sorted(log.parent.glob(log.name + ".*"), reverse=True):
+        out.extend(_numbers_in(rotated, pattern))
+    out.extend(_numbers_in(log, pattern))
+    return out
+
+
+def _numbers_in(path: Path, pattern: re.Pattern[str]) -> list[int]:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [int(m.group(1)) for m in map(pattern.search, text.splitlines()) if m]
+
+
+@dataclass
+class Bystanders:
+    """Services that must not notice the fault."""
+
+    rt: Runtime
+    project: str
+    names: tuple[str, ...]
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def record(self) -> None:
+        for name in self.names:
+            unit = self.rt.wait_state(name, "running")
+            self.pids[name] = int(unit["pid"])
+
+    def log(self, name: str) -> Path:
+        return self.rt.logs / self.project / f"{name}.log"
+
+    def check(self, *, min_lines: int = 3) -> None:
+        """Same pids, status answers, and every numbered line present exactly once."""
+        for name in self.names:
+            unit = self.rt.unit(name)
+            assert unit["state"] == "running", f"{name}: {unit}"
+            assert unit["pid"] == self.pids[name], f"{name} changed pid: {unit}"
+            seen = wait_for(
+                lambda n=name: self._at_least(n, min_lines),
+                what=f"{name} to log {min_lines} lines",
+            )
+            assert seen == list(range(1, len(seen) + 1)), f"{name}: lines lost or repeated"
+
+    def _at_least(self, name: str, count: int) -> list[int] | None:
+        seen = numbers(self.log(name), name)
+        return seen if len(seen) >= count else None
+
+
+def cgroup_dirs(marker_dirs: tuple[str, ...] = ("systemg",)) -> set[Path]:
+    found: set[Path] = set()
+    for root in CGROUP_ROOTS:
+        for name in marker_dirs:
+            candidate = root / name
+            if candidate.is_dir():
+                found.update(p for p in candidate.rglob("*") if p.is_dir())
+    return found
+
+
+def assert_clean_shutdown(rt: Runtime, marker: str, cgroups_before: set[Path]) -> None:
+    """``stop --supervisor`` ends everything: processes, cgroups, sockets, pid files."""
+    supervisor = rt.supervisor_pid()
+    proc = rt.sysg("stop", "--supervisor", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    if supervisor is not None:
+        wait_for(lambda: not _alive(supervisor), what="the supervisor to exit")
+    wait_for(lambda: not procscan.with_marker(marker), what="every service to be gone")
+    wait_for(lambda: not rt.supervisor_processes(), what="no supervisor left")
+    for leftover in ("control.sock", "sysg.pid", "fdholder.sock", "fdholder.pid"):
+        wait_for(lambda n=leftover: not (rt.state / n).exists(), what=f"{leftover} to be removed")
+    assert cgroup_dirs() <= cgroups_before, cgroup_dirs() - cgroups_before
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def manifest(project: str, *services: str) -> str:
+    """A version-2 manifest with one project; ``services`` are ``ticker``-style blocks."""
+    body = "".join("    " + line + "\n" for s in services for line in s.splitlines())
+    return f'version: "2"\nprojects:\n  {project}:\n    services:\n{body}'
