@@ -7,7 +7,8 @@ carry on, which is how all problems of a file are reported at once. ``Bad`` node
 already reported while composing) are skipped silently.
 
 ``${VAR}`` expansion happens here, on string scalars after YAML parsing, so a missing variable
-is reported with the field path and the exact position.
+is reported with the field path and the exact position. ``kernel`` checks an expanded string
+against what the kernel accepts where it is going (``manifest.kernel``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TypeVar
 
 from systemg.errors import Code, Diagnostic
 from systemg.manifest.env import MissingVariableError, expand
+from systemg.manifest.kernel import Kind
+from systemg.manifest.kernel import problem as kernel_problem
 from systemg.manifest.tree import Bad, Key, Loc, Map, Node, Scalar, Seq
 from systemg.manifest.values import GrammarError, suggestion
 
@@ -64,6 +67,15 @@ class Checker:
 
     def invalid(self, path: str, node: Node, problem: GrammarError) -> None:
         self.error(Code.INVALID_VALUE, path, problem.message, node, problem.hint)
+
+    def kernel(
+        self, text: str, kind: Kind, path: str, at: Loc | Key | Node, *, env_name: str = ""
+    ) -> bool:
+        """False (and an error recorded) when the kernel could not take ``text`` as ``kind``."""
+        found = kernel_problem(text, kind, env_name=env_name)
+        if found is not None:
+            self.error(Code.INVALID_VALUE, path, found.message, at, found.hint)
+        return found is None
 
     # --- shapes ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from systemg.manifest.kernel import Kind, problem
 from systemg.manifest.values import is_env_name
 
 # --- ${VAR} expansion -------------------------------------------------------------------------
@@ -51,13 +52,15 @@ def expand(text: str, environ: Mapping[str, str]) -> str:
 class EnvFileProblem:
     line: int
     message: str
+    hint: str = "write one KEY=VALUE per line"
 
 
 def parse_env_file(text: str) -> tuple[tuple[tuple[str, str], ...], tuple[EnvFileProblem, ...]]:
     """``KEY=VALUE`` lines; ``#`` comments, blank lines, ``export`` and quotes allowed.
 
     Returns the pairs in file order (a later duplicate wins when turned into a dict) and every
-    malformed line, so all of them can be reported at once.
+    malformed line, so all of them can be reported at once. A value the kernel cannot take
+    (a NUL byte, a ``NAME=VALUE`` too long for ``execve``) is a malformed line too.
     """
     pairs: list[tuple[str, str]] = []
     problems: list[EnvFileProblem] = []
@@ -80,6 +83,10 @@ def parse_env_file(text: str) -> tuple[tuple[tuple[str, str], ...], tuple[EnvFil
             val = val[1:-1]
         elif val[:1] in ("'", '"'):
             problems.append(EnvFileProblem(number, f"unterminated quote in the value of {key}"))
+            continue
+        refused = problem(val, Kind.ENV_VALUE, env_name=key)
+        if refused is not None:
+            problems.append(EnvFileProblem(number, f"{key}: {refused.message}", refused.hint))
             continue
         pairs.append((key, val))
     return tuple(pairs), tuple(problems)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from systemg.errors import Code
 from systemg.manifest.check import Checker, child, describe, item
+from systemg.manifest.kernel import Kind
 from systemg.manifest.model import UNLIMITED, CgroupSpec, Isolation, Limits, ListenSpec
 from systemg.manifest.tree import Key, Node, Scalar
 from systemg.manifest.values import (
@@ -53,7 +54,7 @@ def account(ck: Checker, node: Node, path: str, what: str) -> str | None:
     name = ck.string(node, path, what=f"a {what} name or id")
     if name is None:
         return None
-    if not _ACCOUNT.match(name) or len(name) > 256:
+    if not _ACCOUNT.fullmatch(name) or len(name) > 256:
         ck.error(
             Code.INVALID_VALUE,
             path,
@@ -165,6 +166,8 @@ def cgroup_spec(ck: Checker, node: Node, path: str) -> CgroupSpec | None:
             root = None
         elif root is not None:
             root = os.path.normpath(root)
+            if not ck.kernel(root, Kind.PATH, child(path, "root"), f["root"][1]):
+                root = None
     return CgroupSpec(memory_max=memory_max, cpu_max=cpu_max, root=root)
 
 
@@ -196,7 +199,7 @@ def isolation(ck: Checker, node: Node, path: str) -> Isolation:
         if key in f:
             k, v = f[key]
             text = ck.string(v, child(path, key))
-            if text is not None:
+            if text is not None and ck.kernel(text, Kind.TEXT, child(path, key), v):
                 texts[key] = text
                 _not_enforced(ck, child(path, key), k)
     return Isolation(

@@ -17,6 +17,7 @@ from systemg.errors import Code, Diagnostic
 from systemg.manifest import privileged
 from systemg.manifest.check import UNDEFINED, Checker, child, describe, item
 from systemg.manifest.env import parse_env_file
+from systemg.manifest.kernel import Kind
 from systemg.manifest.model import (
     DEFAULT_BACKOFF_MS,
     DEFAULT_LOG_MAX_BYTES,
@@ -189,7 +190,9 @@ class Context:
                 )
                 continue
             text = self._var_value(value, vpath)
-            if text is not None:
+            if text is not None and self.ck.kernel(
+                text, Kind.ENV_VALUE, vpath, value, env_name=key.name
+            ):
                 out[key.name] = text
         return tuple(out.items())
 
@@ -217,6 +220,10 @@ class Context:
         if name is None:
             return draft
         target = os.path.normpath(os.path.join(self.manifest_dir, name))
+        if not (
+            ck.kernel(name, Kind.PATH, path, node) and ck.kernel(target, Kind.PATH, path, node)
+        ):
+            return draft
         try:
             data = self.read(target)
         except FileReadError as problem:
@@ -235,9 +242,7 @@ class Context:
             return replace(draft, file=target)
         pairs, problems = parse_env_file(text)
         for p in problems:
-            ck.errors.append(
-                ck_diag(p.message, path, target, p.line, "write one KEY=VALUE per line")
-            )
+            ck.errors.append(ck_diag(p.message, path, target, p.line, p.hint))
         return replace(draft, file=target, file_vars=pairs)
 
     def logs(self, node: Node, path: str) -> LogDraft:
@@ -292,9 +297,12 @@ class Context:
         svc_logs = self.logs(f["logs"][1], child(path, "logs")) if "logs" in f else LogDraft()
         kw: dict[str, Any] = {}
         if "working_dir" in f:
-            wd = ck.string(f["working_dir"][1], child(path, "working_dir"), what="a directory")
-            if wd is not None:
-                kw["working_dir"] = os.path.normpath(os.path.join(self.manifest_dir, wd))
+            wd_path, wd_node = child(path, "working_dir"), f["working_dir"][1]
+            wd = ck.string(wd_node, wd_path, what="a directory")
+            if wd is not None and ck.kernel(wd, Kind.PATH, wd_path, wd_node):
+                wd = os.path.normpath(os.path.join(self.manifest_dir, wd))
+                if ck.kernel(wd, Kind.PATH, wd_path, wd_node):
+                    kw["working_dir"] = wd
         if "restart_policy" in f:
             policy = ck.choice(
                 f["restart_policy"][1],
@@ -356,8 +364,11 @@ class Context:
             )
             return None, None
         if "command" in f:
-            command = ck.string(f["command"][1], child(path, "command"), what="a shell command")
-            return (("/bin/sh", "-c", command), command) if command is not None else (None, None)
+            cpath, node = child(path, "command"), f["command"][1]
+            command = ck.string(node, cpath, what="a shell command")
+            if command is None or not ck.kernel(command, Kind.ARG, cpath, node):
+                return None, None
+            return ("/bin/sh", "-c", command), command
         if "exec" in f:
             epath = child(path, "exec")
             node = f["exec"][1]
@@ -379,7 +390,13 @@ class Context:
             args = [
                 ck.string(a, item(epath, i), what="an argument") for i, a in enumerate(seq.items)
             ]
-            if any(a is None for a in args):
+            # argv[0] is also the file execve opens (directly, or joined to each PATH entry).
+            usable = [
+                a is not None
+                and ck.kernel(a, Kind.PATH if i == 0 else Kind.ARG, item(epath, i), seq.items[i])
+                for i, a in enumerate(args)
+            ]
+            if not all(usable):
                 return None, None
             return tuple(a for a in args if a is not None), None
         ck.error(

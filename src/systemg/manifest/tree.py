@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import yaml
 
 from systemg.errors import Code, Diagnostic
+from systemg.manifest.kernel import Kind, problem
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_TOTAL_BYTES = 8 * 1024 * 1024
@@ -131,6 +132,19 @@ def decode_utf8(data: bytes, file: str) -> str | Diagnostic:
 
 def yaml_error_diagnostic(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
     """A libyaml error as a located diagnostic, with the tab hint when tabs are the cause."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A raw control character (a NUL byte, say); libyaml counts UTF-8 bytes, not characters.
+        before = text.encode()[: exc.position].decode(errors="ignore")
+        return Diagnostic(
+            Code.INVALID_YAML,
+            f"the file contains the control character {chr(exc.character)!r} "
+            f"(U+{exc.character:04X}), which YAML does not allow",
+            hint="remove it; inside a double-quoted string it could be written as an escape "
+            "such as \\t (a NUL is refused in any case: the kernel cannot take it)",
+            file=file,
+            line=before.count("\n") + 1,
+            column=len(before) - (before.rfind("\n") + 1) + 1,
+        )
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     column = mark.column + 1 if mark is not None else None
@@ -343,7 +357,12 @@ class Composer:
         if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
             self._problem(Code.INVALID_VALUE, "!include takes a file path", loc)
             return Bad(loc)
-        target = os.path.normpath(os.path.join(os.path.dirname(loc.file), str(node.value).strip()))
+        name = str(node.value).strip()
+        target = os.path.normpath(os.path.join(os.path.dirname(loc.file), name))
+        refused = problem(name, Kind.PATH) or problem(target, Kind.PATH)
+        if refused is not None:
+            self._problem(Code.INVALID_VALUE, f"!include {refused.message}", loc, refused.hint)
+            return Bad(loc)
         tree = self._compose_file(target, chain, loc)
         return Bad(loc) if tree is None else tree
 

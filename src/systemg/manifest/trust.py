@@ -6,7 +6,8 @@ read), refuse what is too large before reading it, and read at most the limit. A
 supervisor runs what a manifest says as root, so a manifest it loads, and every file that
 manifest pulls in, must be a regular file owned by root and writable by root only.
 
-Every failure is a ``FileReadError`` with its code; no ``OSError`` escapes.
+Every failure is a ``FileReadError`` with its code; no ``OSError`` (nor the ``ValueError`` of a
+path with a NUL in it) escapes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def read_file(path: str, *, trusted: bool = False, limit: int = MAX_FILE_BYTES) 
         fd = os.open(path, flags)
     except OSError as exc:
         raise _problem(exc, path, trusted) from None
+    except ValueError:  # a NUL in the path; callers check paths first, this is the backstop
+        raise FileReadError(
+            Code.CONFIG_UNREADABLE, f"{path!r} contains a NUL character", "remove it"
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
+from systemg.manifest.kernel import Kind, problem
 from systemg.manifest.model import UNLIMITED, CpuMax, ListenKind, ListenSpec
 
 
@@ -304,6 +305,9 @@ def parse_listen(value: object) -> ListenSpec:
         path = raw[5:]
         if not path.startswith("/"):
             raise GrammarError(f"unix socket path '{path}' is not absolute", _LISTEN_HINT)
+        refused = problem(path, Kind.PATH)
+        if refused is not None:
+            raise GrammarError(f"unix socket path {refused.message}", refused.hint)
         if len(path.encode()) > _SUN_PATH_MAX:
             raise GrammarError(
                 f"unix socket path is longer than {_SUN_PATH_MAX} bytes", "use a shorter path"
@@ -311,7 +315,7 @@ def parse_listen(value: object) -> ListenSpec:
         return ListenSpec(ListenKind.UNIX, raw, path=path)
     if raw.startswith("fd:"):
         name = raw[3:]
-        if not _FD_NAME.match(name):
+        if not _FD_NAME.fullmatch(name):
             raise GrammarError(f"'{raw}' is not a valid fd name", "fd:NAME uses [A-Za-z0-9_.-]")
         return ListenSpec(ListenKind.FD, raw, fd_name=name)
     if raw.startswith("["):
@@ -330,7 +334,7 @@ def parse_listen(value: object) -> ListenSpec:
             )
         if ":" in host:
             raise GrammarError(f"IPv6 address in '{raw}' needs brackets", "write [::1]:8080")
-        if not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             raise GrammarError(f"'{host}' is not a host name or address", _LISTEN_HINT)
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise GrammarError(f"port '{port_text}' is not in 1..65535", _LISTEN_HINT)
@@ -346,7 +350,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def check_name(name: str, what: str) -> str:
     """A project id or service name: one path segment, ``[A-Za-z0-9_.-]+``, ≤ 255 bytes."""
     hint = f"a {what} uses only letters, digits, '_', '.' and '-' (it names a directory)"
-    if not _NAME.match(name) or name in (".", ".."):
+    if not _NAME.fullmatch(name) or name in (".", ".."):
         raise GrammarError(f"'{name}' is not a valid {what}", hint)
     if len(name.encode()) > 255:
         raise GrammarError(f"{what} is longer than 255 bytes", hint)
@@ -354,7 +358,7 @@ def check_name(name: str, what: str) -> str:
 
 
 def is_env_name(name: str) -> bool:
-    return bool(_ENV_NAME.match(name))
+    return bool(_ENV_NAME.fullmatch(name))
 
 
 def slug(text: str) -> str:
