@@ -15,8 +15,10 @@ process scan finds exactly what this test started.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,3 +125,55 @@ def manifest(project: str, *services: str) -> str:
     """A version-2 manifest with one project; ``services`` are ``ticker``-style blocks."""
     body = "".join("    " + line + "\n" for s in services for line in s.splitlines())
     return f'version: "2"\nprojects:\n  {project}:\n    services:\n{body}'
+
+
+# --- helpers for the fault cases ------------------------------------------------------
+
+
+def service(name: str, **keys: object) -> str:
+    """YAML for one service block in ``ticker``'s layout; values are written as JSON,
+    which YAML reads as the same strings, lists and mappings."""
+    return f"  {name}:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in keys.items())
+
+
+def start_with_bystanders(
+    rt: Runtime, project: str, marker: str, *services: str, names: tuple[str, ...] = ("tick_a",)
+) -> Bystanders:
+    """Start a supervisor running ``services`` beside ``ticker`` bystanders (pids recorded).
+
+    The exit code of ``start`` is not checked: a faulty service may well fail to come up.
+    """
+    text = manifest(project, *(ticker(n, marker) for n in names), *services)
+    path = rt.write(f"{project}.yaml", text)
+    rt.sysg("start", "-c", str(path), "--daemonize")
+    bystanders = Bystanders(rt, project, names)
+    bystanders.record()
+    return bystanders
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` in clock ticks (fields 14 and 15 of ``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def ticks_over_polls(pid: int, polls: int = 100, every: float = 0.02) -> int:
+    """CPU ticks ``pid`` used while this test slept ``polls`` times for ``every`` seconds.
+
+    Each sleep lasts at least ``every``, so the window is at least ``polls * every``
+    seconds (``2 * polls`` ticks at the usual 100 Hz); a process spinning on one core
+    uses about that many ticks, an idle one a handful.
+    """
+    before = cpu_ticks(pid)
+    for _ in range(polls):
+        time.sleep(every)
+    return cpu_ticks(pid) - before
+
+
+def vm_kib(pid: int, key: str = "VmRSS") -> int:
+    """A ``/proc/PID/status`` memory line (``VmRSS``, ``VmHWM``, ...) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return int(value.split()[0])
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
