@@ -328,3 +328,32 @@ def test_ready_timer_after_an_early_exit_is_ignored() -> None:
     st, effects = replay(service, [lc.ReadyElapsed(0.25)], st)
     assert st.phase is Phase.EXITED
     assert effects[0] == ()
+
+
+# --- no unit waits for what cannot come (issue 9) ---------------------------------------
+
+
+@pytest.mark.parametrize("reason", list(StopReason))
+def test_stop_of_a_unit_whose_spawn_never_happened_completes_at_once(reason: StopReason) -> None:
+    # `starting` without a pid: the spawn is still being set up (or broke). A stop must
+    # not wait for an exit that cannot come, nor arm a SIGKILL for no process.
+    st, (effects,) = replay(svc(), [lc.Stop(reason, 1.0)], UnitState(phase=Phase.STARTING))
+    assert st.phase is Phase.STOPPED
+    assert DoAnnounce(Announce.STOPPED) in effects
+    assert not [e for e in effects if isinstance(e, DoSignal | DoTimer)]
+
+
+def test_block_settles_a_waiting_unit_and_start_releases_it() -> None:
+    st, _ = replay(svc(), [lc.Wait(0.0), lc.Block("blocked by web -> db: backoff", 0.1)])
+    assert st.phase is Phase.BLOCKED
+    assert "web -> db" in st.message
+    st, (effects,) = replay(svc(), [lc.Start(0.2)], st)
+    assert st.phase is Phase.STARTING
+    assert DoSpawn() in effects
+
+
+def test_block_never_touches_a_unit_that_has_a_process() -> None:
+    st = running(svc())
+    after, (effects,) = replay(svc(), [lc.Block("x", 1.0)], st)
+    assert after == st
+    assert effects == ()

@@ -9,14 +9,15 @@ with a code and a hint; the supervisor itself is never at risk.
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
 from systemg import __version__
-from systemg.daemon.lifecycle import ALIVE, Phase
 from systemg.daemon.operations import Operations
 from systemg.daemon.ordering import Selection, select, split_selector
+from systemg.daemon.phases import ALIVE, Phase
 from systemg.daemon.report import requested, unit_problems
 from systemg.daemon.status import snapshot, unit_status
 from systemg.daemon.supervisor import Supervisor, Unit
@@ -72,6 +73,19 @@ class Handlers:
                     r.fail(Diagnostic(Code.PROTOCOL, f"unsupported request {request.verb!r}"))
         except SysgError as exc:
             r.fail(*exc.diagnostics)
+        except Exception as exc:
+            # A bug, not bad input: the request still gets an answer, the supervisor
+            # carries on, and supervisor.log has the traceback.
+            self.sup.journal.error(
+                f"internal error handling '{request.verb}':\n{traceback.format_exc()}"
+            )
+            r.fail(
+                Diagnostic(
+                    Code.INTERNAL,
+                    f"internal error handling '{request.verb}': {type(exc).__name__}: {exc}",
+                    hint="this is a bug in sysg: please report it with supervisor.log",
+                )
+            )
 
     # --- helpers ----------------------------------------------------------------------
     def _projects(self) -> dict[str, Project]:

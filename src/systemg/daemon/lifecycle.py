@@ -8,12 +8,15 @@ process group, arm a timer, tell dependents). Tests replay event histories again
 Phases::
 
     stopped --start--> starting --250 ms alive--> running
+    stopped --start, a dependency not up--> waiting | blocked --dependencies up--> starting
     starting/running --exit, policy says restart--> backoff --delay--> starting
     starting/running --exit, no restart--> exited | killed | oom-killed | failed
     starting/running --stop--> stopping --exit--> stopped   (SIGKILL if stop_timeout passes)
 
 A manual stop is never followed by a restart: the exit that a stop provokes is
-recognised by the ``stopping`` phase, not by its exit code.
+recognised by the ``stopping`` phase, not by its exit code. A stop of a unit that has no
+process (its spawn never happened) completes at once: no phase waits for an exit that
+cannot come.
 """
 
 from __future__ import annotations
@@ -22,26 +25,14 @@ import enum
 import signal
 from dataclasses import dataclass, replace
 
+from systemg.daemon.phases import ALIVE, Phase
 from systemg.daemon.restart import ExitInfo, decide
+from systemg.daemon.timers import TimerKind
 from systemg.manifest.model import RestartPolicy, Service
 
+__all__ = ["ALIVE", "Phase"]  # re-exported: the phase vocabulary lives in phases.py
+
 READY_AFTER_S = 0.25
-
-
-class Phase(enum.StrEnum):
-    STOPPED = "stopped"
-    WAITING = "waiting"  # wanted, but a dependency is not up yet
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    BACKOFF = "backoff"
-    EXITED = "exited"
-    KILLED = "killed"
-    OOM_KILLED = "oom-killed"
-    FAILED = "failed"
-
-
-ALIVE = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
 
 
 class StopReason(enum.StrEnum):
@@ -73,6 +64,14 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A dependency is failed, backing off or blocked itself: settle as ``blocked``."""
+
+    message: str
     now: float
 
 
@@ -118,6 +117,7 @@ class BackoffElapsed:
 Event = (
     Start
     | Wait
+    | Block
     | Spawned
     | SpawnFailed
     | ReadyElapsed
@@ -150,7 +150,7 @@ class DoSignal:
 
 @dataclass(frozen=True, slots=True)
 class DoTimer:
-    kind: str  # "ready" | "kill" | "backoff"
+    kind: TimerKind
     delay_s: float
 
 
@@ -198,9 +198,13 @@ def transition(
             if phase in ALIVE:
                 return state, ()
             return replace(state, phase=Phase.WAITING, message="waiting for dependencies"), ()
+        case Block(message=message):
+            if phase in ALIVE:
+                return state, ()
+            return replace(state, phase=Phase.BLOCKED, message=message), (DoCancelTimers(),)
         case Spawned(pid=pid, now=now):
             started = replace(state, phase=Phase.STARTING, pid=pid, started_at=now)
-            return started, (DoTimer("ready", READY_AFTER_S),)
+            return started, (DoTimer(TimerKind.READY, READY_AFTER_S),)
         case SpawnFailed(message=message):
             failed = replace(state, phase=Phase.FAILED, pid=None, message=message)
             return failed, (DoCancelTimers(), DoAnnounce(Announce.FINISHED))
@@ -211,12 +215,16 @@ def transition(
         case Exited(info=info, now=now):
             return _on_exit(state, info, now, service)
         case Stop(reason=reason):
+            if phase in ALIVE and state.pid is None:
+                # Never spawned (or the spawn is still being set up): nothing to wait for.
+                stopped = replace(state, phase=Phase.STOPPED, stop_reason=reason, message="")
+                return stopped, (DoCancelTimers(), DoAnnounce(Announce.STOPPED))
             if phase in (Phase.STARTING, Phase.RUNNING):
                 stopping = replace(state, phase=Phase.STOPPING, stop_reason=reason)
                 return stopping, (
                     DoCancelTimers(),
                     DoSignal(signal.SIGTERM),
-                    DoTimer("kill", service.stop_timeout_ms / 1000.0),
+                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
                 )
             if phase is Phase.STOPPING:
                 if reason is StopReason.MANUAL or reason is StopReason.SHUTDOWN:
@@ -266,7 +274,7 @@ def _on_exit(
         )
         return backing_off, (
             DoCancelTimers(),
-            DoTimer("backoff", decision.delay_s),
+            DoTimer(TimerKind.BACKOFF, decision.delay_s),
             DoAnnounce(Announce.DOWN),
         )
     if decision.failed:

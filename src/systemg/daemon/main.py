@@ -26,6 +26,7 @@ import sys
 import time
 
 from systemg.daemon import lifecycle as lc
+from systemg.daemon import phases
 from systemg.daemon.audit import Audit
 from systemg.daemon.control import ControlServer, read_settings
 from systemg.daemon.fdholder import HolderClient
@@ -44,7 +45,7 @@ from systemg.spawn.detach import spawn_detached
 from systemg.spawn.launcher import mark_all_cloexec
 from systemg.spawn.sockets import capture_activation
 
-WANTED = {"running", "starting", "backoff", "waiting"}
+WANTED = {str(phase) for phase in phases.WANTED}
 
 
 def self_command() -> list[str]:

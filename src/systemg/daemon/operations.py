@@ -8,16 +8,31 @@ Ordering: start follows ``depends_on`` (a unit starts once every dependency is r
 or is a one-shot that exited 0); stop goes in reverse dependency order, wave by wave.
 Dependency crash: the dependents of a service that died unexpectedly are stopped, and
 started again once it is back up.
+
+Held units: a wanted unit whose dependencies are not all up is ``waiting`` while each of
+them may still come up by itself soon (starting), and ``blocked`` (SG0109, naming the
+chain ``web -> db`` and the state at its end) once one is failed, backing off, stopped
+or blocked itself. Both are re-evaluated on every phase change of a dependency, so a
+blocked unit starts by itself when its dependency comes up; ``blocked`` is a settled
+phase, so a request never waits for a dependency that is not coming (spec lifecycle §2).
+
+Shutdown is bounded: every unit is stopped in reverse order, and whatever is still alive
+after the longest ``stop_timeout`` plus a grace period is killed and the shutdown ends
+regardless of what state any unit is in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from systemg.daemon import lifecycle as lc
-from systemg.daemon.lifecycle import ALIVE, Announce, Phase, StopReason
+from systemg.daemon.lifecycle import Announce, StopReason
 from systemg.daemon.ordering import closure_with_dependencies, reconcile, with_dependents
+from systemg.daemon.phases import ALIVE, BLOCKING, HELD, SETTLED, Phase
 from systemg.daemon.supervisor import ProjectRuntime, Supervisor, Unit
 from systemg.errors import Code, Diagnostic
 from systemg.manifest.graph import start_layers
@@ -25,11 +40,7 @@ from systemg.manifest.model import Project, RestartPolicy, Service
 
 Done = Callable[[], None]
 
-# A start request is answered once each unit it touched is in one of these phases.
-SETTLED = frozenset(
-    {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.EXITED, Phase.KILLED}
-    | {Phase.OOM_KILLED, Phase.FAILED}
-)
+SHUTDOWN_GRACE_S = 5.0  # past the longest stop_timeout, before the shutdown kills
 
 
 class _Waiter:
@@ -45,7 +56,8 @@ class _Waiter:
 class Operations:
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
-        sup.announce_hook = self._on_announce
+        sup.subscribers.append(self._on_announce)
+        sup.phase_listeners.append(self._on_phase)
 
     # --- helpers ----------------------------------------------------------------------
     def when(self, check: Callable[[], bool], then: Done) -> None:
@@ -76,6 +88,56 @@ class Operations:
 
     def _deps_ready(self, runtime: ProjectRuntime, unit: Unit) -> bool:
         return all(self.satisfied(runtime.units[d]) for d in unit.service.depends_on)
+
+    def _blocking(self, dep: Unit) -> bool:
+        st = dep.state
+        if st.phase in BLOCKING:
+            return True
+        if st.phase is Phase.EXITED:
+            return not self.satisfied(dep)
+        return st.phase is Phase.STOPPED and st.stop_reason is not StopReason.DEPENDENCY
+
+    def _blocked_by(self, runtime: ProjectRuntime, unit: Unit) -> list[Unit] | None:
+        """The chain ``[unit, dep, ..., root]`` that keeps ``unit`` from coming up, if any."""
+        chain = [unit]
+        current = unit
+        while True:
+            for name in current.service.depends_on:
+                dep = runtime.units[name]
+                if self._blocking(dep) and dep not in chain:
+                    chain.append(dep)
+                    break
+            else:
+                return chain if len(chain) > 1 else None
+            if chain[-1].state.phase is not Phase.BLOCKED:
+                return chain
+            current = chain[-1]
+
+    def _hold(self, runtime: ProjectRuntime, unit: Unit) -> None:
+        """A wanted unit that is not up: start it, or say what it waits for."""
+        now = self.sup.clock()
+        if self._deps_ready(runtime, unit):
+            self.sup.apply(unit, lc.Start(now))
+            return
+        chain = self._blocked_by(runtime, unit)
+        if chain is None:
+            self.sup.apply(unit, lc.Wait(now))
+            return
+        root = chain[-1]
+        path = " -> ".join(u.service.name for u in chain)
+        phase = "backing off" if root.state.phase is Phase.BACKOFF else str(root.state.phase)
+        what = phase + (f" ({root.state.message})" if root.state.message else "")
+        if root.state.phase is Phase.BACKOFF:
+            after = f"it starts by itself once '{root.service.name}' is up"
+        else:
+            after = f"fix '{root.service.name}', then: sysg start -s {root.key}"
+        unit.error = Diagnostic(
+            Code.DEPENDENCY_FAILED,
+            f"service '{unit.service.name}' is blocked: {path}: '{root.service.name}' is {what}",
+            path=unit.key,
+            hint=f"see: sysg logs -s {root.key}; {after}",
+        )
+        self.sup.apply(unit, lc.Block(f"blocked by {path}: {what}", now))
 
     # --- registration -----------------------------------------------------------------
     def register(self, project: Project, environ: dict[str, str], drop: bool) -> ProjectRuntime:
@@ -122,25 +184,9 @@ class Operations:
                 if self._deps_ready(runtime, unit):
                     self.sup.apply(unit, lc.Start(now))
                 else:
-                    self.sup.apply(unit, lc.Wait(now))
-                    self._fail_if_dependency_dead(runtime, unit)
+                    self._hold(runtime, unit)
         self.when(lambda: all(u.state.phase in SETTLED for u in touched), then)
         return touched
-
-    def _fail_if_dependency_dead(self, runtime: ProjectRuntime, unit: Unit) -> None:
-        for dep in unit.service.depends_on:
-            dep_unit = runtime.units[dep]
-            if dep_unit.state.phase in (Phase.FAILED, Phase.KILLED, Phase.OOM_KILLED) or (
-                dep_unit.state.phase is Phase.EXITED and not self.satisfied(dep_unit)
-            ):
-                unit.error = Diagnostic(
-                    Code.DEPENDENCY_FAILED,
-                    f"service '{unit.service.name}' was not started: its dependency "
-                    f"'{dep}' is {dep_unit.state.phase} ({dep_unit.state.message})",
-                    hint=f"fix '{dep}' first: sysg logs -s {unit.project_id}/{dep}",
-                )
-                self.sup.apply(unit, lc.SpawnFailed(unit.error.message, self.sup.clock()))
-                return
 
     # --- stop -------------------------------------------------------------------------
     def stop(
@@ -248,18 +294,48 @@ class Operations:
         self.stop(project_id, None, drop)
 
     def stop_everything(self, then: Done) -> None:
+        """Stop every unit of every project, then ``then`` — within a bounded time."""
+        finished = [False]
+
+        def finish() -> None:
+            if not finished[0]:
+                finished[0] = True
+                then()
+
+        units = [u for rt in self.sup.projects.values() for u in rt.units.values()]
+        longest = max((u.service.stop_timeout_ms / 1000.0 for u in units), default=0.0)
+        # Stop waves go one after another, so allow the longest timeout per wave.
+        waves = max((len(start_layers(rt.project)) for rt in self.sup.projects.values()), default=1)
+        self.sup.loop.call_later(longest * waves + SHUTDOWN_GRACE_S, lambda: self._force(finish))
         pending = set(self.sup.projects)
         if not pending:
-            self.sup.loop.call_later(0, then)
+            self.sup.loop.call_later(0, finish)
             return
         for project_id in list(pending):
 
             def one_done(pid: str = project_id) -> None:
                 pending.discard(pid)
                 if not pending:
-                    then()
+                    finish()
 
             self.stop(project_id, None, one_done, StopReason.SHUTDOWN)
+
+    def _force(self, then: Done) -> None:
+        """The shutdown took too long: kill what is left (by process group), then end."""
+        for runtime in self.sup.projects.values():
+            for unit in runtime.units.values():
+                pid = unit.state.pid
+                if pid is None:
+                    continue
+                self.sup.journal.warn(f"{unit.key}: still {unit.state.phase} at shutdown, killing")
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        alive = [u for rt in self.sup.projects.values() for u in rt.units.values() if u.main]
+        # Their exits are reaped as they come; give them a moment, never forever.
+        self.when(lambda: not any(u.main for u in alive), then)
+        self.sup.loop.call_later(1.0, then)
 
     # --- dependency reactions ---------------------------------------------------------
     def _on_announce(self, unit: Unit, what: Announce) -> None:
@@ -278,29 +354,18 @@ class Operations:
                     self.sup.apply(dependent, lc.Stop(StopReason.DEPENDENCY, now))
             return
         if what is Announce.STOPPED:
-            # A dependent stopped for a crashed dependency may finish stopping only after
-            # that dependency is back up (slow stop_timeout, backoff 0): the UP below found
-            # it still stopping and skipped it, so start it now that it is down.
+            # A dependent stopped for a crashed dependency is held until it is back up.
             st = unit.state
-            if (
-                st.phase is Phase.STOPPED
-                and st.stop_reason is StopReason.DEPENDENCY
-                and self._deps_ready(runtime, unit)
-            ):
-                self.sup.apply(unit, lc.Start(now))
+            if st.phase is Phase.STOPPED and st.stop_reason is StopReason.DEPENDENCY:
+                self._hold(runtime, unit)
+
+    def _on_phase(self, unit: Unit, before: Phase) -> None:
+        """Any phase change of a unit re-evaluates its held dependents."""
+        runtime = self.sup.projects.get(unit.project_id)
+        if runtime is None or unit.service.name not in runtime.units:
             return
-        if what in (Announce.UP, Announce.FINISHED):
-            for dependent in runtime.units.values():
-                if unit.service.name not in dependent.service.depends_on:
-                    continue
-                waiting = dependent.state.phase is Phase.WAITING
-                held = (
-                    dependent.state.phase is Phase.STOPPED
-                    and dependent.state.stop_reason is StopReason.DEPENDENCY
-                )
-                if not (waiting or held):
-                    continue
-                if self._deps_ready(runtime, dependent):
-                    self.sup.apply(dependent, lc.Start(now))
-                elif waiting:
-                    self._fail_if_dependency_dead(runtime, dependent)
+        for dependent in runtime.units.values():
+            if unit.service.name not in dependent.service.depends_on:
+                continue
+            if dependent.state.phase in HELD:
+                self._hold(runtime, dependent)

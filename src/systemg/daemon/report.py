@@ -11,8 +11,7 @@ import os
 from dataclasses import asdict
 from typing import Any
 
-from systemg.daemon.lifecycle import Phase
-from systemg.daemon.status import FAILING
+from systemg.daemon.phases import FAILING, Phase
 from systemg.daemon.supervisor import Unit
 from systemg.errors import Code, Diagnostic
 from systemg.paths import Paths
@@ -30,7 +29,9 @@ def unit_problems(unit: Unit, paths: Paths) -> list[Diagnostic]:
             )
         )
     bad_exit = st.phase is Phase.EXITED and st.last_exit is not None and not st.last_exit.clean
-    if st.phase in FAILING or st.phase is Phase.BACKOFF or bad_exit:
+    if st.phase is Phase.BLOCKED and unit.error is not None:
+        out.append(unit.error)
+    elif st.phase in FAILING or st.phase is Phase.BACKOFF or bad_exit:
         if unit.error is not None:
             out.append(unit.error)
         else:

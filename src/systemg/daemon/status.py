@@ -5,8 +5,8 @@ average since it started); RSS comes from ``/proc/PID/statm``. Reading two small
 service keeps ``sysg status`` fast with hundreds of services — no psutil on this path.
 
 Health: ``failing`` if any unit is failed, killed, oom-killed or exited non-zero;
-``degraded`` if any is backing off, waiting, starting, stopping, or runs with part of its
-privileged plan not applied; else ``healthy``.
+``degraded`` if any is backing off, waiting, blocked, starting, stopping, or runs with part
+of its privileged plan not applied; else ``healthy``.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from __future__ import annotations
 import os
 
 from systemg import proc
-from systemg.daemon.lifecycle import Phase
+from systemg.daemon.phases import DEGRADED, FAILING, Phase
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-
-FAILING = frozenset({Phase.FAILED, Phase.KILLED, Phase.OOM_KILLED})
-DEGRADED = frozenset({Phase.BACKOFF, Phase.WAITING, Phase.STARTING, Phase.STOPPING})
 
 
 def _cpu_seconds(pid: int) -> float | None:

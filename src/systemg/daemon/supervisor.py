@@ -2,19 +2,27 @@
 
 The supervisor owns one ``Unit`` per service. Every change goes through ``apply``: feed an
 event to the pure ``lifecycle.transition``, store the new state, carry out the effects
-(spawn, signal the process group, arm a timer), persist, and notify whoever waits
-(dependents, pending requests, log followers). Decisions live in ``lifecycle``/``restart``;
-this module only does what they say.
+(spawn, signal the process group, arm a timer), persist, and tell the subscribers
+(dependency handling, pending requests, log followers). Decisions live in
+``lifecycle``/``restart``; this module only does what they say.
 
-Output: a service's stdout and stderr are two pipes (1 MiB buffers). The read ends are
-non-blocking, watched by the loop, fed to the service's ``ServiceLog``, and also handed
-to the fd holder (``fdholder``) so a ``kill -9`` of the supervisor never breaks them.
-Exit: a pidfd per process wakes the loop the instant the service dies; its pipes are
-drained first, so output written right before exit is never lost. Leftover members of
-the process group are killed before anything is restarted.
+Events are **queued**, never re-entered: an effect or a subscriber that causes another
+event (a spawn that fails, a dependent released by an ``up``) appends it to the queue,
+and ``apply`` works the queue until it is empty. The outcome of a spawn (``Spawned`` /
+``SpawnFailed``) goes to the front, so nothing can overtake it.
 
-Invariant: at most one process per unit; a unit's ``pid`` is set exactly while the
-process has not been seen to exit.
+Nothing that goes wrong in one unit's handling may leave it in a transitional phase:
+any exception while carrying out an event is logged and the unit, if it has no process,
+is marked ``failed`` with ``SG0001`` — never stuck ``starting`` or ``stopping``.
+
+Processes are watched by ``watch.Watched`` (pidfd + output pipes), so a unit could own
+more than one process; its timers are ``timers.Timers`` keyed by kind. The output pipes'
+read ends are also handed to the fd holder (``fdholder``) so a ``kill -9`` of the
+supervisor never breaks them. Leftover members of the process group are killed before
+anything is restarted.
+
+Invariant: at most one *main* process per unit; a unit's ``state.pid`` is set exactly
+while that process has not been seen to exit.
 """
 
 from __future__ import annotations
@@ -24,31 +32,43 @@ import fcntl
 import os
 import signal
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from systemg import proc
 from systemg.daemon import lifecycle as lc
 from systemg.daemon.fdholder import HolderClient
 from systemg.daemon.journal import Journal
-from systemg.daemon.lifecycle import Announce, Phase, UnitState
+from systemg.daemon.lifecycle import Announce, UnitState
 from systemg.daemon.logs import ServiceLog
 from systemg.daemon.loop import Loop, Timer
+from systemg.daemon.phases import Phase
 from systemg.daemon.restart import ExitInfo
 from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
+from systemg.daemon.timers import TimerKind, Timers
+from systemg.daemon.watch import Exit, Watched, watch
 from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import LogSink, Project, Service
 from systemg.paths import Paths
 from systemg.spawn import cgroups
-from systemg.spawn.launcher import launch
+from systemg.spawn.launcher import Child, launch
 from systemg.spawn.plan import SpawnContext, SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import Activation, bind_listen
 
 PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
-READ_CHUNK = 256 * 1024  # measured: 1 MiB reads were slower (cache), 64-256 KiB alike
 
 LogListener = Callable[[str, str, bytes], None]  # (project, service, formatted lines)
+Subscriber = Callable[["Unit", Announce], None]
+PhaseListener = Callable[["Unit", Phase], None]  # (unit, phase before) after every change
+Launcher = Callable[[SpawnPlan, int, int], Child]  # (plan, stdout fd, stderr fd)
+
+
+def _launch(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
+    return launch(plan, stdout=stdout, stderr=stderr)
 
 
 @dataclass(slots=True)
@@ -58,22 +78,25 @@ class Unit:
     project_id: str
     service: Service
     state: UnitState = field(default_factory=UnitState)
-    pidfd: int | None = None
-    is_child: bool = False  # forked by this supervisor (can reap it and read its status)
+    main: Watched | None = None  # the main process, while it has not been seen to exit
     start_time: int | None = None
-    pipes: dict[str, int] = field(default_factory=dict)  # stream -> read fd
+    outputs: list[Watched] = field(default_factory=list)  # processes with open pipes
     log: ServiceLog | None = None
-    timers: list[Timer] = field(default_factory=list)
+    timers: Timers | None = None
     plan: SpawnPlan | None = None
     listen_fds: tuple[int, ...] | None = None
     listen_names: tuple[str, ...] = ()
     not_applied: tuple[str, ...] = ()
-    error: Diagnostic | None = None  # why the last start failed
+    error: Diagnostic | None = None  # why the last start failed, or why it is blocked
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
 
     @property
     def key(self) -> str:
         return f"{self.project_id}/{self.service.name}"
+
+    @property
+    def is_child(self) -> bool:
+        return self.main is not None and self.main.is_child
 
 
 @dataclass(slots=True)
@@ -97,6 +120,7 @@ class Supervisor:
         drop_privileges: bool = False,
         log_group: int | None = None,
         clock: Callable[[], float] = time.time,
+        launcher: Launcher = _launch,
     ) -> None:
         self.loop = loop
         self.paths = paths
@@ -107,48 +131,111 @@ class Supervisor:
         self.drop_privileges = drop_privileges
         self.log_group = log_group  # system mode: the operator group may read service logs
         self.clock = clock
+        self.launcher = launcher
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
         self.watchers: list[Callable[[], None]] = []  # run after every state change
-        self.announce_hook: Callable[[Unit, Announce], None] = lambda unit, what: None
+        self.subscribers: list[Subscriber] = []  # told of every announcement
+        self.phase_listeners: list[PhaseListener] = []  # told of every phase change
+        self._queue: deque[tuple[Unit, lc.Event]] = deque()
+        self._applying = False
         self._dirty: set[str] = set()
         self._flush_timer: Timer | None = None
 
     # --- state changes ----------------------------------------------------------------
     def apply(self, unit: Unit, event: lc.Event) -> None:
-        before = unit.state.phase
-        unit.state, effects = lc.transition(unit.state, event, unit.service)
-        if unit.state.phase is not before:
-            self.journal.info(f"{unit.key}: {before} -> {unit.state.phase} {unit.state.message}")
-        for effect in effects:
-            match effect:
-                case lc.DoSpawn():
-                    self._spawn(unit)
-                case lc.DoSignal(signum=signum):
-                    self._signal(unit, signum)
-                case lc.DoTimer(kind=kind, delay_s=delay):
-                    unit.timers.append(self.loop.call_later(delay, self._timer_cb(unit, kind)))
-                case lc.DoCancelTimers():
-                    for timer in unit.timers:
-                        timer.cancel()
-                    unit.timers.clear()
-                case lc.DoAnnounce(what=what):
-                    self.announce_hook(unit, what)
-        self.mark_dirty(unit.project_id)
-        for watcher in list(self.watchers):
-            watcher()
+        """Queue ``event`` for ``unit`` and, unless already doing so, work the queue."""
+        self._queue.append((unit, event))
+        if self._applying:
+            return
+        self._applying = True
+        try:
+            while self._queue:
+                self._apply_one(*self._queue.popleft())
+        finally:
+            self._applying = False
 
-    def _timer_cb(self, unit: Unit, kind: str) -> Callable[[], None]:
+    def _apply_one(self, unit: Unit, event: lc.Event) -> None:
+        before = unit.state.phase
+        try:
+            unit.state, effects = lc.transition(unit.state, event, unit.service)
+            if unit.state.phase is not before:
+                self.journal.info(
+                    f"{unit.key}: {before} -> {unit.state.phase} {unit.state.message}"
+                )
+            for effect in effects:
+                self._carry_out(unit, effect)
+        except Exception:
+            self._internal_error(unit, traceback.format_exc())
+        self.mark_dirty(unit.project_id)
+        if unit.state.phase is not before:
+            for listener in list(self.phase_listeners):
+                self._guarded(unit, listener, before)
+        for watcher in list(self.watchers):
+            try:
+                watcher()
+            except Exception:
+                self.journal.error(f"internal error in a waiter:\n{traceback.format_exc()}")
+
+    def _carry_out(self, unit: Unit, effect: lc.Effect) -> None:
+        match effect:
+            case lc.DoSpawn():
+                self._queue.appendleft((unit, self._spawn(unit)))
+            case lc.DoSignal(signum=signum):
+                self._signal(unit, signum)
+            case lc.DoTimer(kind=kind, delay_s=delay):
+                self.timers(unit).set(kind, delay, self._timer_cb(unit, kind))
+            case lc.DoCancelTimers():
+                self.timers(unit).cancel_all()
+            case lc.DoAnnounce(what=what):
+                for subscriber in list(self.subscribers):
+                    self._guarded(unit, subscriber, what)
+
+    def _guarded(self, unit: Unit, callback: Callable[[Unit, Any], None], arg: object) -> None:
+        try:
+            callback(unit, arg)
+        except Exception:
+            self.journal.error(
+                f"{unit.key}: internal error in a subscriber:\n{traceback.format_exc()}"
+            )
+
+    def _internal_error(self, unit: Unit, text: str) -> None:
+        """A bug met while handling ``unit``: log it; never leave the unit transitional."""
+        self.journal.error(f"{unit.key}: internal error (continuing):\n{text}")
+        last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
+        unit.error = Diagnostic(
+            Code.INTERNAL,
+            f"service '{unit.service.name}': internal error: {last}",
+            hint="this is a bug in sysg: please report it with supervisor.log",
+        )
+        if unit.state.pid is None and unit.state.phase not in (Phase.STOPPED, Phase.FAILED):
+            stopping = unit.state.phase is Phase.STOPPING
+            unit.state = replace(
+                unit.state,
+                phase=Phase.STOPPED if stopping else Phase.FAILED,
+                message=unit.error.message,
+            )
+            if unit.timers is not None:
+                unit.timers.cancel_all()
+
+    def timers(self, unit: Unit) -> Timers:
+        if unit.timers is None:
+            unit.timers = Timers(self.loop)
+        return unit.timers
+
+    def _timer_cb(self, unit: Unit, kind: TimerKind) -> Callable[[], None]:
         def fire() -> None:
             now = self.clock()
             match kind:
-                case "ready":
+                case TimerKind.READY:
                     self.apply(unit, lc.ReadyElapsed(now))
-                case "kill":
+                case TimerKind.KILL:
                     self.journal.warn(f"{unit.key}: did not stop in time, sending SIGKILL")
                     self.apply(unit, lc.KillElapsed(now))
-                case "backoff":
+                case TimerKind.BACKOFF:
                     self.apply(unit, lc.BackoffElapsed(now))
+                case _:
+                    pass
 
         return fire
 
@@ -160,7 +247,8 @@ class Supervisor:
             supervisor_env=tuple(os.environ.items()),
         )
 
-    def _spawn(self, unit: Unit) -> None:
+    def _spawn(self, unit: Unit) -> lc.Event:
+        """Launch the unit's process; the event that says how it went (never raises)."""
         runtime = self.projects[unit.project_id]
         unit.error = None
         now = self.clock()
@@ -182,52 +270,71 @@ class Supervisor:
                 self.journal.warn(f"{unit.key}: [{warning.code}] {warning.message}")
             unit.plan = result.plan
             unit.not_applied = result.not_applied
-            child = self._launch(unit, result.plan)
+            pid = self._launch(unit, result.plan)
         except SpawnError as exc:
             unit.error = exc.diagnostics[0]
             self.journal.error(f"{unit.key}: [{exc.code}] {exc.diagnostics[0].message}")
-            self.apply(unit, lc.SpawnFailed(exc.diagnostics[0].message, now))
-            return
+            return lc.SpawnFailed(exc.diagnostics[0].message, now)
         except OSError as exc:
             unit.error = Diagnostic(
                 Code.SPAWN_FAILED, f"service '{unit.service.name}' could not start: {exc}"
             )
             self.journal.error(f"{unit.key}: {unit.error.message}")
-            self.apply(unit, lc.SpawnFailed(unit.error.message, now))
-            return
-        self.apply(unit, lc.Spawned(child, now))
+            return lc.SpawnFailed(unit.error.message, now)
+        except Exception as exc:
+            # A value the kernel cannot take that validation let through (ValueError from
+            # posix_spawn on a NUL byte, ...), or a bug: the unit fails with a code, the
+            # supervisor carries on.
+            self.journal.error(f"{unit.key}: could not start:\n{traceback.format_exc()}")
+            unit.error = Diagnostic(
+                Code.SPAWN_FAILED,
+                f"service '{unit.service.name}' could not start: {type(exc).__name__}: {exc}",
+                hint="check the service with `sysg validate`; if it passes, this is a bug "
+                "in sysg: please report it with supervisor.log",
+            )
+            return lc.SpawnFailed(unit.error.message, now)
+        return lc.Spawned(pid, now)
 
     def _launch(self, unit: Unit, plan: SpawnPlan) -> int:
         sink = unit.service.logs.sink
         fds: dict[str, tuple[int, int]] = {}
-        if sink is LogSink.FILE:
-            for stream in ("stdout", "stderr"):
-                r, w = os.pipe2(os.O_CLOEXEC)
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
-                fds[stream] = (r, w)
-                _give_pipe(w, plan)
-        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        null = -1
         try:
+            if sink is LogSink.FILE:
+                for stream in ("stdout", "stderr"):
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    fds[stream] = (r, w)
+                    with contextlib.suppress(OSError):
+                        fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
+                    _give_pipe(w, plan)
+            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             out = fds["stdout"][1] if fds else null
             err = fds["stderr"][1] if fds else null
-            try:
-                child = launch(plan, stdout=out, stderr=err)
-            except BaseException:
-                for r, _w in fds.values():
-                    os.close(r)
-                raise
+            child = self.launcher(plan, out, err)
+        except BaseException:
+            for r, _w in fds.values():
+                os.close(r)
+            raise
         finally:
-            os.close(null)
+            if null >= 0:
+                os.close(null)
             for _r, w in fds.values():
                 os.close(w)
-        unit.is_child = True
         unit.start_time = child.start_time
-        self._watch(unit, child.pid, child.pidfd, {s: r for s, (r, _w) in fds.items()})
+        pipes = {s: r for s, (r, _w) in fds.items()}
+        try:
+            self._watch(unit, child.pid, child.pidfd, pipes, True)
+        except BaseException:
+            # Launched but not watched: a process nobody supervises must not live on.
+            for fd in (child.pidfd, *pipes.values()):
+                self.loop.remove(fd)
+            _abandon(child, pipes)
+            raise
         return child.pid
 
-    def _watch(self, unit: Unit, pid: int, pidfd: int, pipes: dict[str, int]) -> None:
-        unit.pidfd = pidfd
+    def _watch(
+        self, unit: Unit, pid: int, pidfd: int, pipes: dict[str, int], is_child: bool
+    ) -> None:
         if pipes and unit.log is None:
             path = self.paths.service_log(unit.project_id, unit.service.name)
             try:
@@ -235,83 +342,66 @@ class Supervisor:
             except OSError as exc:
                 # The service runs on; its output is drained so it never blocks.
                 self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")
-        for stream, fd in pipes.items():
-            os.set_blocking(fd, False)
-            unit.pipes[stream] = fd
-            self.loop.add_reader(fd, self._reader(unit, stream, fd))
-        if pipes:
-            self.holder.put(f"{unit.key}/{pid}", [pipes[s] for s in ("stdout", "stderr")])
-        self.loop.add_reader(pidfd, lambda: self._on_exit(unit, pid))
 
-    # --- output ---------------------------------------------------------------------
-    def _reader(self, unit: Unit, stream: str, fd: int) -> Callable[[], None]:
-        def on_readable() -> None:
-            self._drain(unit, stream, fd)
-
-        return on_readable
-
-    def _drain(self, unit: Unit, stream: str, fd: int, *, limit: int = 64) -> None:
-        """Read what is there (bounded, so one chatty service cannot starve the loop)."""
-        log = unit.log
-        for _ in range(limit):
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_pipe(unit, stream, fd)
-                return
+        def on_output(stream: str, data: bytes) -> None:
+            log = unit.log
             if log is not None:
                 block = log.feed(stream, data, self.clock())
                 if block and self.listeners:
                     self._publish(unit, block)
 
-    def _close_pipe(self, unit: Unit, stream: str, fd: int) -> None:
-        self.loop.remove(fd)
-        if unit.pipes.get(stream) == fd:
-            del unit.pipes[stream]
+        def on_eof(stream: str) -> None:
             if unit.log is not None:
                 block = unit.log.finish(stream, self.clock())
                 if block and self.listeners:
                     self._publish(unit, block)
-        os.close(fd)
+            if not watched.pipes and watched in unit.outputs:
+                unit.outputs.remove(watched)
+
+        watched = watch(
+            self.loop,
+            pid,
+            pidfd,
+            is_child=is_child,
+            pipes=pipes,
+            on_output=on_output,
+            on_eof=on_eof,
+            on_exit=lambda ended: self._on_exit(unit, watched, ended),
+        )
+        unit.main = watched
+        if pipes:
+            unit.outputs.append(watched)
+            self.holder.put(f"{unit.key}/{pid}", watched.fds())
 
     def _publish(self, unit: Unit, block: bytes) -> None:
         for listener in list(self.listeners):
-            listener(unit.project_id, unit.service.name, block)
+            try:
+                listener(unit.project_id, unit.service.name, block)
+            except Exception:
+                self.journal.error(f"internal error in a log listener:\n{traceback.format_exc()}")
 
     # --- exit -----------------------------------------------------------------------
-    def _on_exit(self, unit: Unit, pid: int) -> None:
-        if unit.pidfd is None:
-            return
+    def _on_exit(self, unit: Unit, watched: Watched, ended: Exit) -> None:
+        if unit.main is watched:
+            unit.main = None
         info = ExitInfo(at=self.clock())
-        if unit.is_child:
-            try:
-                reaped, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                reaped, status = pid, -1
-            if reaped == 0:
-                return  # spurious wake-up: the pidfd is readable only once it exited
-            if status >= 0:
-                info = _exit_info(status, info.at)
-        self.loop.remove(unit.pidfd)
-        os.close(unit.pidfd)
-        unit.pidfd = None
-        # Output written just before the exit is already in the pipes: take it now.
-        for stream, fd in list(unit.pipes.items()):
-            self._drain(unit, stream, fd, limit=1 << 20)
+        if ended.status is not None:
+            info = _exit_info(ended.status, info.at)
         # A grandchild may still hold a write end: the pipe stays watched until EOF, but
         # the holder's copy is not needed once this generation is gone.
-        self.holder.drop(f"{unit.key}/{pid}")
-        self._kill_leftovers(pid)
-        if info.signal == signal.SIGKILL and unit.plan is not None and unit.plan.cgroup:
-            info = ExitInfo(info.code, info.signal, cgroups.oom_killed(unit.plan), info.at)
-        if unit.plan is not None and unit.plan.cgroup is not None:
-            cgroups.remove_cgroup(unit.plan)
-        self.journal.info(f"{unit.key}: pid {pid} {info.describe()}")
-        self.apply(unit, lc.Exited(info, self.clock()))
+        self.holder.drop(f"{unit.key}/{ended.pid}")
+        self._kill_leftovers(ended.pid)
+        plan = unit.plan
+        if plan is not None and plan.cgroup is not None:
+            try:
+                if info.signal == signal.SIGKILL:
+                    info = ExitInfo(info.code, info.signal, cgroups.oom_killed(plan), info.at)
+                cgroups.remove_cgroup(plan)
+            except Exception as exc:
+                self.journal.error(f"{unit.key}: cgroup cleanup failed: {exc}")
+        self.journal.info(f"{unit.key}: pid {ended.pid} {info.describe()}")
+        if unit.state.pid == ended.pid:
+            self.apply(unit, lc.Exited(info, self.clock()))
 
     def _kill_leftovers(self, pgid: int) -> None:
         """Processes the service left in its group die with it (no orphans)."""
@@ -342,7 +432,6 @@ class Supervisor:
             pidfd = os.pidfd_open(pid)
         except OSError:
             return False
-        unit.is_child = False
         unit.start_time = record.start_time
         unit.state = UnitState(
             phase=Phase.RUNNING,
@@ -350,7 +439,7 @@ class Supervisor:
             started_at=record.started_at,
             restarts=record.restarts,
         )
-        self._watch(unit, pid, pidfd, pipes)
+        self._watch(unit, pid, pidfd, pipes, False)
         self.journal.info(f"{unit.key}: re-adopted pid {pid}")
         self.mark_dirty(unit.project_id)
         return True
@@ -404,7 +493,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.close(fd)
         unit.listen_fds = None
-        if unit.log is not None and not unit.pipes:
+        if unit.log is not None and not unit.outputs:
             unit.log.close()
             unit.log = None
 
@@ -423,6 +512,18 @@ def _give_pipe(fd: int, plan: SpawnPlan) -> None:
     if os.geteuid() != 0:
         return
     os.fchown(fd, -1 if plan.uid is None else plan.uid, -1 if plan.gid is None else plan.gid)
+
+
+def _abandon(child: Child, pipes: dict[str, int]) -> None:
+    """Kill and reap a child that could not be taken under watch; close its fds."""
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(OSError):
+            kill(child.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(child.pid, 0)  # SIGKILLed: returns at once
+    for fd in (child.pidfd, *pipes.values()):
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _exit_info(status: int, at: float) -> ExitInfo:

@@ -1,0 +1,190 @@
+"""The supervisor in this process, on its real loop, with a launcher that breaks.
+
+Validation refuses what the kernel cannot take (NUL bytes, ...), so a manifest can no
+longer carry one to ``posix_spawn``. These tests put the fault where validation cannot
+reach — the launcher itself raises — and check what the issue asks: the unit fails with a
+code instead of staying ``starting``, the start request is answered, its dependents settle
+as ``blocked``, and the shutdown finishes. Real loop, real processes for the units that do
+launch, real files; only the launcher of one service is swapped (constructor injection).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from systemg.daemon.fdholder import HolderClient
+from systemg.daemon.journal import Journal
+from systemg.daemon.loop import Loop
+from systemg.daemon.operations import Operations
+from systemg.daemon.phases import Phase
+from systemg.daemon.store import Store
+from systemg.daemon.supervisor import Supervisor, Unit
+from systemg.errors import Code
+from systemg.manifest.load import load_manifest
+from systemg.paths import Mode, Paths, ensure_private_dir
+from systemg.spawn.launcher import Child, launch
+from systemg.spawn.plan import SpawnPlan
+from tests.support.procscan import new_marker, with_marker
+
+MANIFEST = """version: "2"
+projects:
+  p:
+    services:
+      db:
+        command: "sleep 1000.{m}"
+      web:
+        command: "sleep 1000.{m}"
+        depends_on: [db]
+      api:
+        command: "sleep 1000.{m}"
+        depends_on: [web]
+      other:
+        command: "sleep 1000.{m}"
+"""
+
+
+class Harness:
+    def __init__(self, root: Path, launcher: Callable[[SpawnPlan, int, int], Child]) -> None:
+        self.paths = Paths(Mode.USER, root / "state", root / "logs")
+        ensure_private_dir(self.paths.state_dir)
+        ensure_private_dir(self.paths.projects_dir)
+        self.journal_file = root / "supervisor.log"
+        self._journal_fh = self.journal_file.open("a")
+        self.loop = Loop()
+        self.sup = Supervisor(
+            self.loop,
+            self.paths,
+            Store(self.paths),
+            HolderClient(root / "no-holder.sock"),
+            Journal(stream=self._journal_fh),
+            launcher=launcher,
+        )
+        self.ops = Operations(self.sup)
+        self.marker = new_marker()
+        config = root / "sysg.yaml"
+        config.write_text(MANIFEST.format(m=self.marker))
+        project = load_manifest(config, environ=dict(os.environ)).manifest.projects[0]
+        self.ops.register(project, dict(os.environ), False)
+
+    def run_until(self, start: Callable[[Callable[[], None]], None], timeout: float = 20) -> bool:
+        """Run the loop until ``start``'s continuation is called (True) or ``timeout``."""
+        done = [False]
+
+        def finished() -> None:
+            done[0] = True
+            self.loop.stop()
+
+        self.loop.call_later(timeout, self.loop.stop)
+        start(finished)
+        self.loop.run()
+        return done[0]
+
+    def unit(self, name: str) -> Unit:
+        return self.sup.projects["p"].units[name]
+
+    def close(self) -> None:
+        for proc in with_marker(self.marker):
+            os.kill(proc.pid, 9)
+        self._journal_fh.close()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[[Callable[[SpawnPlan, int, int], Child]], Harness]]:
+    made: list[Harness] = []
+
+    def factory(launcher: Callable[[SpawnPlan, int, int], Child]) -> Harness:
+        h = Harness(tmp_path, launcher)
+        made.append(h)
+        return h
+
+    yield factory
+    for h in made:
+        h.close()
+
+
+def breaking(service: str, exc: Exception) -> Callable[[SpawnPlan, int, int], Child]:
+    def launcher(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
+        if plan.service == service:
+            raise exc
+        return launch(plan, stdout=stdout, stderr=stderr)
+
+    return launcher
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("embedded null byte"),  # what posix_spawn raised for "10\0x"
+        TypeError("expected str, bytes or os.PathLike object"),
+        RuntimeError("a bug"),
+    ],
+)
+def test_a_launch_that_raises_fails_the_unit_and_blocks_its_dependents(
+    make: Callable[..., Harness], exc: Exception
+) -> None:
+    h = make(breaking("db", exc))
+    assert h.run_until(lambda then: h.ops.start("p", None, then)), "start never settled"
+    db, web, api, other = (h.unit(n) for n in ("db", "web", "api", "other"))
+    assert db.state.phase is Phase.FAILED
+    assert db.error is not None
+    assert db.error.code is Code.SPAWN_FAILED
+    assert type(exc).__name__ in db.error.message
+    # Dependents settle as blocked, naming the chain down to the failed unit.
+    assert web.state.phase is Phase.BLOCKED
+    assert api.state.phase is Phase.BLOCKED
+    assert api.error is not None
+    assert api.error.code is Code.DEPENDENCY_FAILED
+    assert "api -> web -> db" in api.error.message
+    assert "'db' is failed" in api.error.message
+    # An unrelated service is untouched by it.
+    assert other.state.phase is Phase.RUNNING
+    assert "could not start" in h.journal_file.read_text()
+    # And the shutdown completes, whatever state the units are in.
+    assert h.run_until(h.ops.stop_everything), "shutdown never finished"
+    assert all(h.unit(n).state.pid is None for n in ("db", "web", "api", "other"))
+    assert not with_marker(h.marker)
+
+
+def test_a_subscriber_that_raises_never_leaves_a_unit_transitional(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(breaking("nothing", RuntimeError()))
+
+    def buggy(unit: Unit, what: object) -> None:
+        raise RuntimeError("bug in a subscriber")
+
+    h.sup.subscribers.insert(0, buggy)
+    assert h.run_until(lambda then: h.ops.start("p", None, then)), "start never settled"
+    assert {h.unit(n).state.phase for n in ("db", "web", "api", "other")} == {Phase.RUNNING}
+    assert "bug in a subscriber" in h.journal_file.read_text()
+    assert h.run_until(h.ops.stop_everything), "shutdown never finished"
+    assert not with_marker(h.marker)
+
+
+def test_a_blocked_dependent_starts_by_itself_once_its_dependency_is_up(
+    make: Callable[..., Harness],
+) -> None:
+    failures = [1]
+
+    def flaky(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
+        if plan.service == "db" and failures[0]:
+            failures[0] -= 1
+            raise ValueError("embedded null byte")
+        return launch(plan, stdout=stdout, stderr=stderr)
+
+    h = make(flaky)
+    assert h.run_until(lambda then: h.ops.start("p", None, then))
+    assert h.unit("web").state.phase is Phase.BLOCKED
+    # The operator fixes db and starts only db: its dependents follow by themselves.
+    assert h.run_until(
+        lambda then: (
+            h.ops.when(lambda: h.unit("api").state.phase is Phase.RUNNING, then)
+            or h.ops.start("p", ["db"], lambda: None)
+        )
+    )
+    assert [h.unit(n).state.phase for n in ("db", "web", "api")] == [Phase.RUNNING] * 3
+    assert h.run_until(h.ops.stop_everything)
