@@ -9,40 +9,214 @@ pipe buffer (raised to 1 MiB) and then block: the service pauses, nothing is los
 supervisor fetches the read ends back and drains them, so the output written during the
 outage lands in the log in order.
 
-Protocol, over a ``SOCK_SEQPACKET`` socket ``<state>/fdholder.sock`` (0600, peer must be
-the same uid or root), one JSON object per packet with optional fds:
-``{"op": "put", "key": K}`` + fds · ``{"op": "del", "key": K}`` ·
-``{"op": "get"}`` → one ``{"key": K}`` + fds packet per entry, then ``{"end": true}`` ·
-``{"op": "exit"}``. The holder exits when its supervisor disconnects and it holds nothing.
+The wire format is ``protocol.holder`` (``SOCK_SEQPACKET`` on ``<state>/fdholder.sock``,
+``0600``). The supervisor's side, which also watches this process and replaces it when
+it dies, is ``daemon.holderclient``.
+
+Invariants of this process:
+
+- It obeys only its supervisor: a peer is served only if its ``SO_PEERCRED`` uid is root
+  or ours *and* its pid is the one in ``<state>/sysg.pid`` (written by the supervisor,
+  under its lock, before it connects). Any other peer is closed at once, unread, so no
+  number of stray or abandoned connections can wedge it or take the pipes.
+- Nothing a peer sends can kill or block it: one thread, a ``selectors`` loop over
+  non-blocking sockets; a packet that is not exactly a valid request (``parse_request``)
+  is ignored and the fds it carried are closed; a ``get`` reply is queued and sent as the
+  peer reads it (keys, not fds, are queued: nothing leaks if the peer goes away).
+- It exits on ``exit``, on ``SIGTERM`` (removing its socket and pid file), when its last
+  connection closes while it holds nothing, or after ``IDLE_EXIT`` without a connection
+  while it holds nothing (a supervisor that died before connecting leaves no holder).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import resource
+import selectors
 import signal
 import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-MAX_FDS = 2  # stdout and stderr read ends per key
+from systemg.daemon.holderclient import HolderClient
+from systemg.protocol.holder import (
+    END,
+    MAX_FDS,
+    MAX_PACKET,
+    Op,
+    Request,
+    encode_entry,
+    parse_request,
+)
+
+__all__ = ["HolderClient", "main", "serve"]
+
+IDLE_EXIT = 60.0  # seconds with no connection and nothing held
+MAX_PEERS = 8  # connections of the supervisor at once (it uses one)
+BURST = 64  # packets read from one peer before others get a turn
 
 
-def _peer_ok(conn: socket.socket) -> bool:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid in (0, os.getuid())
+@dataclass(slots=True)
+class _Peer:
+    sock: socket.socket
+    outbox: deque[str | None] = field(default_factory=deque)  # get reply; None = end
 
 
-def serve(sock_path: Path) -> int:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+class Holder:
+    """The holder's state and its event loop (separate process: a blocking ``select``)."""
+
+    def __init__(self, server: socket.socket, supervisor_pid_file: Path) -> None:
+        self.server = server
+        self.supervisor_pid_file = supervisor_pid_file
+        self.held: dict[str, list[int]] = {}
+        self.peers: dict[int, _Peer] = {}
+        self.done = False
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(server, selectors.EVENT_READ, None)
+
+    def run(self, idle_exit: float) -> None:
+        while not self.done:
+            idle = not self.peers and not self.held
+            events = self.selector.select(idle_exit if idle else None)
+            if not events and idle:
+                return  # nobody came for IDLE_EXIT seconds and nothing is held
+            for key, mask in events:
+                if key.data is None:
+                    self._accept()
+                elif key.fd in self.peers and self.peers[key.fd] is key.data:
+                    self._on_event(key.data, mask)
+
+    # --- connections ---------------------------------------------------------------------
+    def _accept(self) -> None:
+        for _ in range(BURST):
+            try:
+                conn, _addr = self.server.accept()
+            except BlockingIOError:
+                return
+            except OSError:
+                time.sleep(0.05)  # out of fds: let the table drain instead of spinning
+                return
+            if len(self.peers) >= MAX_PEERS or not self._is_supervisor(conn):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            peer = _Peer(conn)
+            self.peers[conn.fileno()] = peer
+            self.selector.register(conn, selectors.EVENT_READ, peer)
+
+    def _is_supervisor(self, conn: socket.socket) -> bool:
+        try:
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, _gid = struct.unpack("3i", creds)
+            expected = int(self.supervisor_pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return uid in (0, os.getuid()) and pid == expected
+
+    def _close(self, peer: _Peer) -> None:
+        fd = peer.sock.fileno()
+        if self.peers.get(fd) is not peer:
+            return
+        del self.peers[fd]
+        self.selector.unregister(peer.sock)
+        peer.sock.close()
+        if not self.peers and not self.held:
+            self.done = True  # the supervisor left and nothing needs holding
+
+    def _on_event(self, peer: _Peer, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(peer)
+        if mask & selectors.EVENT_READ and self.peers.get(peer.sock.fileno()) is peer:
+            self._read(peer)
+
+    # --- requests ------------------------------------------------------------------------
+    def _read(self, peer: _Peer) -> None:
+        for _ in range(BURST):
+            try:
+                data, fds, flags, _addr = socket.recv_fds(peer.sock, MAX_PACKET, MAX_FDS)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._close(peer)
+                return
+            if not data and not fds:
+                self._close(peer)  # end of stream
+                return
+            request = parse_request(data, len(fds), flags)
+            if request is None:
+                _close_all(fds)  # malformed, truncated, unknown op, or fds it takes none of
+                continue
+            self._apply(peer, request, fds)
+            if self.done or self.peers.get(peer.sock.fileno()) is not peer:
+                return
+
+    def _apply(self, peer: _Peer, request: Request, fds: list[int]) -> None:
+        match request.op:
+            case Op.PUT:
+                self._release(request.key)
+                self.held[request.key] = fds
+            case Op.DEL:
+                self._release(request.key)
+            case Op.GET:
+                if peer.outbox:
+                    self._close(peer)  # asked again before reading the last reply
+                    return
+                peer.outbox.extend([*self.held, None])
+                self._flush(peer)
+            case Op.EXIT:
+                for key in list(self.held):
+                    self._release(key)
+                self.done = True
+
+    def _release(self, key: str) -> None:
+        _close_all(self.held.pop(key, []))
+
+    def _flush(self, peer: _Peer) -> None:
+        while peer.outbox:
+            key = peer.outbox[0]
+            try:
+                if key is None:
+                    peer.sock.send(END)
+                elif key in self.held:
+                    socket.send_fds(peer.sock, [encode_entry(key)], self.held[key])
+            except BlockingIOError:
+                self.selector.modify(peer.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, peer)
+                return
+            except OSError:
+                self._close(peer)
+                return
+            peer.outbox.popleft()  # an entry deleted since the get is simply skipped
+        self.selector.modify(peer.sock, selectors.EVENT_READ, peer)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _raise_fd_limit() -> None:
+    """Hold as many pipes as the hard limit allows (the soft 1024 is ~500 services)."""
+    with contextlib.suppress(ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    sys.exit(0)  # unwinds through serve's cleanup
+
+
+def serve(sock_path: Path, *, idle_exit: float = IDLE_EXIT) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _raise_fd_limit()
+    state = sock_path.parent
     with contextlib.suppress(FileNotFoundError):
         sock_path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -51,145 +225,22 @@ def serve(sock_path: Path) -> int:
         server.bind(str(sock_path))
     finally:
         os.umask(old_umask)
-    server.listen(4)
-    (sock_path.parent / "fdholder.pid").write_text(f"{os.getpid()}\n")
-    held: dict[str, list[int]] = {}
+    bound = os.stat(sock_path).st_ino
+    server.listen(16)
+    server.setblocking(False)
+    pid_file = state / "fdholder.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
     try:
-        while True:
-            conn, _ = server.accept()
-            with conn:
-                if not _peer_ok(conn):
-                    continue
-                if _session(conn, held):
-                    break
-            if not held:
-                break
+        Holder(server, state / "sysg.pid").run(idle_exit)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            sock_path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (sock_path.parent / "fdholder.pid").unlink()
+        # Remove only our own files: a holder started after us may own the names now.
+        with contextlib.suppress(OSError):
+            if os.stat(sock_path).st_ino == bound:
+                sock_path.unlink()
+        with contextlib.suppress(OSError, ValueError):
+            if int(pid_file.read_text().strip()) == os.getpid():
+                pid_file.unlink()
     return 0
-
-
-def _session(conn: socket.socket, held: dict[str, list[int]]) -> bool:
-    """Serve one supervisor connection; True when asked to exit."""
-    while True:
-        try:
-            data, fds, _flags, _addr = socket.recv_fds(conn, 4096, MAX_FDS)
-        except OSError:
-            return False
-        if not data:
-            return False
-        try:
-            msg: dict[str, Any] = json.loads(data)
-        except ValueError:
-            for fd in fds:
-                os.close(fd)
-            continue
-        op = msg.get("op")
-        key = str(msg.get("key", ""))
-        if op == "put":
-            for fd in held.pop(key, []):
-                os.close(fd)
-            held[key] = list(fds)
-        elif op == "del":
-            for fd in held.pop(key, []):
-                os.close(fd)
-        elif op == "get":
-            for name, owned in held.items():
-                socket.send_fds(conn, [json.dumps({"key": name}).encode()], owned)
-            conn.send(json.dumps({"end": True}).encode())
-        elif op == "exit":
-            for owned in held.values():
-                for fd in owned:
-                    os.close(fd)
-            held.clear()
-            return True
-
-
-class HolderClient:
-    """The supervisor's side. Every call is best effort: output capture must go on even
-    if the holder is gone; only survival across a supervisor crash depends on it."""
-
-    def __init__(self, sock_path: Path) -> None:
-        self.sock_path = sock_path
-        self.conn: socket.socket | None = None
-        # Performance: a holder just started is a second Python process booting (~50-100 ms).
-        # The supervisor does not wait for it at boot; the first put/drop does (see expect).
-        self._expected_until: float | None = None
-        self._on_timeout: Callable[[], None] = lambda: None
-
-    def expect(self, deadline: float, on_timeout: Callable[[], None]) -> None:
-        """A holder was just started: connect on first use, waiting until ``deadline``
-        (``time.monotonic``). A fresh holder holds nothing, so ``fetch_all`` never waits."""
-        self._expected_until = deadline
-        self._on_timeout = on_timeout
-
-    def _await_expected(self) -> None:
-        deadline, self._expected_until = self._expected_until, None
-        if deadline is None:
-            return
-        while not self.connect():
-            if time.monotonic() > deadline:
-                self._on_timeout()
-                return
-            time.sleep(0.002)
-
-    def connect(self) -> bool:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            conn.connect(str(self.sock_path))
-        except OSError:
-            conn.close()
-            return False
-        self.conn = conn
-        return True
-
-    def put(self, key: str, fds: list[int]) -> None:
-        self._send({"op": "put", "key": key}, fds)
-
-    def drop(self, key: str) -> None:
-        self._send({"op": "del", "key": key}, [])
-
-    def fetch_all(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        if self.conn is None:
-            return out
-        self._send({"op": "get"}, [])
-        self.conn.settimeout(5)
-        try:
-            while True:
-                data, fds, _flags, _addr = socket.recv_fds(self.conn, 4096, MAX_FDS)
-                msg = json.loads(data)
-                if msg.get("end"):
-                    break
-                for fd in fds:
-                    os.set_inheritable(fd, False)  # recv_fds does not set close-on-exec
-                out[str(msg["key"])] = list(fds)
-        except (OSError, ValueError, KeyError):
-            pass
-        finally:
-            self.conn.settimeout(None)
-        return out
-
-    def shutdown(self) -> None:
-        self._send({"op": "exit"}, [])
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def _send(self, msg: dict[str, Any], fds: list[int]) -> None:
-        # "exit" too: a holder nobody ever connected to would otherwise wait forever.
-        if self.conn is None and msg.get("op") in ("put", "del", "exit"):
-            self._await_expected()
-        if self.conn is None:
-            return
-        try:
-            socket.send_fds(self.conn, [json.dumps(msg).encode()], fds)
-        except OSError:
-            self.conn.close()
-            self.conn = None
 
 
 def main(argv: list[str]) -> int:

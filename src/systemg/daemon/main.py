@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import os
 import sys
-import time
 
 from systemg.daemon import lifecycle as lc
 from systemg.daemon import phases
@@ -85,22 +84,24 @@ def take_lock(paths: Paths) -> int | None:
     return fd
 
 
-def connect_holder(paths: Paths, journal: Journal) -> HolderClient:
-    holder = HolderClient(paths.fdholder_socket)
+def connect_holder(paths: Paths, journal: Journal, loop: Loop) -> HolderClient:
+    """The fd holder that survived a previous supervisor, or a new one.
+
+    Needs ``sysg.pid`` written first: the holder obeys only the pid named there. A new
+    holder is not waited for: it boots while the supervisor opens its socket and re-adopts
+    services (their puts are queued), and is connected to on the loop. From then on the
+    client watches it and replaces it whenever it dies (``daemon.holderclient``).
+    """
+
+    def spawn() -> int:
+        command = [*self_command(), "fdholder", str(paths.state_dir)]
+        return spawn_detached(command, paths.supervisor_log, dict(os.environ))
+
+    holder = HolderClient(paths.fdholder_socket, loop, journal, spawn)
     if holder.connect():
-        journal.info("connected to the surviving fd holder")
-        return holder
-    spawn_detached(
-        [*self_command(), "fdholder", str(paths.state_dir)], paths.supervisor_log, dict(os.environ)
-    )
-    # Not waited for here: the holder boots while the supervisor opens its socket and reads
-    # the first request; the first put/drop connects (waiting up to 5 s if still needed).
-    holder.expect(
-        time.monotonic() + 5,
-        lambda: journal.warn(
-            "fd holder did not start: services will not survive a supervisor crash"
-        ),
-    )
+        journal.info(f"connected to the surviving fd holder (pid {holder.pid})")
+    else:
+        holder.start()
     return holder
 
 
@@ -181,7 +182,7 @@ def main(argv: list[str]) -> int:
     paths.pid_file.write_text(f"{os.getpid()}\n")
     os.chmod(paths.pid_file, 0o600)
     loop = Loop(on_error=lambda text: journal.error(f"internal error (continuing):\n{text}"))
-    holder = connect_holder(paths, journal)
+    holder = connect_holder(paths, journal, loop)
     store = Store(paths)
     sup = Supervisor(
         loop,
