@@ -230,3 +230,28 @@ def test_accepts_pathlike_and_relative(tmp_path: Path, monkeypatch: pytest.Monke
     assert load_manifest("systemg.yaml", environ=os.environ).manifest.path == str(
         tmp_path / "systemg.yaml"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("20", 20), ('"20"', 20), ("max", "max"), ('"${P}"', 64), ("4194304", 4194304)],
+)
+def test_cgroup_pids_max(tmp_path: Path, text: str, value: object) -> None:
+    body = (
+        f"version: '2'\nservices:\n  a: {{command: x, limits: {{cgroup: {{pids_max: {text}}}}}}}\n"
+    )
+    svc = load_manifest(write(tmp_path, body), environ={"P": "64"}).manifest.projects[0].services[0]
+    assert svc.limits.cgroup is not None
+    assert svc.limits.cgroup.pids_max == value
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "true", "1.5", "4194305", "lots", "[1]", "MAX"])
+def test_cgroup_pids_max_refused(tmp_path: Path, text: str) -> None:
+    body = (
+        f"version: '2'\nservices:\n  a: {{command: x, limits: {{cgroup: {{pids_max: {text}}}}}}}\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, body), environ={})
+    (d,) = info.value.diagnostics
+    assert (d.code, d.path, d.line) == (Code.INVALID_VALUE, "services.a.limits.cgroup.pids_max", 3)
+    assert "max" in d.hint

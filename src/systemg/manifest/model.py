@@ -86,6 +86,7 @@ class CpuMax:
 class CgroupSpec:
     memory_max: int | Literal["max"] | None = None
     cpu_max: CpuMax | None = None
+    pids_max: int | Literal["max"] | None = None  # tasks (processes and threads) in the cgroup
     root: str | None = None  # absolute path; None = the default cgroup2 mount + /systemg
 
 

@@ -26,7 +26,7 @@ from systemg.manifest.values import (
 )
 
 LIMIT_KEYS = ("nofile", "nproc", "memlock", "nice", "cpu_affinity", "cgroup")
-CGROUP_KEYS = ("memory_max", "cpu_max", "root")
+CGROUP_KEYS = ("memory_max", "cpu_max", "pids_max", "root")
 ISOLATION_BOOLS = (
     "network",
     "mount",
@@ -37,6 +37,8 @@ ISOLATION_BOOLS = (
     "no_new_privileges",
 )
 ISOLATION_PLACEHOLDERS = ("seccomp", "apparmor_profile", "selinux_context")
+PIDS_MAX_LIMIT = 4 * 1024 * 1024
+"""The largest ``pids.max`` the kernel takes (``PID_MAX_LIMIT`` on 64-bit)."""
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$")
 
 
@@ -137,6 +139,24 @@ def _memory_max(value: object) -> int | Literal["max"]:
         raise GrammarError(problem.message, problem.hint + ', or "max"') from None
 
 
+def _pids_max(value: object) -> int | Literal["max"]:
+    """``pids.max``: a count of tasks 1..PIDS_MAX_LIMIT, or ``max``."""
+    hint = f'write a whole number of processes from 1 to {PIDS_MAX_LIMIT}, or "max"'
+    if isinstance(value, str) and value.strip() == "max":
+        return "max"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise GrammarError(f"expected a number of processes, got {value!r}", hint)
+    if value < 1:
+        raise GrammarError(
+            f"pids_max {value} is below 1", hint + " (the service's own process counts)"
+        )
+    if value > PIDS_MAX_LIMIT:
+        raise GrammarError(f"pids_max {value} is above the kernel's limit {PIDS_MAX_LIMIT}", hint)
+    return value
+
+
 def cgroup_spec(ck: Checker, node: Node, path: str) -> CgroupSpec | None:
     m = ck.mapping(node, path)
     if m is None:
@@ -150,6 +170,11 @@ def cgroup_spec(ck: Checker, node: Node, path: str) -> CgroupSpec | None:
     cpu_max = (
         ck.grammar(f["cpu_max"][1], child(path, "cpu_max"), parse_cpu_max)
         if "cpu_max" in f
+        else None
+    )
+    pids_max = (
+        ck.grammar(f["pids_max"][1], child(path, "pids_max"), _pids_max)
+        if "pids_max" in f
         else None
     )
     root: str | None = None
@@ -168,7 +193,7 @@ def cgroup_spec(ck: Checker, node: Node, path: str) -> CgroupSpec | None:
             root = os.path.normpath(root)
             if not ck.kernel(root, Kind.PATH, child(path, "root"), f["root"][1]):
                 root = None
-    return CgroupSpec(memory_max=memory_max, cpu_max=cpu_max, root=root)
+    return CgroupSpec(memory_max=memory_max, cpu_max=cpu_max, pids_max=pids_max, root=root)
 
 
 def capabilities(ck: Checker, node: Node, path: str) -> tuple[str, ...] | None:

@@ -1,10 +1,11 @@
 """Read back what the kernel enforces on a running service (for ``sysg inspect``, spec section 10).
 
-``observe(pid)`` reads ``/proc/PID/{status,limits,stat,cgroup,ns/*,fd}`` into a JSON-able dict;
-under a pid namespace ``pid`` is the intermediate process and the exec'd service is found as its
-child whose innermost pid is 1 (``service_pid``), which is what is observed. ``compare(plan,
-observed)`` lists every difference between the plan and that reading, plus every key the plan
-could not apply — so a partial enforcement is never silent.
+``observe(pid)`` reads ``/proc/PID/{status,limits,stat,cgroup,ns/*,fd}`` and the limit files of
+the cgroups the process is in (``pids.max``, ``pids.current``, ``memory.max``, ...) into a
+JSON-able dict; under a pid namespace ``pid`` is the intermediate process and the exec'd service
+is found as its child whose innermost pid is 1 (``service_pid``), which is what is observed.
+``compare(plan, observed)`` lists every difference between the plan and that reading, plus every
+key the plan could not apply — so a partial enforcement is never silent.
 
 Pure reading: nothing here signals or writes.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from systemg.manifest.values import format_cpu_list
 from systemg.spawn import linux
+from systemg.spawn.cgroups import read_limits
 from systemg.spawn.cgroups import read_text as _read
 from systemg.spawn.plan import SpawnPlan, describe_limit
 
@@ -93,6 +95,7 @@ def observe(pid: int) -> dict[str, Any]:
         "nice": int(stat[16]) if len(stat) > 16 else None,
         "cpus_allowed_list": st.get("Cpus_allowed_list", ""),
         "cgroup": _read(f"/proc/{real}/cgroup").splitlines(),
+        "cgroup_limits": read_limits(real),
         "namespaces": namespaces,
         "nspid": st.get("NSpid", "").split(),
         "no_new_privs": int(st.get("NoNewPrivs", "0")),
@@ -132,6 +135,11 @@ def compare(plan: SpawnPlan, observed: dict[str, Any]) -> tuple[str, ...]:
         rel = f"/systemg/{plan.project}/{plan.service}"
         if not any(line.endswith(rel) for line in observed.get("cgroup", [])):
             out.append(f"limits.cgroup: the service is not in a cgroup ending in {rel}")
+        # pids.max reads back exactly as written (memory sizes are rounded to pages).
+        wanted = {os.path.basename(f): v for f, v in plan.cgroup.written}.get("pids.max")
+        shown = observed.get("cgroup_limits", {}).get("pids.max")
+        if wanted is not None and shown != wanted:
+            out.append(f"limits.cgroup.pids_max: requested {wanted}, kernel shows {shown}")
     for key, ns in (("network", "net"), ("mount", "mnt"), ("pid", "pid"), ("user", "user")):
         if getattr(plan, key) and not observed.get("namespaces", {}).get(ns, {}).get("own"):
             out.append(f"isolation.{key}: the service shares the supervisor's {ns} namespace")
