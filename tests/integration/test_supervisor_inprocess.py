@@ -90,6 +90,7 @@ class Harness:
         for proc in with_marker(self.marker):
             os.kill(proc.pid, 9)
         self._journal_fh.close()
+        self.loop.close()
 
 
 @pytest.fixture

@@ -97,6 +97,12 @@ class Loop:
         signal.signal(signum, lambda *_: None)
         signal.siginterrupt(signum, False)
 
+    def close(self) -> None:
+        """Release the selector and the wake-up socketpair (tests run many loops)."""
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
     # --- running --------------------------------------------------------------------
     def stop(self) -> None:
         self._running = False
