@@ -10,7 +10,8 @@ whatever is left in its group is SIGKILLed. A process that left the group with
 limitation documented by ``test_setsid_escapee_outlives_its_service_without_a_cgroup``.
 With a cgroup (root + ``limits.cgroup``) the escapee is still in the service's cgroup,
 and spec/privileged.md section 7b says the directory is removed when the service stops,
-which needs the escapee dead: today it is not (see the xfail below).
+which needs the escapee dead: the supervisor kills the cgroup's members too
+(``cgroups.remove_cgroup``, retried from a timer until the directories are gone).
 
 The supervisor runs in user mode as root (``SYSTEMG_STATE_DIR`` set by the runtime):
 ``user:`` and cgroups work there, and no system state is touched.
@@ -172,12 +173,6 @@ def test_setsid_escapee_outlives_its_service_without_a_cgroup(rt: Runtime) -> No
 
 
 @pytest.mark.privileged
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a setsid escapee stays in the service's cgroup after the stop; the "
-    "supervisor kills only the process group (_kill_leftovers), never the cgroup's "
-    "members, so remove_cgroup's rmdir fails (EBUSY, suppressed) and the directories leak",
-)
 def test_setsid_escapee_in_a_cgroup_dies_with_its_service(rt: Runtime) -> None:
     m, f = new_marker(), new_marker()
     before = cgroup_dirs()

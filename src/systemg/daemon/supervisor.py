@@ -59,6 +59,8 @@ from systemg.spawn.plan import SpawnContext, SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import Activation, bind_listen
 
 PIPE_SIZE = 1024 * 1024
+CGROUP_CLEAR_GRACE_S = 0.005
+CGROUP_CLEAR_TRIES = 40  # x 50 ms
 F_SETPIPE_SZ = 1031
 
 LogListener = Callable[[str, str, bytes], None]  # (project, service, formatted lines)
@@ -396,12 +398,29 @@ class Supervisor:
             try:
                 if info.signal == signal.SIGKILL:
                     info = ExitInfo(info.code, info.signal, cgroups.oom_killed(plan), info.at)
-                cgroups.remove_cgroup(plan)
             except Exception as exc:
-                self.journal.error(f"{unit.key}: cgroup cleanup failed: {exc}")
+                self.journal.error(f"{unit.key}: cannot read the cgroup's OOM count: {exc}")
+            self._clear_cgroup(unit, plan, CGROUP_CLEAR_TRIES)
         self.journal.info(f"{unit.key}: pid {ended.pid} {info.describe()}")
         if unit.state.pid == ended.pid:
             self.apply(unit, lc.Exited(info, self.clock()))
+
+    def _clear_cgroup(self, unit: Unit, plan: SpawnPlan, tries: int) -> None:
+        """Kill what the service left in its cgroup (``setsid`` escapes the group kill)
+        and remove the directories. Each pass waits a few ms at most; members that take
+        longer to die are looked at again from a timer, never waited for on the loop."""
+        try:
+            cgroups.remove_cgroup(plan, grace=CGROUP_CLEAR_GRACE_S)
+            left = [d for d in plan.cgroup.dirs if os.path.isdir(d)] if plan.cgroup else []
+        except Exception as exc:
+            self.journal.error(f"{unit.key}: cgroup cleanup failed: {exc}")
+            return
+        if not left:
+            return
+        if tries <= 1:
+            self.journal.warn(f"{unit.key}: cgroup not removable (still busy): {', '.join(left)}")
+            return
+        self.loop.call_later(0.05, lambda: self._clear_cgroup(unit, plan, tries - 1))
 
     def _kill_leftovers(self, pgid: int) -> None:
         """Processes the service left in its group die with it (no orphans)."""
