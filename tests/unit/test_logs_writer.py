@@ -337,12 +337,12 @@ def test_stale_backups_beyond_a_smaller_max_files_are_removed(tmp_path: Path) ->
 def test_write_error_is_recorded_not_raised(tmp_path: Path) -> None:
     path = tmp_path / "s.log"
     log = ServiceLog(path, BIG)
-    os.close(log._fd)  # simulate EBADF/EIO from the disk
+    os.close(log._file.fd)  # simulate EBADF/EIO from the disk
     out = log.feed("stdout", b"x\n", T0)
     assert out.endswith(b" stdout x\n")
     assert log.write_errors == 1
     assert isinstance(log.last_error, OSError)
-    log._fd = -1
+    log._file.fd = -1
     log.close()
 
 

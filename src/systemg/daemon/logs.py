@@ -20,17 +20,21 @@ Invariants:
   longer than 32 KiB appears, i.e. when a line might exceed 64 KiB.
 * **One ``os.write`` per feed** (looping on short writes) unless the block crosses a
   rotation boundary.
-* **Rotation never splits a line across files.** Before a write that would push a
-  non-empty active file past ``max_bytes``, the block is cut at the last line boundary
-  that still fits, the fitting lines are written, the file is rotated
-  (``.k`` -> ``.k+1``, anything beyond ``.max_files`` deleted, active -> ``.1``, reopen;
-  with ``max_files: 0`` the active file is simply deleted), and the rest continues in the
-  fresh file. A single line larger than ``max_bytes`` is written whole into a fresh file,
-  so only such a file can exceed ``max_bytes``. ``max_bytes <= 0`` disables rotation.
-* **The supervisor never dies of its logs.** A failed write (disk full, EIO) drops that
-  block from the file, counts it in ``write_errors`` and keeps the ``OSError`` in
-  ``last_error`` for the supervisor to report; ``feed`` still returns the formatted bytes
-  so followers see them.
+* **Rotation never splits a line across files** (``rotate.RotatingFile``, shared with
+  ``supervisor.log`` and ``audit.log``): ``.1`` is the newest backup .. ``.max_files`` the
+  oldest; only a single line larger than ``max_bytes`` makes a file exceed it.
+* **The supervisor never dies of its logs, and the pipes keep draining.** A failed write
+  (disk full, EIO) drops that block's lines from the file — never part of a line — and
+  counts them; ``feed`` still returns the formatted bytes, so followers see them, and the
+  service is never blocked. ``write_errors`` counts failed writes, ``last_error`` keeps
+  the ``OSError``. The first failure is reported to the journal; on the first write that
+  succeeds again, the file gets one notice line, in the stored line format, before the
+  new lines::
+
+    2026-05-14T02:05:13.470911Z stderr [sysg] 12 lines (960 bytes) dropped: No space left on device
+
+  and the journal gets the same count. The notice is part of the file only (not of what
+  ``feed`` returns: followers saw those lines live).
 
 With ``sink: none`` no file is opened, but ``feed`` still formats and returns the lines
 (foreground ``start`` and ``logs -f`` still stream them).
@@ -39,10 +43,11 @@ With ``sink: none`` no file is opened, but ``feed`` still formats and returns th
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
+from systemg.daemon.journal import Journal
+from systemg.daemon.rotate import Dropped, RotatingFile
 from systemg.manifest.model import LogSink, LogSpec
 
 MAX_LINE = 64 * 1024
@@ -51,6 +56,8 @@ MAX_LINE = 64 * 1024
 _WINDOW = MAX_LINE // 2
 STREAMS = ("stdout", "stderr")
 _STREAM_TAGS = {"stdout": b" stdout ", "stderr": b" stderr "}
+# Tag of the lines the supervisor itself writes into a service's log (the drop notice).
+NOTICE_TAG = b"[sysg]"
 
 
 def format_timestamp(now: float) -> bytes:
@@ -63,27 +70,55 @@ def format_timestamp(now: float) -> bytes:
 class ServiceLog:
     """Appends one service's captured output to ``<logs>/<project>/<service>.log``."""
 
-    def __init__(self, path: Path, spec: LogSpec, *, group: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        spec: LogSpec,
+        *,
+        group: int | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         """``group``: in system mode, the operator group may read the logs (dir 0750 and
-        files 0640, group-owned), since operators run ``sysg logs`` without sudo."""
+        files 0640, group-owned), since operators run ``sysg logs`` without sudo.
+        ``journal``: where dropped lines are reported (default: a journal on stderr)."""
         self.path = path
         self.spec = spec
         self.group = group
-        self.write_errors = 0
-        self.last_error: OSError | None = None
+        self._journal = journal
         self._pending: dict[str, bytes] = dict.fromkeys(STREAMS, b"")
         self._last_now = 0.0
         # Per-second cache of the "YYYY-MM-DDTHH:MM:SS." part; microseconds are real.
         self._sec = -1
         self._sec_text = b""
-        self._fd = -1
-        self._size = 0
+        self._file: RotatingFile | None = None
         if spec.sink is LogSink.FILE:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(path.parent, 0o700 if group is None else 0o750)
             if group is not None:
                 os.chown(path.parent, -1, group)
-            self._open()
+            self._file = RotatingFile(
+                path,
+                max_bytes=spec.max_bytes,
+                max_files=spec.max_files,
+                mode=0o600 if group is None else 0o640,
+                group=group,
+                notice=self._notice,
+            )
+            self._file.open()
+
+    @property
+    def write_errors(self) -> int:
+        """Failed writes to the file so far."""
+        return 0 if self._file is None else self._file.write_errors
+
+    @property
+    def last_error(self) -> OSError | None:
+        return None if self._file is None else self._file.last_error
+
+    @property
+    def dropped(self) -> Dropped | None:
+        """Lines lost since the last successful write (announced by the next one)."""
+        return None if self._file is None else self._file.dropped
 
     # --- public interface ------------------------------------------------------------
     def feed(self, stream: str, data: bytes, now: float) -> bytes:
@@ -125,9 +160,17 @@ class ServiceLog:
         """Store any still-held partial lines (stamped with the last capture time), then close."""
         for stream in STREAMS:
             self.finish(stream, self._last_now or time.time())
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        file = self._file
+        if file is None:
+            return
+        if file.dropped is not None:
+            self._write(b"")  # the notice alone, if there is room again
+        if file.dropped is not None:
+            self._report(
+                f"{self.path}: {_counted(file.dropped)} dropped ({file.dropped.reason}); "
+                "closed before it could be written again"
+            )
+        file.close()
 
     # --- formatting ------------------------------------------------------------------
     def _prefix(self, stream: str, now: float) -> bytes:
@@ -169,90 +212,35 @@ class ServiceLog:
         self._write(out)
         return out
 
-    # --- file handling -----------------------------------------------------------------
-    def _open(self) -> None:
-        mode = 0o600 if self.group is None else 0o640
-        self._fd = os.open(
-            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY, mode
-        )
-        if self.group is not None:
-            os.fchown(self._fd, -1, self.group)
-            os.fchmod(self._fd, mode)
-        self._size = os.fstat(self._fd).st_size
-
+    # --- the file ----------------------------------------------------------------------
     def _write(self, out: bytes) -> None:
-        if self._fd < 0 and self.spec.sink is not LogSink.FILE:
+        file = self._file
+        if file is None:
             return
-        try:
-            if self._fd < 0:  # a previous rotation failed to reopen: try again
-                self._open()
-            limit = self.spec.max_bytes
-            if limit <= 0 or self._size + len(out) <= limit:
-                self._write_all(memoryview(out))
-                return
-            self._write_rotating(out, limit)
-        except OSError as exc:
-            self.write_errors += 1
-            self.last_error = exc
+        gaps = file.gaps
+        file.write(out)
+        if file.announced is not None:
+            self._report(
+                f"{self.path}: {_counted(file.announced)} dropped while it could not be "
+                f"written ({file.announced.reason}); writing again"
+            )
+        if file.gaps != gaps:
+            self._report(
+                f"{self.path}: cannot write ({file.last_error}); "
+                "dropping its lines until it can (the service keeps running)"
+            )
 
-    def _write_rotating(self, block: bytes, limit: int) -> None:
-        view = memoryview(block)
-        start = 0
-        while start < len(block):
-            room = limit - self._size
-            if len(block) - start <= room:
-                self._write_all(view[start:])
-                return
-            # Largest run of whole lines that still fits in the active file.
-            cut = block.rfind(b"\n", start, start + room) + 1 if room > 0 else 0
-            if cut == 0:
-                if self._size > 0:
-                    self._rotate()
-                    continue
-                # Fresh file and the next line alone exceeds max_bytes: write it whole.
-                cut = block.find(b"\n", start) + 1 or len(block)
-            self._write_all(view[start:cut])
-            start = cut
-            if start < len(block):
-                self._rotate()
+    def _notice(self, dropped: Dropped) -> bytes:
+        """The stored line announcing a gap (stamped with the capture time of the lines
+        that follow it, so the file stays in time order)."""
+        text = f"{_counted(dropped)} dropped: {dropped.reason}".encode()
+        return self._prefix("stderr", self._last_now) + NOTICE_TAG + b" " + text + b"\n"
 
-    def _write_all(self, view: memoryview) -> None:
-        while view:
-            n = os.write(self._fd, view)
-            self._size += n
-            view = view[n:]
+    def _report(self, message: str) -> None:
+        if self._journal is None:
+            self._journal = Journal()  # the supervisor's stderr
+        self._journal.warn(message)
 
-    def _rotate(self) -> None:
-        """Shift backups up by one, drop those beyond ``max_files``, reopen a fresh file."""
-        keep = max(self.spec.max_files, 0)
-        os.close(self._fd)
-        self._fd = -1
-        self._drop_backups_beyond(keep)
-        if keep == 0:
-            self._unlink(self.path)
-        else:
-            for k in range(keep - 1, 0, -1):
-                src = self._backup(k)
-                if src.exists():
-                    os.replace(src, self._backup(k + 1))
-            os.replace(self.path, self._backup(1))
-        self._open()
 
-    def _backup(self, k: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{k}")
-
-    def _drop_backups_beyond(self, keep: int) -> None:
-        # Also removes stale backups left by an earlier, larger max_files.
-        pattern = re.compile(re.escape(self.path.name) + r"\.(\d+)")
-        with os.scandir(self.path.parent) as entries:
-            for entry in entries:
-                match = pattern.fullmatch(entry.name)
-                if match and int(match.group(1)) >= keep:
-                    self._unlink(Path(entry.path))
-
-    @staticmethod
-    def _unlink(path: Path) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+def _counted(dropped: Dropped) -> str:
+    return f"{dropped.lines} lines ({dropped.bytes} bytes)"

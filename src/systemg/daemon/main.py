@@ -174,7 +174,7 @@ def main(argv: list[str]) -> int:
     if lock is None:
         sys.stderr.write(f"sysg: another supervisor already runs on {paths.state_dir}\n")
         return 1
-    journal = Journal()
+    journal = Journal(paths.supervisor_log)
     activation = capture_activation(os.environ, os.getpid())
     mark_all_cloexec()  # services are posix_spawn'd: no inherited fd may leak into them
     if activation.fds:
