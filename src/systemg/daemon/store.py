@@ -6,18 +6,45 @@ died (``kill -9`` included): the manifest path and the environment it was expand
 its kernel start time (``/proc/PID/stat`` field 22, so a reused pid is never mistaken
 for the service), restart counts and the last exit.
 
-Writes go to a temp file in the same directory, are fsync'ed, then renamed over the old
-file, so a reader sees the old or the new state, never half of one. Files are ``0600``.
+Writes go to a temp file in the same directory, then are renamed over the old file, so a
+reader (or a new supervisor after ``kill -9``) sees the old or the new state, never half of
+one. Files are ``0600``.
+
+Why no ``fsync`` (it used to be one per save): saves run on the supervisor's one thread,
+and a slow or congested disk can hold an ``fsync`` for seconds, during which no service
+is supervised and ``status`` does not answer. It buys nothing we need: a supervisor crash
+(``kill -9``, OOM) never loses page-cache data, the kernel writes it back on its own;
+only a power loss or kernel crash could, and that kills the services too — a new
+supervisor then finds no live pid to re-adopt (re-adoption checks pid + start time
+anyway). What could be lost is at most the last few seconds of changes, and a torn or
+empty file (a filesystem without rename ordering) is survivable, below.
+
+* **Previous state kept.** Before each rename the current file is hard-linked as
+  ``state.json.bak`` (no data copied; link + rename, so a ``.bak`` always exists once
+  there was a state).
+* **Load never crashes on a bad file.** An empty, truncated or malformed ``state.json``
+  (bad JSON, wrong types, unknown keys) is logged naming the file, moved aside as
+  ``state.json.corrupt`` and replaced by ``state.json.bak`` if that one is good;
+  otherwise that project is skipped (not re-adopted) and the supervisor boots as usual.
+* **Save never raises.** If the state disk is full (or read-only), the temp file is
+  removed, the old file stays, the error is logged once per project and ``save`` returns
+  False; the failed record is retried on the next ``save`` of any project (the next
+  change), and its recovery is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from systemg.daemon.journal import Journal
+from systemg.daemon.lifecycle import StopReason
+from systemg.daemon.restart import ExitInfo
 from systemg.paths import Paths, ensure_private_dir
 
 
@@ -42,34 +69,88 @@ class ProjectRecord:
     services: dict[str, ServiceRecord] = field(default_factory=dict)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, backup: bool = False) -> None:
+    """Replace ``path`` with ``data`` by write + rename (no fsync, see the module docstring).
+
+    ``backup``: first hard-link the current file as ``<path>.bak``. On ``OSError`` the temp
+    file is removed and ``path`` is untouched."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        if backup:
+            _link_backup(path)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _link_backup(path: Path) -> None:
+    """``path`` -> ``path.bak`` as a hard link, replaced atomically (never left without one)."""
+    link = path.with_name(f".{path.name}.{os.getpid()}.bak")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(link)
+    try:
+        os.link(path, link)
+    except FileNotFoundError:
+        return  # no state yet
+    except OSError:
+        return  # a missing backup must not stop the save
+    os.replace(link, path.with_name(path.name + ".bak"))
 
 
 class Store:
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, journal: Journal | None = None) -> None:
+        """``journal``: where problems are reported (default: a journal on stderr)."""
         self.paths = paths
+        self._journal = journal
+        # Records whose save failed, newest per project, with the number of failed attempts.
+        self._unsaved: dict[str, tuple[ProjectRecord, int]] = {}
 
     def _file(self, project_id: str) -> Path:
         return self.paths.project_state_dir(project_id) / "state.json"
 
-    def save(self, record: ProjectRecord) -> None:
-        directory = ensure_private_dir(self.paths.project_state_dir(record.project_id))
-        del directory
+    def save(self, record: ProjectRecord) -> bool:
+        """Write ``record`` (then retry earlier failed saves); False if it could not be."""
+        ok = self._save(record)
+        for project_id, (pending, _failures) in list(self._unsaved.items()):
+            if project_id != record.project_id:
+                self._save(pending)
+        return ok
+
+    def _save(self, record: ProjectRecord) -> bool:
+        project_id = record.project_id
         # Performance: asdict() deep-copies every field and indent= forces the pure-Python
         # encoder; this runs after every batch of state changes (100 services: ~5 ms -> <1 ms).
         # Same keys and values, compact (the file is read by json.loads only).
         payload = json.dumps(_as_json(record), sort_keys=True, separators=(",", ":")).encode()
-        write_atomic(self._file(record.project_id), payload)
+        path = self._file(project_id)
+        try:
+            ensure_private_dir(path.parent)
+            write_atomic(path, payload, backup=True)
+        except OSError as exc:
+            _pending, failures = self._unsaved.get(project_id, (record, 0))
+            self._unsaved[project_id] = (record, failures + 1)
+            if failures == 0:
+                self._report().error(
+                    f"cannot save the state of project '{project_id}' to {path}: {exc}; "
+                    "keeping the previous state, retrying on the next change"
+                )
+            return False
+        failed = self._unsaved.pop(project_id, None)
+        if failed is not None:
+            self._report().info(
+                f"state of project '{project_id}' saved to {path} again "
+                f"(after {failed[1]} failed attempts)"
+            )
+        return True
 
     def load_all(self) -> list[ProjectRecord]:
         records: list[ProjectRecord] = []
@@ -82,16 +163,39 @@ class Store:
         return records
 
     def load(self, project_id: str) -> ProjectRecord | None:
+        """The saved record, or None if there is none or it is unreadable (logged)."""
+        path = self._file(project_id)
         try:
-            raw = json.loads(self._file(project_id).read_text())
-            services = {
-                name: ServiceRecord(**value) for name, value in raw.pop("services", {}).items()
-            }
-            return ProjectRecord(services=services, **raw)
-        except (OSError, ValueError, TypeError):
-            return None
+            return _parse(path.read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # no state (yet), or a stray file in the projects directory
+        # RecursionError: JSON nested deeper than the parser goes is a bad file too.
+        except (OSError, ValueError, RecursionError) as exc:
+            problem = exc
+        corrupt = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, corrupt)
+            kept = f"moved to {corrupt}"
+        except OSError:
+            kept = "left in place"
+        backup = path.with_name(path.name + ".bak")
+        record: ProjectRecord | None
+        try:
+            record = _parse(backup.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            record = None
+        if record is not None and record.project_id != project_id:
+            record = None
+        outcome = (
+            f"using the previous state from {backup}"
+            if record is not None
+            else f"project '{project_id}' is not re-adopted"
+        )
+        self._report().error(f"state file {path} is unreadable ({problem}); {kept}; {outcome}")
+        return record
 
     def forget(self, project_id: str) -> list[str]:
+        self._unsaved.pop(project_id, None)
         directory = self.paths.project_state_dir(project_id)
         removed: list[str] = []
         if directory.is_dir():
@@ -100,6 +204,84 @@ class Store:
             directory.rmdir()
             removed.append(str(directory))
         return removed
+
+    def _report(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal()  # the supervisor's stderr
+        return self._journal
+
+
+# --- reading: every field checked, so a bad file is one ValueError, never a crash later ---
+
+_NONE = type(None)
+_NUMBER = (int, float)
+# Expected JSON types of the fields (a field added to a record but not listed here is
+# accepted with any type: a newer supervisor's file must not read as corrupt).
+_PROJECT_TYPES: dict[str, tuple[type, ...]] = {
+    "project_id": (str,),
+    "manifest_path": (str,),
+    "environ": (dict,),
+    "drop_privileges": (bool,),
+    "attached": (bool,),
+    "services": (dict,),
+}
+_SERVICE_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (int, _NONE),
+    "start_time": (int, _NONE),
+    "started_at": (*_NUMBER, _NONE),
+    "phase": (str,),
+    "restarts": (int,),
+    "last_exit": (dict, _NONE),
+    "stop_reason": (str, _NONE),
+}
+_EXIT_TYPES: dict[str, tuple[type, ...]] = {
+    "code": (int, _NONE),
+    "signal": (int, _NONE),
+    "oom_killed": (bool,),
+    "at": _NUMBER,
+}
+_STOP_REASONS = frozenset(str(r) for r in StopReason)
+
+
+def _parse(data: bytes) -> ProjectRecord:
+    """A ``ProjectRecord`` from the bytes of a state file; ``ValueError`` if malformed."""
+    raw = _checked(json.loads(data), ProjectRecord, _PROJECT_TYPES, "state")
+    for key in ("project_id", "manifest_path"):
+        if key not in raw:
+            raise ValueError(f"state: no {key}")
+    environ = raw.get("environ", {})
+    if not all(isinstance(v, str) for v in environ.values()):
+        raise ValueError("state.environ: a value is not a string")
+    services = {}
+    for name, value in raw.pop("services", {}).items():
+        where = f"services.{name}"
+        fields = _checked(value, ServiceRecord, _SERVICE_TYPES, where)
+        if fields.get("last_exit") is not None:
+            _checked(fields["last_exit"], ExitInfo, _EXIT_TYPES, f"{where}.last_exit")
+        reason = fields.get("stop_reason")
+        if reason is not None and reason not in _STOP_REASONS:
+            raise ValueError(f"{where}.stop_reason: unknown value {reason!r}")
+        services[name] = ServiceRecord(**fields)
+    return ProjectRecord(services=services, **raw)
+
+
+def _checked(
+    raw: object, record: type[Any], types: dict[str, tuple[type, ...]], where: str
+) -> dict[str, Any]:
+    """``raw`` if it is an object whose keys are fields of ``record``, of the listed types."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: not an object")
+    allowed = {f.name for f in dataclasses.fields(record)}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown key {key!r}")
+        kinds = types.get(key)
+        # bool is an int subclass: a pid of ``true`` is as wrong as one of ``"1"``.
+        if kinds is not None and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        ):
+            raise ValueError(f"{where}.{key}: unexpected {type(value).__name__}")
+    return raw
 
 
 def _as_json(record: ProjectRecord) -> dict[str, Any]:
