@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from systemg.daemon.fdholder import HolderClient
 from systemg.daemon.journal import Journal
 from systemg.daemon.loop import Loop
 from systemg.daemon.operations import Operations
 from systemg.daemon.phases import Phase
+from systemg.daemon.resolver import Resolver
 from systemg.daemon.store import Store
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code
@@ -28,6 +28,7 @@ from systemg.manifest.load import load_manifest
 from systemg.paths import Mode, Paths, ensure_private_dir
 from systemg.spawn.launcher import Child, launch
 from systemg.spawn.plan import SpawnPlan
+from tests.support.fakes import NoHolder
 from tests.support.procscan import new_marker, with_marker
 
 MANIFEST = """version: "2"
@@ -48,7 +49,12 @@ projects:
 
 
 class Harness:
-    def __init__(self, root: Path, launcher: Callable[[SpawnPlan, int, int], Child]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        launcher: Callable[[SpawnPlan, int, int], Child],
+        manifest: str = MANIFEST,
+    ) -> None:
         self.paths = Paths(Mode.USER, root / "state", root / "logs")
         ensure_private_dir(self.paths.state_dir)
         ensure_private_dir(self.paths.projects_dir)
@@ -59,14 +65,14 @@ class Harness:
             self.loop,
             self.paths,
             Store(self.paths),
-            HolderClient(root / "no-holder.sock"),
+            NoHolder(),  # type: ignore[arg-type]
             Journal(stream=self._journal_fh),
             launcher=launcher,
         )
         self.ops = Operations(self.sup)
         self.marker = new_marker()
         config = root / "sysg.yaml"
-        config.write_text(MANIFEST.format(m=self.marker))
+        config.write_text(manifest.format(m=self.marker))
         project = load_manifest(config, environ=dict(os.environ)).manifest.projects[0]
         self.ops.register(project, dict(os.environ), False)
 
@@ -97,8 +103,8 @@ class Harness:
 def make(tmp_path: Path) -> Iterator[Callable[[Callable[[SpawnPlan, int, int], Child]], Harness]]:
     made: list[Harness] = []
 
-    def factory(launcher: Callable[[SpawnPlan, int, int], Child]) -> Harness:
-        h = Harness(tmp_path, launcher)
+    def factory(launcher: Callable[[SpawnPlan, int, int], Child], **kw: str) -> Harness:
+        h = Harness(tmp_path, launcher, **kw)
         made.append(h)
         return h
 
@@ -188,4 +194,72 @@ def test_a_blocked_dependent_starts_by_itself_once_its_dependency_is_up(
         )
     )
     assert [h.unit(n).state.phase for n in ("db", "web", "api")] == [Phase.RUNNING] * 3
+    assert h.run_until(h.ops.stop_everything)
+
+
+# --- account lookups never block the loop ------------------------------------------------
+
+ACCOUNTS = """version: "2"
+projects:
+  p:
+    services:
+      ghost:
+        command: "sleep 1000.{m}"
+        user: ghost
+        working_dir: /
+      other:
+        command: "sleep 1000.{m}"
+"""
+
+
+def fake_getent(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "getent"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.privileged
+def test_accounts_are_looked_up_by_getent_off_the_loop(
+    make: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # 'ghost' exists only in what this getent prints: the service can only run as 65534
+    # if the supervisor asked getent (as a child process), not pwd.getpwnam on its thread.
+    getent = fake_getent(
+        tmp_path,
+        'case "$1 $2" in\n'
+        '  "passwd ghost") echo "ghost:x:65534:65534:g:/nonexistent:/bin/sh" ;;\n'
+        "  *) exit 2 ;;\nesac",
+    )
+    h = make(breaking("nothing", RuntimeError()), manifest=ACCOUNTS)
+    h.sup.resolver = Resolver(h.loop, h.sup.accounts, getent=getent)
+    assert h.run_until(lambda then: h.ops.start("p", None, then))
+    ghost = h.unit("ghost")
+    assert ghost.state.phase is Phase.RUNNING, ghost.error
+    status = Path(f"/proc/{ghost.state.pid}/status").read_text()
+    assert "Uid:\t65534\t65534\t65534\t65534" in status
+    assert h.run_until(h.ops.stop_everything)
+
+
+@pytest.mark.privileged
+def test_a_hung_name_service_fails_only_the_unit_that_needs_it(
+    make: Callable[..., Harness], tmp_path: Path
+) -> None:
+    getent = fake_getent(tmp_path, f"exec sleep 1000.{new_marker()}")
+    h = make(breaking("nothing", RuntimeError()), manifest=ACCOUNTS)
+    h.sup.resolver = Resolver(h.loop, h.sup.accounts, timeout_s=1.0, getent=getent)
+    other_up_while_ghost_resolves: list[bool] = []
+
+    def watch_other() -> None:
+        if h.unit("other").state.phase is Phase.RUNNING:
+            other_up_while_ghost_resolves.append(h.unit("ghost").state.phase is Phase.STARTING)
+
+    h.sup.watchers.append(watch_other)
+    assert h.run_until(lambda then: h.ops.start("p", None, then))
+    # The loop went on while the lookup hung: the other service came up meanwhile.
+    assert other_up_while_ghost_resolves[:1] == [True]
+    ghost = h.unit("ghost")
+    assert ghost.state.phase is Phase.FAILED
+    assert ghost.error is not None
+    assert "took longer than 1s" in ghost.error.message
     assert h.run_until(h.ops.stop_everything)

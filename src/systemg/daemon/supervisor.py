@@ -46,6 +46,7 @@ from systemg.daemon.lifecycle import Announce, UnitState
 from systemg.daemon.logs import ServiceLog
 from systemg.daemon.loop import Loop, Timer
 from systemg.daemon.phases import Phase
+from systemg.daemon.resolver import Resolver
 from systemg.daemon.restart import ExitInfo
 from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
 from systemg.daemon.timers import TimerKind, Timers
@@ -54,6 +55,7 @@ from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import LogSink, Project, Service
 from systemg.paths import Paths
 from systemg.spawn import cgroups
+from systemg.spawn.accounts import CachedAccounts, Pending
 from systemg.spawn.launcher import Child, launch
 from systemg.spawn.plan import SpawnContext, SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import Activation, bind_listen
@@ -90,6 +92,7 @@ class Unit:
     listen_names: tuple[str, ...] = ()
     not_applied: tuple[str, ...] = ()
     error: Diagnostic | None = None  # why the last start failed, or why it is blocked
+    resolving: object | None = None  # token of the account lookup its spawn waits for
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
 
     @property
@@ -134,6 +137,8 @@ class Supervisor:
         self.log_group = log_group  # system mode: the operator group may read service logs
         self.clock = clock
         self.launcher = launcher
+        self.accounts = CachedAccounts()
+        self.resolver = Resolver(loop, self.accounts)
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
         self.watchers: list[Callable[[], None]] = []  # run after every state change
@@ -182,7 +187,9 @@ class Supervisor:
     def _carry_out(self, unit: Unit, effect: lc.Effect) -> None:
         match effect:
             case lc.DoSpawn():
-                self._queue.appendleft((unit, self._spawn(unit)))
+                outcome = self._spawn(unit)
+                if outcome is not None:
+                    self._queue.appendleft((unit, outcome))
             case lc.DoSignal(signum=signum):
                 self._signal(unit, signum)
             case lc.DoTimer(kind=kind, delay_s=delay):
@@ -247,10 +254,15 @@ class Supervisor:
             is_root=os.geteuid() == 0,
             drop_privileges=runtime.drop_privileges or self.drop_privileges,
             supervisor_env=tuple(os.environ.items()),
+            accounts=self.accounts,
         )
 
-    def _spawn(self, unit: Unit) -> lc.Event:
-        """Launch the unit's process; the event that says how it went (never raises)."""
+    def _spawn(self, unit: Unit) -> lc.Event | None:
+        """Launch the unit's process; the event that says how it went (never raises).
+
+        None: account names must be looked up first (``resolver``, off the loop); the
+        spawn is planned again when they are known, unless the unit was stopped meanwhile.
+        """
         runtime = self.projects[unit.project_id]
         unit.error = None
         now = self.clock()
@@ -273,6 +285,10 @@ class Supervisor:
             unit.plan = result.plan
             unit.not_applied = result.not_applied
             pid = self._launch(unit, result.plan)
+        except Pending as pending:
+            token = unit.resolving = object()
+            self.resolver.resolve(pending.needs, lambda error: self._resolved(unit, token, error))
+            return None
         except SpawnError as exc:
             unit.error = exc.diagnostics[0]
             self.journal.error(f"{unit.key}: [{exc.code}] {exc.diagnostics[0].message}")
@@ -296,6 +312,25 @@ class Supervisor:
             )
             return lc.SpawnFailed(unit.error.message, now)
         return lc.Spawned(pid, now)
+
+    def _resolved(self, unit: Unit, token: object, error: str | None) -> None:
+        if unit.resolving is not token:
+            return
+        unit.resolving = None
+        if unit.state.phase is not Phase.STARTING or unit.state.pid is not None:
+            return  # stopped (or restarted) while the names were looked up
+        if error is not None:
+            unit.error = Diagnostic(
+                Code.SPAWN_FAILED,
+                f"service '{unit.service.name}' could not start: {error}",
+                path=f"services.{unit.service.name}.user",
+            )
+            self.journal.error(f"{unit.key}: {unit.error.message}")
+            self.apply(unit, lc.SpawnFailed(unit.error.message, self.clock()))
+            return
+        event = self._spawn(unit)
+        if event is not None:
+            self.apply(unit, event)
 
     def _launch(self, unit: Unit, plan: SpawnPlan) -> int:
         sink = unit.service.logs.sink
@@ -340,7 +375,9 @@ class Supervisor:
         if pipes and unit.log is None:
             path = self.paths.service_log(unit.project_id, unit.service.name)
             try:
-                unit.log = ServiceLog(path, unit.service.logs, group=self.log_group)
+                unit.log = ServiceLog(
+                    path, unit.service.logs, group=self.log_group, journal=self.journal
+                )
             except OSError as exc:
                 # The service runs on; its output is drained so it never blocks.
                 self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")

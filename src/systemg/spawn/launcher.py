@@ -162,6 +162,29 @@ def _posix_spawn(
         os.close(here)
 
 
+def launch_helper(executable: str, argv: list[str], *, stdout: int) -> Child:
+    """Start a short-lived helper of the supervisor's own (``getent`` for account lookups):
+    new session, stdin and stderr ``/dev/null``, ``stdout`` as given, the C locale and a
+    fixed PATH, every other fd closed (all are close-on-exec). The caller watches and reaps
+    it like a service, and kills its session at its timeout."""
+    env = {b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin", b"LC_ALL": b"C"}
+    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+        (os.POSIX_SPAWN_DUP2, stdout, 1),
+        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+    ]
+    pid = os.posix_spawn(
+        executable,
+        [os.fsencode(a) for a in argv],
+        env,
+        file_actions=actions,
+        setsid=True,
+        setsigmask=(),
+        setsigdef=child.RESET_SIGNALS,
+    )
+    return Child(pid, os.pidfd_open(pid), start_time(pid))
+
+
 def mark_all_cloexec() -> None:
     """Set close-on-exec on every fd above 2 (the supervisor calls this once at boot, after
     taking its activation fds, so nothing it inherited can leak into a posix_spawn'd service)."""

@@ -17,9 +17,7 @@ mask — 0 for a service switched to a non-root user that lists none.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import resource
 from dataclasses import dataclass, field
 
@@ -27,6 +25,7 @@ from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import UNLIMITED, Service
 from systemg.manifest.values import format_cpu_list, parse_cpu_list
 from systemg.spawn import linux
+from systemg.spawn.accounts import SYSTEM, AccountSource, UserEntry
 from systemg.spawn.cgroups import CgroupPlan, prepare_cgroup
 from systemg.spawn.environ import Account, build_environment, encode_environment
 from systemg.spawn.fault import Step
@@ -37,11 +36,13 @@ _NS_FILES = {"network": "net", "mount": "mnt", "pid": "pid", "user": "user"}
 
 @dataclass(frozen=True, slots=True)
 class SpawnContext:
-    """What the supervisor is: root or not, ``--drop-privileges``, its own environment."""
+    """What the supervisor is: root or not, ``--drop-privileges``, its own environment, and
+    where account names are looked up (the supervisor's never blocks: ``spawn/accounts``)."""
 
     is_root: bool
     drop_privileges: bool = False
     supervisor_env: tuple[tuple[str, str], ...] = ()
+    accounts: AccountSource = SYSTEM
 
     @classmethod
     def current(cls, *, drop_privileges: bool = False) -> SpawnContext:
@@ -127,22 +128,22 @@ def _online_cpus() -> set[int]:
         return set(os.sched_getaffinity(0))
 
 
-def _lookup_user(name: str, path: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except (KeyError, OverflowError):
+def _lookup_user(name: str, path: str, accounts: AccountSource) -> UserEntry:
+    entry = accounts.user(name)
+    if entry is None:
         raise _fail(
             Code.INVALID_VALUE, f"unknown user '{name}'", path, "create the account or fix the name"
-        ) from None
+        )
+    return entry
 
 
-def _lookup_group(name: str, path: str) -> int:
-    try:
-        return (grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)).gr_gid
-    except (KeyError, OverflowError):
+def _lookup_group(name: str, path: str, accounts: AccountSource) -> int:
+    gid = accounts.group(name)
+    if gid is None:
         raise _fail(
             Code.INVALID_VALUE, f"unknown group '{name}'", path, "create the group or fix the name"
-        ) from None
+        )
+    return gid
 
 
 def socket_owner(service: Service, ctx: SpawnContext) -> tuple[int | None, int | None]:
@@ -151,11 +152,11 @@ def socket_owner(service: Service, ctx: SpawnContext) -> tuple[int | None, int |
     name = service.user or ("nobody" if ctx.drop_privileges else None)
     if not ctx.is_root or name is None:
         return None, None
-    entry = _lookup_user(name, f"services.{service.name}.user")
-    gid = entry.pw_gid
+    entry = _lookup_user(name, f"services.{service.name}.user", ctx.accounts)
+    gid = entry.gid
     if service.group:
-        gid = _lookup_group(service.group, f"services.{service.name}.group")
-    return entry.pw_uid, gid
+        gid = _lookup_group(service.group, f"services.{service.name}.group", ctx.accounts)
+    return entry.uid, gid
 
 
 def _exec_candidates(argv0: str, env: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -207,7 +208,7 @@ def build_plan(
     group_name = service.group
     if ctx.drop_privileges and ctx.is_root and user_name is None:
         user_name = "nobody"
-        group_name = group_name or _nobody_group()
+        group_name = group_name or _nobody_group(ctx.accounts)
     uid = gid = None
     groups: tuple[int, ...] | None = None
     account: Account | None = None
@@ -215,17 +216,17 @@ def build_plan(
     if user_name is not None or group_name is not None or service.supplementary_groups:
         switched = True
         if user_name is not None:
-            pw = _lookup_user(user_name, f"{prefix}.user")
-            uid, gid = pw.pw_uid, pw.pw_gid
-            account = Account(pw.pw_name, pw.pw_dir, pw.pw_shell)
+            pw = _lookup_user(user_name, f"{prefix}.user", ctx.accounts)
+            uid, gid = pw.uid, pw.gid
+            account = Account(pw.name, pw.home, pw.shell)
         else:
-            pw = pwd.getpwuid(os.geteuid())
-            account = Account(pw.pw_name, pw.pw_dir, pw.pw_shell)
+            own = ctx.accounts.user(str(os.geteuid()))
+            account = Account(own.name, own.home, own.shell) if own else None
         if group_name is not None:
-            gid = _lookup_group(group_name, f"{prefix}.group")
+            gid = _lookup_group(group_name, f"{prefix}.group", ctx.accounts)
         primary = gid if gid is not None else os.getegid()
         extra = [
-            _lookup_group(g, f"{prefix}.supplementary_groups[{i}]")
+            _lookup_group(g, f"{prefix}.supplementary_groups[{i}]", ctx.accounts)
             for i, g in enumerate(service.supplementary_groups)
         ]
         # Exactly primary + listed: root's own groups never leak (no initgroups).
@@ -348,14 +349,12 @@ def build_plan(
     return PlanResult(plan, tuple(warnings), tuple(not_applied))
 
 
-def _nobody_group() -> str:
+def _nobody_group(accounts: AccountSource) -> str:
     for name in ("nogroup", "nobody"):
-        try:
-            grp.getgrnam(name)
-        except KeyError:
-            continue
-        return name
-    return str(pwd.getpwnam("nobody").pw_gid)
+        if accounts.group(name) is not None:
+            return name
+    nobody = accounts.user("nobody")
+    return str(nobody.gid) if nobody else "65534"
 
 
 def _namespace_unavailable(key: str, is_root: bool) -> str:

@@ -16,7 +16,9 @@ its own duplicate, so closing a service's fds never closes the supervisor's copy
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import ipaddress
 import os
 import socket
 import stat
@@ -76,10 +78,46 @@ def _error(service: Service, index: int, spec: ListenSpec, reason: str) -> Spawn
     )
 
 
+def host_address(host: str, hosts_file: str = "/etc/hosts") -> str | None:
+    """``host`` as an IP address without asking DNS: a literal, ``localhost``, or a name
+    in ``/etc/hosts``. None when only a network lookup could answer.
+
+    The supervisor binds on its one thread; ``getaddrinfo`` of a name may wait on DNS for
+    seconds, so a name that needs one is refused (systemd's ``ListenStream=`` takes only
+    addresses, too)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        with open(hosts_file, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read(1 << 20).splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and host in fields[1:]:
+            try:
+                return str(ipaddress.ip_address(fields[0]))
+            except ValueError:
+                continue
+    return None
+
+
 def _bind_tcp(spec: ListenSpec) -> socket.socket:
-    host = spec.host.strip("[]") or "0.0.0.0"
+    name = spec.host.strip("[]") or "0.0.0.0"
+    host = host_address(name)
+    if host is None:
+        raise OSError(
+            errno.EADDRNOTAVAIL,
+            f"'{name}' is neither an IP address nor a name in /etc/hosts "
+            "(listen sockets are bound without DNS): use an address such as 127.0.0.1",
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    infos = socket.getaddrinfo(host, spec.port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    flags = socket.AI_PASSIVE | socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+    infos = socket.getaddrinfo(host, spec.port, family, socket.SOCK_STREAM, 0, flags)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
