@@ -183,7 +183,7 @@ def main(argv: list[str]) -> int:
     os.chmod(paths.pid_file, 0o600)
     loop = Loop(on_error=lambda text: journal.error(f"internal error (continuing):\n{text}"))
     holder = connect_holder(paths, journal, loop)
-    store = Store(paths)
+    store = Store(paths, journal)
     sup = Supervisor(
         loop,
         paths,
