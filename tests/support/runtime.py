@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,7 +71,7 @@ class Runtime:
             }
         )
         self.env.update(extra_env or {})
-        self.seen_pids: set[int] = set()
+        self.seen_pids: set[int] = SeenPids()
 
     # --- files ----------------------------------------------------------------------
     def write(self, name: str, text: str, mode: int = 0o644) -> Path:
@@ -159,13 +159,47 @@ class Runtime:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(stray, signal.SIGKILL)
         for p in self.seen_pids:
-            if pid_alive(p):
+            if pid_alive(p) and _same_process(self.seen_pids, p):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
         _kill_fdholder(self.state)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SeenPids(set[int]):
+    """Pids a test saw, each with its kernel start time: ``close`` kills a pid only if it
+    is still that process (a fork storm can recycle pids into unrelated processes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: dict[int, int | None] = {}
+
+    def add(self, pid: int) -> None:
+        self.started.setdefault(pid, _start_time(pid))
+        super().add(pid)
+
+    def update(self, *others: Iterable[int]) -> None:
+        for other in others:
+            for pid in other:
+                self.add(pid)
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _same_process(seen: set[int], pid: int) -> bool:
+    if not isinstance(seen, SeenPids):
+        return True  # a plain set assigned by a test: trust it
+    started = seen.started.get(pid)
+    # Gone when it was seen: whatever has that pid now is someone else.
+    return started is not None and _start_time(pid) == started
 
 
 def supervisor_processes(state: Path) -> list[int]:
