@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         # The most scripted call of all: answer before importing argparse or anything else.
         from systemg import __version__
 
-        sys.stdout.write(f"systemg {__version__}\n")
+        try:
+            sys.stdout.write(f"systemg {__version__}\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     verb = next((a for a in args if not a.startswith("-")), None)
     if verb in _INTERNAL:
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
-    from systemg.cli.main import main as cli_main
-
+    try:
+        from systemg.cli.main import main as cli_main
+    except KeyboardInterrupt:  # Ctrl-C while importing; cli_main guards everything after
+        return 130
     return cli_main(args)

@@ -9,7 +9,6 @@ the services still running (pid + start time) instead of reporting them gone.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -18,50 +17,31 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from systemg import proc
-from systemg.cli.client import (
-    BOOT_TIMEOUT,
-    CONNECT_TIMEOUT,
-    accepts,
-    call,
-    supervisor_pid,
-)
+from systemg.cli.client import BOOT_TIMEOUT, CONNECT_TIMEOUT, accepts, call
+from systemg.cli.deadlines import Wait
+from systemg.cli.liveness import live_services, lock_holder, supervisor_pid
 from systemg.errors import Code, SysgError
 from systemg.paths import Mode, Paths
 from systemg.protocol.messages import Message
 
 
-def call_reviving(paths: Paths, request: Message) -> dict[str, Any]:
+def call_reviving(paths: Paths, request: Message, wait: Wait | None = None) -> dict[str, Any]:
     """Like ``call``, but if the supervisor was killed while its services still run, boot a
     new one first: it re-adopts them (pid + start time), so ``status``/``stop`` after a
     ``kill -9`` of the supervisor show and stop the real processes, never duplicates."""
     try:
-        return call(paths, request)
+        return call(paths, request, wait)
     except SysgError as exc:
         if exc.code is not Code.NO_SUPERVISOR or not recorded_live_services(paths):
             raise
     sys.stderr.write("note: the supervisor was gone while services still ran; re-adopting\n")
     ensure_supervisor(paths)
-    return call(paths, request)
+    return call(paths, request, wait)
 
 
 def recorded_live_services(paths: Paths) -> bool:
     """True when a previous supervisor recorded a service that is still alive."""
-    try:
-        entries = list(paths.projects_dir.iterdir())
-    except OSError:
-        return False
-    for entry in entries:
-        try:
-            data = json.loads((entry / "state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        services = data.get("services") if isinstance(data, dict) else None
-        for record in (services or {}).values():
-            pid, start = record.get("pid"), record.get("start_time")
-            if isinstance(pid, int) and isinstance(start, int) and proc.start_time(pid) == start:
-                return True
-    return False
+    return bool(live_services(paths))
 
 
 def supervisor_command(*, system: bool, drop_privileges: bool) -> list[str]:
@@ -159,27 +139,6 @@ def _wait_for_boot(paths: Paths, pid: int) -> None:
         f"the supervisor did not open {paths.socket} within {BOOT_TIMEOUT:.0f}s",
         hint=f"see {paths.supervisor_log}:\n{log_tail(paths.supervisor_log)}",
     )
-
-
-def lock_holder(paths: Paths) -> int | None:
-    """The live pid holding a lock on ``supervisor.lock``, read from ``/proc/locks``.
-
-    Probing by taking the lock ourselves could make a booting supervisor lose it, so we
-    only read the kernel's table (``N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...``).
-    """
-    try:
-        inode = paths.lock_file.stat().st_ino
-        with open("/proc/locks") as fh:
-            table = fh.read()
-    except OSError:
-        return None
-    for row in table.splitlines():
-        parts = row.split()
-        if len(parts) >= 6 and parts[4].lstrip("-").isdigit():
-            ident = parts[5].rsplit(":", 1)
-            if len(ident) == 2 and ident[1] == str(inode) and proc.alive(int(parts[4])):
-                return int(parts[4])
-    return None
 
 
 def _boot_failed(paths: Paths, status: int) -> SysgError:

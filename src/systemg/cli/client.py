@@ -1,19 +1,17 @@
-"""The CLI's side of the control socket: connect, ask, read replies; boot a supervisor.
+"""The CLI's side of the control socket: connect, ask, read replies — each with a deadline.
 
 One request per connection (``protocol.codec``): the CLI sends one frame, then reads lines
 until the final reply. Stream requests (foreground ``start``, ``logs -f``) receive event
 lines first; ``stream`` yields them as they come, ``call`` skips them.
 
 No supervisor: the socket is missing or refuses the connection (``SG0206``). A supervisor
-that accepts nothing within ``CONNECT_TIMEOUT`` or, for a read-only request, sends no reply
-within ``READ_TIMEOUT`` is alive but not answering (``SG0205``). Mutating requests (start,
-stop, restart, shutdown) wait as long as the supervisor keeps the connection open: a start
-may legitimately take minutes.
-
-Booting (``ensure_supervisor``): when nothing answers, the CLI spawns ``sysg [--sys]
-[--drop-privileges] supervise`` detached (``spawn.detach``) and polls the socket with a
-deadline. Two CLIs racing both spawn one; the supervisor's exclusive lock makes the loser
-exit at once, and both CLIs then talk to the winner. This module never imports the daemon.
+that accepts nothing within ``CONNECT_TIMEOUT``, or does not answer within the request's
+deadline (``cli/deadlines.py``: a few seconds for read-only requests, minutes for mutating
+ones, connect + first line for streams) is alive but not answering (``SG0205``): the error
+names its pid and says what to do (``kill -CONT`` when it is stopped). A frozen supervisor
+still has a listening socket, and the kernel queues our connection in its backlog, so
+without these deadlines every command would hang. This module never imports the daemon;
+booting a supervisor is ``cli/boot.py``.
 """
 
 from __future__ import annotations
@@ -27,17 +25,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from systemg import proc
+from systemg.cli import liveness
+from systemg.cli.deadlines import READ_ONLY_VERBS, Wait, for_request, format_seconds
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import Mode, Paths
 from systemg.protocol import codec
 from systemg.protocol.messages import PROTOCOL_VERSION, Message
 
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 15.0  # read-only requests only (status, inspect, version)
+SLICE = 1.0  # while waiting for a reply, look at the supervisor's state this often
+FROZEN_GRACE = 4.0  # stopped (state T) this long while we wait: it will not answer
 BOOT_TIMEOUT = 10.0
 MAX_REPLY = 256 * 1024 * 1024  # a reply line larger than this is a broken supervisor
-READ_ONLY_VERBS = frozenset({"status", "inspect", "version"})
 LISTEN_VARS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+# Re-exported: the callers' names for "who is the supervisor" (``cli/liveness.py``).
+supervisor_pid = liveness.supervisor_pid
+is_supervisor = liveness.is_supervisor
 
 
 def request_environ() -> tuple[tuple[str, str], ...]:
@@ -45,44 +49,45 @@ def request_environ() -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in os.environ.items() if k not in LISTEN_VARS)
 
 
+def sysg_command(paths: Paths) -> str:
+    """``sysg`` or ``sysg --sys``, as the user should type it for this runtime."""
+    return "sysg --sys" if paths.mode is Mode.SYSTEM else "sysg"
+
+
 def no_supervisor(paths: Paths) -> SysgError:
-    sys_flag = "--sys " if paths.mode is Mode.SYSTEM else ""
     return SysgError.of(
         Code.NO_SUPERVISOR,
         "no supervisor is running",
-        hint=f"start one with `sysg {sys_flag}start --daemonize`",
+        hint=f"start one with `{sysg_command(paths)} start --daemonize`",
     )
 
 
-def not_answering(paths: Paths, what: str = "") -> SysgError:
-    return SysgError.of(
-        Code.SUPERVISOR_NOT_ANSWERING,
-        "supervisor is alive but not answering" + (f" ({what})" if what else ""),
-        hint=f"see {paths.supervisor_log}; `sysg stop --supervisor` or kill the pid in "
-        f"{paths.pid_file}",
-    )
-
-
-# --- liveness -----------------------------------------------------------------------------
-
-
-def supervisor_pid(paths: Paths) -> int | None:
-    """The pid in ``sysg.pid`` if that process is alive, else None."""
-    try:
-        pid = int(paths.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 0 and proc.alive(pid) else None
-
-
-def is_supervisor(pid: int) -> bool:
-    """True if ``pid`` runs ``sysg ... supervise`` (guards against a recycled pid)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = fh.read().split(b"\0")
-    except OSError:
-        return False
-    return b"supervise" in argv
+def not_answering(paths: Paths, what: str = "", *, more: str = "") -> SysgError:
+    """``SG0205`` naming the supervisor's pid, whether it is stopped, and what to do."""
+    pid = liveness.identify(paths)
+    sysg = sysg_command(paths)
+    detail = f" ({what})" if what else ""
+    if pid is None:
+        # Something accepts on the socket, but sysg.pid names no live supervisor (and no
+        # supervise process holds the lock): there is nothing we may signal.
+        message = f"the supervisor is alive but not answering{detail}"
+        hint = (
+            f"{paths.pid_file} names no live supervisor; find what listens on "
+            f"{paths.socket} (`ss -xlp | grep {paths.socket.name}`) and end it"
+        )
+    elif liveness.frozen(pid):
+        message = f"supervisor {pid} is stopped (state T) and cannot answer{detail}"
+        hint = (
+            f"it was frozen by a signal (SIGSTOP) or a debugger: resume it with "
+            f"`kill -CONT {pid}`, or end it and its services with `{sysg} stop --supervisor`"
+        )
+    else:
+        message = f"supervisor {pid} is alive but not answering{detail}"
+        hint = (
+            f"see {paths.supervisor_log}; `{sysg} stop --supervisor` ends it and its "
+            f"services (or `kill {pid}`: its services keep running)"
+        )
+    return SysgError.of(Code.SUPERVISOR_NOT_ANSWERING, message, hint=f"{more}{hint}")
 
 
 def permission_denied(paths: Paths) -> SysgError:
@@ -134,6 +139,7 @@ def connect(paths: Paths, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
         sock.close()
         raise permission_denied(paths) from None
     except TimeoutError:
+        # Only a full listen backlog makes a Unix connect wait: nobody is accepting.
         sock.close()
         raise not_answering(paths, "connect timed out") from None
     except OSError as exc:
@@ -141,7 +147,7 @@ def connect(paths: Paths, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
         raise SysgError.of(
             Code.NO_SUPERVISOR,
             f"cannot connect to {paths.socket}: {exc.strerror or exc}",
-            hint="start one with `sysg start --daemonize`",
+            hint=f"start one with `{sysg_command(paths)} start --daemonize`",
         ) from None
     return sock
 
@@ -165,54 +171,160 @@ class Event:
     data: dict[str, Any]
 
 
-def stream(paths: Paths, request: Message) -> Iterator[Event | dict[str, Any]]:
+class _Lines:
+    """Newline-terminated lines from a socket, each read against an absolute deadline."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.scanned = 0  # bytes of buf known to hold no newline
+
+    def next(self, deadline: float | None) -> bytes:
+        """The next line (with its newline); ``b""`` at EOF. ``TimeoutError`` past
+        ``deadline``; a reset connection counts as EOF (the peer went away)."""
+        while True:
+            nl = self.buf.find(b"\n", self.scanned)
+            if nl >= 0:
+                line = bytes(self.buf[: nl + 1])
+                del self.buf[: nl + 1]
+                self.scanned = 0
+                return line
+            self.scanned = len(self.buf)
+            if len(self.buf) > MAX_REPLY:
+                raise SysgError.of(
+                    Code.PROTOCOL, f"the supervisor sent a line over {MAX_REPLY} bytes"
+                )
+            if deadline is None:
+                self.sock.settimeout(None)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return b""
+            self.buf += chunk
+
+
+def refuse_if_stopped(paths: Paths) -> None:
+    """``SG0205`` at once for a supervisor stopped by SIGSTOP (state T): it would queue a
+    request and carry it out whenever it is resumed, long after we gave up."""
+    pid = liveness.identify(paths)
+    if pid is not None and liveness.state(pid) == "T":
+        raise not_answering(paths, "the request was not sent")
+
+
+def stream(
+    paths: Paths, request: Message, wait: Wait | None = None
+) -> Iterator[Event | dict[str, Any]]:
     """Send ``request``; yield each ``Event``, then the final reply's data (last item).
 
-    Raises ``SysgError`` for an ``ok: false`` reply and ``SG0206`` if the connection ends
-    before the final reply (the supervisor went away).
+    ``wait`` defaults to the request's kind (``deadlines.for_request``). Raises
+    ``SysgError`` for an ``ok: false`` reply, ``SG0205`` past the deadline and ``SG0206``
+    if the connection ends before the final reply (the supervisor went away).
     """
-    sock = connect(paths)
+    if wait is None:
+        wait = for_request(request.verb, attach=bool(getattr(request, "attach", False)))
+    refuse_if_stopped(paths)
+    started = time.monotonic()
+    deadline = None if wait.seconds is None else started + wait.seconds
+    connect_for = CONNECT_TIMEOUT if wait.seconds is None else min(CONNECT_TIMEOUT, wait.seconds)
+    sock = connect(paths, max(connect_for, 0.001))
     try:
-        sock.settimeout(READ_TIMEOUT if request.verb in READ_ONLY_VERBS else None)
-        broken = False
-        try:
-            sock.sendall(codec.encode_request(request))
-        except (BrokenPipeError, ConnectionResetError):
-            # A supervisor refusing a peer (section 2) writes why and closes at once, maybe
-            # before our request went out: its reason is already waiting to be read.
-            broken = True
-        reader = sock.makefile("rb")
-        while True:
-            try:
-                line = reader.readline(MAX_REPLY)
-            except TimeoutError:
-                raise not_answering(paths, f"no reply to {request.verb!r}") from None
-            except ConnectionResetError:
-                line = b""
-            if not line and broken:
-                raise not_answering(paths, "it closed the connection")
-            if not line:
-                raise SysgError.of(
-                    Code.NO_SUPERVISOR,
-                    "the supervisor closed the connection without replying",
-                    hint=f"it may have exited; see {paths.supervisor_log}",
-                )
-            obj = _decode(line)
-            if "event" in obj:
-                event = obj["event"]
-                if isinstance(event, dict):
-                    yield Event(event)
-                continue
-            yield _reply_data(obj)
-            return
+        yield from exchange(sock, paths, request, wait, deadline)
     finally:
         sock.close()
 
 
-def call(paths: Paths, request: Message) -> dict[str, Any]:
+def exchange(
+    sock: socket.socket,
+    paths: Paths,
+    request: Message,
+    wait: Wait,
+    deadline: float | None = None,
+) -> Iterator[Event | dict[str, Any]]:
+    """``stream`` on a connected socket (``logs -f`` connects first, to know whether a
+    supervisor is there at all). ``deadline`` is absolute (``time.monotonic``); without
+    one it is ``wait.seconds`` from now."""
+    if deadline is None and wait.seconds is not None:
+        deadline = time.monotonic() + wait.seconds
+    broken = False
+    try:
+        sock.sendall(codec.encode_request(request))
+    except (BrokenPipeError, ConnectionResetError):
+        # A supervisor refusing a peer (section 2) writes why and closes at once, maybe
+        # before our request went out: its reason is already waiting to be read.
+        broken = True
+    except TimeoutError:
+        raise _timed_out(paths, request, wait) from None
+    lines = _Lines(sock)
+    frozen_since: float | None = None
+    while True:
+        try:
+            line = lines.next(None if deadline is None else min(deadline, _now() + SLICE))
+        except TimeoutError:
+            now = _now()
+            if deadline is not None and now >= deadline:
+                raise _timed_out(paths, request, wait) from None
+            # A long deadline need not be waited out for a supervisor frozen by SIGSTOP:
+            # a stopped process answers nothing. (A working one is R or S: it gets it all.)
+            pid = liveness.identify(paths)
+            if pid is None or liveness.state(pid) != "T":
+                frozen_since = None
+            elif frozen_since is None:
+                frozen_since = now
+            elif now - frozen_since >= FROZEN_GRACE:
+                what = f"no reply to {request.verb!r}"
+                if request.verb not in READ_ONLY_VERBS:
+                    what += "; it was sent and will be carried out if it is resumed"
+                raise not_answering(paths, what) from None
+            continue
+        if wait.first_line_only:
+            deadline = None  # the stream has started: it may run forever
+        if not line and broken:
+            raise not_answering(paths, "it closed the connection")
+        if not line:
+            raise SysgError.of(
+                Code.NO_SUPERVISOR,
+                "the supervisor closed the connection without replying",
+                hint=f"it may have exited; see {paths.supervisor_log}",
+            )
+        obj = _decode(line)
+        if "event" in obj:
+            event = obj["event"]
+            if isinstance(event, dict):
+                yield Event(event)
+            continue
+        yield _reply_data(obj)
+        return
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _timed_out(paths: Paths, request: Message, wait: Wait) -> SysgError:
+    waited = format_seconds(wait.seconds or 0)
+    if wait.first_line_only:
+        return not_answering(paths, f"no answer to {request.verb!r} within {waited}")
+    more = ""
+    if request.verb not in READ_ONLY_VERBS:
+        more = (
+            f"the {request.verb} was sent and may still be carried out: the supervisor may "
+            "be working on it (`sysg status` tells whether it answers); wait longer with "
+            "`--timeout DURATION` (0 = no limit). "
+        )
+    return not_answering(paths, f"no reply to {request.verb!r} within {waited}", more=more)
+
+
+def call(paths: Paths, request: Message, wait: Wait | None = None) -> dict[str, Any]:
     """Send ``request`` and return the data of its reply (events, if any, are skipped)."""
     result: dict[str, Any] = {}
-    for item in stream(paths, request):
+    for item in stream(paths, request, wait):
         if not isinstance(item, Event):
             result = item
     return result
@@ -253,9 +365,6 @@ def _reply_data(obj: dict[str, Any]) -> dict[str, Any]:
     if not diagnostics:
         diagnostics.append(Diagnostic(Code.INTERNAL, "the supervisor refused the request"))
     raise SysgError(*diagnostics)
-
-
-# --- booting ------------------------------------------------------------------------------
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

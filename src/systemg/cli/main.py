@@ -10,7 +10,7 @@ Only the module of the command being run is imported, so ``sysg --version`` and
 ``--drop-privileges``, ``--plain``, ``-v``) are accepted before or after the subcommand.
 
 Every ``SysgError`` is rendered as ``error[SGxxxx]: message`` with a ``help:`` line and
-turned into an exit code; no traceback reaches the user for bad input.
+turned into an exit code; no traceback reaches the user, not even for a bug (``main``).
 """
 
 from __future__ import annotations
@@ -93,7 +93,25 @@ def _guess_command(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Nothing escapes as a traceback (``-v`` shows one for a bug):
+
+    - ``SysgError``: rendered, exit 1 (2 for ``SG0206``);
+    - Ctrl-C: exit 130; a closed stdout (``sysg status | head -1``): exit 0, silently;
+    - anything else is a bug: ``error[SG0001]: internal error: ...``, exit 70 (EX_SOFTWARE).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(args_list)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:
+        return _internal_error(exc, verbose=bool({"-v", "--verbose"} & set(args_list)))
+
+
+def _run(args_list: list[str]) -> int:
     name = _guess_command(args_list)
     parser = build_parser(name)
     args = parser.parse_args(args_list)
@@ -109,10 +127,47 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stderr.write(render_error(exc, color=_use_color(args)))
         return 2 if exc.code is Code.NO_SUPERVISOR else 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+
+
+EX_SOFTWARE = 70
+
+
+def _internal_error(exc: Exception, *, verbose: bool) -> int:
+    import traceback
+
+    from systemg.cli.render import render_diagnostic
+    from systemg.errors import Code, Diagnostic
+
+    if verbose:
+        traceback.print_exception(exc)
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    hint = (
+        "this is a bug in sysg: please report it with the traceback above"
+        if verbose
+        else "this is a bug in sysg: please report it with the traceback that "
+        "the same command prints with -v"
+    )
+    try:
+        sys.stderr.write(
+            render_diagnostic(Diagnostic(Code.INTERNAL, f"internal error: {what}", hint=hint))
+        )
+        sys.stderr.flush()
+    except OSError:
+        pass
+    return EX_SOFTWARE
+
+
+def _silence_stdout() -> None:
+    """stdout's reader went away: point fd 1 at /dev/null so the interpreter's final
+    flush does not print a second BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _use_color(args: argparse.Namespace) -> bool:

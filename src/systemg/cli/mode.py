@@ -146,19 +146,31 @@ def resolve(
 
 
 def _operator_fallback(user: Paths, environ: Mapping[str, str]) -> Paths | None:
+    """The system runtime, if the fallback applies.
+
+    Cheapest checks first: the user supervisor is probed with a connection only when a
+    system socket exists at all. Such a probe is a real connection that the supervisor
+    must accept and serve (or, frozen, queue in its backlog); every non-root ``sysg``
+    command used to make one, so a ``logs -f`` was its second connection, and a
+    one-connection peer (a test's stand-in supervisor) answered the probe instead.
+    """
     from systemg.cli.client import accepts, connect, permission_denied
+    from systemg.cli.liveness import identify
 
     system = system_paths(environ)
-    if system.socket == user.socket or (user.socket.exists() and accepts(user)):
+    if system.socket == user.socket or identify(user) is not None:
         return None
     try:
-        present = system.socket.exists()
+        present: bool | None = system.socket.exists()
     except PermissionError:
         # A state root we may not search (0750 root:OPERATORS): a system supervisor's
-        # runtime we are not allowed into. Say so (section 2) instead of a traceback.
-        raise permission_denied(system) from None
-    if not present:
+        # runtime we are not allowed into — unless our own supervisor answers.
+        present = None
+    if present is False or (user.socket.exists() and accepts(user)):
         return None
+    if present is None:
+        # Say so (section 2) instead of a traceback.
+        raise permission_denied(system)
     try:
         connect(system, 1.0).close()
     except SysgError as exc:

@@ -32,6 +32,7 @@ from systemg.cli.logfiles import (
     select,
     tail,
 )
+from systemg.errors import Code, SysgError
 from systemg.paths import Paths
 
 POLL_INTERVAL = 0.1  # seconds between file polls when following without a supervisor
@@ -97,36 +98,53 @@ def run(args: argparse.Namespace) -> int:
     if args.path:
         return _print_paths(out, paths, project, service)
 
-    sock = None
-    if args.follow:
-        from systemg.cli import logclient
-
-        sock = logclient.connect(paths.socket)
-    logs = select(paths.log_dir, project, service, allow_missing=sock is not None)
-    single = bool(service)  # -s names one service (an ambiguous bare name was refused)
-    one_project = bool(project) or len({log.project for log in logs}) == 1
-    label = "" if single else ("service" if one_project else "project/service")
-    printer = Printer(out, json_lines=args.format == "json", label=label)
-
-    # With a supervisor, subscribe (and wait for its confirmation) before reading the tail,
-    # so no line falls in between; streamed lines the tail already showed are skipped by
-    # timestamp.
-    events = _subscribe(sock, project, service, logs) if sock is not None else None
-    seen = {log.label: _last_ts(log) for log in logs} if sock is not None else {}
-    printer.emit_entries(merged_tail(logs, args.lines))
     if not args.follow:
+        logs = select(paths.log_dir, project, service)
+        _printer(args, out, project, service, logs).emit_entries(merged_tail(logs, args.lines))
         return 0
+    from systemg.cli import logclient
+
+    sock = logclient.connect(paths)
     try:
+        logs = select(paths.log_dir, project, service, allow_missing=sock is not None)
+        printer = _printer(args, out, project, service, logs)
+        # With a supervisor, subscribe (and wait for its confirmation) before reading the
+        # tail, so no line falls in between; streamed lines the tail already showed are
+        # skipped by timestamp.
+        events = _subscribe(sock, paths, project, service, logs) if sock is not None else None
+        seen = {log.label: _last_ts(log) for log in logs} if sock is not None else {}
+        printer.emit_entries(merged_tail(logs, args.lines))
         if events is not None:
             _follow_supervisor(events, printer=printer, seen=seen)
         else:
             _follow_files(printer, paths, project, service, logs)
     except KeyboardInterrupt:
         pass
+    except SysgError as exc:
+        if exc.code is not Code.NO_SUPERVISOR:
+            raise
+        # The supervisor went away mid-stream: say so, like an attached `start` does.
+        from systemg.cli.console import emit
+
+        emit(exc.diagnostics, args)
+        return 1
     finally:
         if sock is not None:
             sock.close()
     return 0
+
+
+def _printer(
+    args: argparse.Namespace,
+    out: BinaryIO,
+    project: str | None,
+    service: str | None,
+    logs: list[ServiceLogFile],
+) -> Printer:
+    single = bool(service)  # -s names one service (an ambiguous bare name was refused)
+    one_project = bool(project) or len({log.project for log in logs}) == 1
+    label = "" if single else ("service" if one_project else "project/service")
+    return Printer(out, json_lines=args.format == "json", label=label)
 
 
 def _print_paths(out: BinaryIO, paths: Paths, project: str | None, service: str | None) -> int:
@@ -145,14 +163,14 @@ def _last_ts(log: ServiceLogFile) -> str:
 
 
 def _subscribe(
-    sock: Any, project: str | None, service: str | None, logs: list[ServiceLogFile]
+    sock: Any, paths: Paths, project: str | None, service: str | None, logs: list[ServiceLogFile]
 ) -> Iterator[dict[str, Any]]:
     from systemg.cli import logclient
     from systemg.protocol.messages import LogsRequest
 
     if service and not project and len(logs) == 1:
         project = logs[0].project  # a bare -s resolved on disk
-    return logclient.subscribe(sock, LogsRequest(project=project, service=service))
+    return logclient.subscribe(sock, paths, LogsRequest(project=project, service=service))
 
 
 def _follow_supervisor(

@@ -112,7 +112,7 @@ def live_units(paths: Paths) -> list[str]:
 
 
 def purge_all(targets: list[Paths], *, force: bool, cgroups: bool) -> int:
-    from systemg.cli.commands.stop import shutdown
+    from systemg.cli.shutdown import shutdown
 
     if not force:
         for paths in targets:

@@ -3,7 +3,8 @@
 The supervisor validates first (an invalid manifest changes nothing: ``SG0301``), then
 starts added services, stops removed ones, restarts changed ones with their dependents,
 and leaves unchanged ones running with their pid. With ``-s`` only that service restarts.
-Exit 0 when everything came back up; 1 with each failure named on stderr.
+Exit 0 when everything came back up; 1 with each failure named on stderr. ``--timeout``
+bounds the wait for the answer (default 5 min, ``cli/deadlines.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 
 from systemg.cli import boot, client
 from systemg.cli.commands.start import report
+from systemg.cli.deadlines import add_timeout_argument, mutating
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
 from systemg.protocol.messages import RestartRequest
@@ -19,6 +21,7 @@ from systemg.protocol.messages import RestartRequest
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_arguments(parser)
+    add_timeout_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
         drop_privileges=target.drop_privileges,
         environ=client.request_environ(),
     )
-    data = boot.call_reviving(target.paths, request)
+    data = boot.call_reviving(target.paths, request, mutating(args.timeout))
     return report(data, args, verb="restarted")

@@ -6,6 +6,9 @@ as ``service | line``, and Ctrl-C (SIGINT) stops the attached project(s) through
 ``stop`` request, then exits 0. The supervisor itself always runs detached, so closing the
 terminal never takes other projects down with it.
 
+Deadlines (``cli/deadlines.py``): ``--daemonize`` waits ``--timeout`` (default 5 min) for
+the whole answer; attached, only connect and the first line (``attached``) have one.
+
 Exit codes: 0 all started; 1 a service failed to start (each is named on stderr), the
 manifest is invalid, or the supervisor went away while attached.
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 from systemg.cli import boot, client
 from systemg.cli.console import emit, out
+from systemg.cli.deadlines import add_timeout_argument, for_request, mutating
 from systemg.cli.mode import Target, resolve
 from systemg.cli.selectors import Selection, add_selector_arguments, explicit_config, selection
 from systemg.errors import Code, Diagnostic, SysgError
@@ -34,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="return once the services are up instead of streaming their output",
     )
+    add_timeout_argument(parser)
 
 
 def resolve_config(args: argparse.Namespace, target: Target, sel: Selection) -> str | None:
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         environ=client.request_environ(),
     )
     if args.daemonize:
-        data = client.call(target.paths, request)
+        data = client.call(target.paths, request, mutating(args.timeout))
         return report(data, args, verb="started")
     return attach(target, request, args)
 
@@ -111,7 +116,8 @@ def attach(target: Target, request: StartRequest, args: argparse.Namespace) -> i
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     try:
-        for item in client.stream(target.paths, request):
+        wait = for_request(request.verb, attach=True, timeout=args.timeout)
+        for item in client.stream(target.paths, request, wait):
             if isinstance(item, client.Event):
                 ev = item.data
                 if ev.get("kind") == "attached":
