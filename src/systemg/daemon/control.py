@@ -7,7 +7,12 @@
   services already registered — never register or reload a manifest (a manifest is code
   run as root). Anyone else gets ``permission denied`` and the connection is closed.
 - A request is one JSON line of at most 1 MiB (``codec.MAX_FRAME``). Anything malformed or
-  oversized gets an error reply and the connection is closed; the supervisor goes on.
+  oversized gets an error reply and the connection is closed; the supervisor goes on. A
+  client that has not sent a whole line within ``REQUEST_TIMEOUT`` gets the same, so
+  abandoned connections do not pile up. Only each new chunk is searched for the newline,
+  so a frame trickling in a byte at a time costs linear, not quadratic, time.
+- A request whose handler raises still gets an answer (``SG0001``, internal error), and
+  the loop logs the traceback: no client is left waiting for a reply that never comes.
 - Replies are buffered and written when the socket is writable, so a slow reader never
   blocks the loop; a follower that stops reading is dropped past ``MAX_BACKLOG``.
 - Every accepted request and every refused connection goes to the audit log.
@@ -27,13 +32,14 @@ from typing import Any
 
 from systemg.daemon.audit import Audit
 from systemg.daemon.handlers import Handlers
-from systemg.daemon.loop import Loop
+from systemg.daemon.loop import Loop, Timer
 from systemg.errors import Code, Diagnostic, ProtocolError
 from systemg.paths import Mode, Paths
 from systemg.protocol import codec
 from systemg.protocol.messages import OPERATOR_VERBS, Message
 
 MAX_BACKLOG = 16 * 1024 * 1024
+REQUEST_TIMEOUT = 30.0  # seconds from accept to a complete request line
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class Connection:
         self.target: dict[str, Any] = {}
         self.fd = sock.fileno()
         server.loop.set_writer(self.fd, self._on_readable, None)
+        self.deadline: Timer | None = server.loop.call_later(REQUEST_TIMEOUT, self._timed_out)
 
     # --- Responder ----------------------------------------------------------------------
     def reply(self, data: dict[str, Any]) -> None:
@@ -138,32 +145,52 @@ class Connection:
             return
         if self.handled:
             return  # one request per connection; ignore anything after it
-        self.inbuf += data
-        newline = self.inbuf.find(b"\n")
+        newline = data.find(b"\n")
         if newline < 0:
+            self.inbuf += data
             if len(self.inbuf) > codec.MAX_FRAME:
-                self.handled = True
-                self.fail(
-                    Diagnostic(
-                        Code.PROTOCOL,
-                        f"request exceeds the {codec.MAX_FRAME}-byte limit",
-                    )
-                )
+                self._refuse(f"request exceeds the {codec.MAX_FRAME}-byte limit")
             return
-        self.handled = True
-        frame = bytes(self.inbuf[:newline])
+        self._handled()
+        frame = bytes(self.inbuf) + data[:newline]
         del self.inbuf[:]
         try:
             request = codec.decode_request(frame)
         except ProtocolError as exc:
             self.fail(*exc.diagnostics)
             return
-        self.server.dispatch(self, request)
+        try:
+            self.server.dispatch(self, request)
+        except Exception:
+            self.fail(
+                Diagnostic(
+                    Code.INTERNAL,
+                    f"internal error while handling '{request.verb}'",
+                    hint="the supervisor goes on; its log has the details",
+                )
+            )
+            raise  # the loop logs the traceback
+
+    def _handled(self) -> None:
+        self.handled = True
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _refuse(self, message: str) -> None:
+        self._handled()
+        self.fail(Diagnostic(Code.PROTOCOL, message))
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        if not self.handled and not self.closed:
+            self._refuse(f"no complete request line within {REQUEST_TIMEOUT:g}s")
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._handled()
         self.server.loop.remove(self.fd)
         with contextlib.suppress(OSError):
             self.sock.close()

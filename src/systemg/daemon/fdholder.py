@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -57,7 +58,7 @@ from systemg.protocol.holder import (
 __all__ = ["HolderClient", "main", "serve"]
 
 IDLE_EXIT = 60.0  # seconds with no connection and nothing held
-MAX_PEERS = 8  # connections of the supervisor at once (it uses one)
+MAX_PEERS = 8  # connections of the supervisor at once (it uses one); then the oldest goes
 BURST = 64  # packets read from one peer before others get a turn
 
 
@@ -101,9 +102,11 @@ class Holder:
             except OSError:
                 time.sleep(0.05)  # out of fds: let the table drain instead of spinning
                 return
-            if len(self.peers) >= MAX_PEERS or not self._is_supervisor(conn):
+            if not self._is_supervisor(conn):
                 conn.close()
                 continue
+            if len(self.peers) >= MAX_PEERS:
+                self._close(next(iter(self.peers.values())))  # the oldest: likely stale
             conn.setblocking(False)
             peer = _Peer(conn)
             self.peers[conn.fileno()] = peer
@@ -145,8 +148,10 @@ class Holder:
                 self._close(peer)
                 return
             if not data and not fds:
-                self._close(peer)  # end of stream
-                return
+                if _hung_up(peer.sock):
+                    self._close(peer)
+                    return
+                continue  # an empty packet, which reads the same as the end of stream
             request = parse_request(data, len(fds), flags)
             if request is None:
                 _close_all(fds)  # malformed, truncated, unknown op, or fds it takes none of
@@ -192,6 +197,12 @@ class Holder:
                 return
             peer.outbox.popleft()  # an entry deleted since the get is simply skipped
         self.selector.modify(peer.sock, selectors.EVENT_READ, peer)
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)
+    return any(events & (select.POLLRDHUP | select.POLLHUP) for _fd, events in poller.poll(0))
 
 
 def _close_all(fds: list[int]) -> None:
