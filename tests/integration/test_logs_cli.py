@@ -179,6 +179,23 @@ def test_follow_without_supervisor_tracks_appends_and_rotation(rt: Runtime) -> N
         proc.stderr.close()
 
 
+def test_a_line_appended_while_the_tail_is_read_is_shown_once(rt: Runtime) -> None:
+    """`logs -f` without a supervisor opens its followers before reading the tail, and the
+    tail ends where they start: a line written in between is neither lost nor repeated."""
+    from systemg.cli.logfiles import Follower, ServiceLogFile, merged_tail
+
+    path = write_log(rt, "app", "web", [(i, "stdout", f"old {i}") for i in range(3)])
+    log = ServiceLogFile("app", "web", path)
+    follower = Follower(log)
+    try:
+        write_log(rt, "app", "web", [(5, "stdout", "in between")])
+        shown = [e.line.raw.decode() for e in merged_tail([log], 10, {log.label: follower})]
+        assert shown == [f"{stamp(i)} stdout old {i}" for i in range(3)]
+        assert follower.poll() == [f"{stamp(5)} stdout in between".encode()]
+    finally:
+        follower.close()
+
+
 def test_follow_project_picks_up_new_services(rt: Runtime) -> None:
     write_log(rt, "app", "web", [(1, "stdout", "w")])
     proc = subprocess.Popen(

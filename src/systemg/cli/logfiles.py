@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -188,18 +188,22 @@ def tail(path: Path, n: int) -> list[bytes]:
     except FileNotFoundError:
         return []
     with fh:
-        end = os.fstat(fh.fileno()).st_size
-        # Only complete lines: ignore bytes after the last newline (a write in progress).
-        blocks: list[bytes] = []
-        newlines = 0
-        pos = end
-        while pos > 0 and newlines <= n:
-            step = min(BLOCK, pos)
-            pos -= step
-            fh.seek(pos)
-            block = fh.read(step)
-            newlines += block.count(b"\n")
-            blocks.append(block)
+        return _tail_of(fh, os.fstat(fh.fileno()).st_size, n)
+
+
+def _tail_of(fh: BinaryIO, end: int, n: int) -> list[bytes]:
+    """The last ``n`` complete lines of ``fh`` before offset ``end``."""
+    # Only complete lines: ignore bytes after the last newline (a write in progress).
+    blocks: list[bytes] = []
+    newlines = 0
+    pos = end
+    while pos > 0 and newlines <= n:
+        step = min(BLOCK, pos)
+        pos -= step
+        fh.seek(pos)
+        block = fh.read(step)
+        newlines += block.count(b"\n")
+        blocks.append(block)
     buf = b"".join(reversed(blocks))
     last_nl = buf.rfind(b"\n")
     if last_nl < 0:
@@ -210,9 +214,12 @@ def tail(path: Path, n: int) -> list[bytes]:
     return lines[-n:]
 
 
-def tail_with_backups(log: ServiceLogFile, n: int) -> list[bytes]:
-    """Last ``n`` lines of the service, reaching into ``.1``, ``.2``… if the active is short."""
-    lines = tail(log.path, n)
+def tail_with_backups(log: ServiceLogFile, n: int, follower: Follower | None = None) -> list[bytes]:
+    """Last ``n`` lines of the service, reaching into ``.1``, ``.2``… if the active is short.
+
+    With ``follower``, the active file's lines are those before where it starts following.
+    """
+    lines = follower.shown(n) if follower is not None else tail(log.path, n)
     for backup in log.backups():
         if len(lines) >= n:
             break
@@ -220,13 +227,22 @@ def tail_with_backups(log: ServiceLogFile, n: int) -> list[bytes]:
     return lines
 
 
-def merged_tail(logs: Iterable[ServiceLogFile], n: int) -> list[Entry]:
-    """The last ``n`` lines across ``logs``, merged by capture time (stable per file)."""
+def merged_tail(
+    logs: Iterable[ServiceLogFile], n: int, followers: Mapping[str, Follower] | None = None
+) -> list[Entry]:
+    """The last ``n`` lines across ``logs``, merged by capture time (stable per file).
+
+    ``followers`` (by ``label``), opened before this call, make the tail end exactly where
+    each one starts: a line appended in between is shown once, by the follower."""
+    if n <= 0:
+        return []
+    found = followers or {}
     per_file = [
-        [Entry(log, LogLine.parse(raw)) for raw in tail_with_backups(log, n)] for log in logs
+        [Entry(log, LogLine.parse(raw)) for raw in tail_with_backups(log, n, found.get(log.label))]
+        for log in logs
     ]
     merged = list(heapq.merge(*per_file, key=lambda e: e.line.ts))
-    return merged[-n:] if n > 0 else []
+    return merged[-n:]
 
 
 # --- following -------------------------------------------------------------------------
@@ -244,8 +260,20 @@ class Follower:
         self.log = log
         self._partial = b""
         self._file = _OpenFile.of(log.path)
+        self._start = 0
         if self._file is not None and not from_start:
-            self._file.seek_after_last_line()
+            self._start = self._file.seek_after_last_line()
+
+    def shown(self, n: int) -> list[bytes]:
+        """The last ``n`` complete lines before where this follower starts, read from the
+        file it holds open: an append or a rotation since it opened is neither missed by the
+        tail nor shown twice."""
+        if self._file is None or n <= 0:
+            return []
+        try:
+            return _tail_of(self._file.fh, self._start, n)
+        finally:
+            self._file.fh.seek(self._start)
 
     def poll(self) -> list[bytes]:
         """New complete lines since the last call (without newlines)."""
@@ -303,9 +331,9 @@ class _OpenFile:
             return None
         return cls(fh, os.fstat(fh.fileno()).st_ino)
 
-    def seek_after_last_line(self) -> None:
+    def seek_after_last_line(self) -> int:
         end = self.fh.seek(0, os.SEEK_END)
         start = max(0, end - 2 * BLOCK)
         self.fh.seek(start)
         last_nl = self.fh.read(end - start).rfind(b"\n")
-        self.fh.seek(start + last_nl + 1 if last_nl >= 0 else start)
+        return self.fh.seek(start + last_nl + 1 if last_nl >= 0 else start)

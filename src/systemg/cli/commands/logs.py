@@ -111,13 +111,17 @@ def run(args: argparse.Namespace) -> int:
         # With a supervisor, subscribe (and wait for its confirmation) before reading the
         # tail, so no line falls in between; streamed lines the tail already showed are
         # skipped by timestamp.
-        events = _subscribe(sock, paths, project, service, logs) if sock is not None else None
-        seen = {log.label: _last_ts(log) for log in logs} if sock is not None else {}
-        printer.emit_entries(merged_tail(logs, args.lines))
-        if events is not None:
+        if sock is not None:
+            events = _subscribe(sock, paths, project, service, logs)
+            seen = {log.label: _last_ts(log) for log in logs}
+            printer.emit_entries(merged_tail(logs, args.lines))
             _follow_supervisor(events, printer=printer, seen=seen)
         else:
-            _follow_files(printer, paths, project, service, logs)
+            # Without one, open the followers first and end the tail where they start: a
+            # line appended while the tail is read is shown once, not lost in between.
+            followers = {log.label: Follower(log) for log in logs}
+            printer.emit_entries(merged_tail(logs, args.lines, followers))
+            _follow_files(printer, paths, project, service, followers)
     except KeyboardInterrupt:
         pass
     except SysgError as exc:
@@ -195,9 +199,8 @@ def _follow_files(
     paths: Paths,
     project: str | None,
     service: str | None,
-    logs: list[ServiceLogFile],
+    followers: dict[str, Follower],
 ) -> None:
-    followers = {log.label: Follower(log) for log in logs}
     # A selection wider than one service also picks up services whose file appears later.
     grows = not (project and service) and not service
     try:
