@@ -36,6 +36,8 @@ def test_crash_looping_dependency_blocks_its_dependents_and_start_returns(rt: Ru
     assert "SG0109" in proc.stderr
     assert "web -> db" in proc.stderr
     assert "api -> web -> db" in proc.stderr
+    # The summary does not claim the project started: only the bystander is up.
+    assert "Project 'p': 1 of 4 services up" in proc.stdout
     web = rt.unit("web")
     assert web["state"] == "blocked"
     assert "db" in web["message"]

@@ -86,18 +86,31 @@ def report(data: dict[str, Any], args: argparse.Namespace, *, verb: str) -> int:
         for u in units:
             pid = f" (pid {u['pid']})" if u.get("pid") else ""
             out(f"  {u.get('project')}/{u.get('service')}: {u.get('state')}{pid}")
+    failed = any(p.severity == "error" for p in problems)
     service = getattr(args, "service", None)
     if service:
-        out(f"Service '{service.rpartition('/')[2]}' {verb}")
+        name = service.rpartition("/")[2]
+        out(f"Service '{name}' not {verb} (see above)" if failed else f"Service '{name}' {verb}")
     else:
         projects = [str(p) for p in data.get("projects") or []]
         for pid_ in projects:
-            count = sum(1 for u in units if u.get("project") == pid_)
-            plural = "service" if count == 1 else "services"
-            out(f"Project '{pid_}' {verb} ({count} {plural})")
+            mine = [u for u in units if u.get("project") == pid_]
+            plural = "service" if len(mine) == 1 else "services"
+            up = sum(1 for u in mine if _up(u))
+            if failed and up < len(mine):
+                out(f"Project '{pid_}': {up} of {len(mine)} {plural} up (see above)")
+            else:
+                out(f"Project '{pid_}' {verb} ({len(mine)} {plural})")
         if not projects:
             out(f"All services {verb}")
-    return 1 if any(p.severity == "error" for p in problems) else 0
+    return 1 if failed else 0
+
+
+def _up(unit: dict[str, Any]) -> bool:
+    """Running, or a one-shot that finished cleanly."""
+    last = unit.get("last_exit") or {}
+    done = unit.get("state") == "exited" and last.get("code") == 0 and last.get("signal") is None
+    return unit.get("state") == "running" or bool(done)
 
 
 def _diag(raw: Any) -> Diagnostic:
