@@ -15,9 +15,12 @@ process scan finds exactly what this test started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,3 +180,42 @@ def vm_kib(pid: int, key: str = "VmRSS") -> int:
         if name == key:
             return int(value.split()[0])
     raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+# --- helpers for the supervisor fault cases -------------------------------------------
+
+
+def leaders(marker: str) -> list[procscan.Proc]:
+    """The main processes of services whose command line holds ``marker``.
+
+    Every service runs in a session of its own, so its main process is the one whose pid
+    is its session id; a ``sleep`` a shell service runs, or a group member, is not.
+    """
+    return [p for p in procscan.with_marker(marker) if p.pid == p.sid]
+
+
+def identity(pid: int) -> tuple[int, int] | None:
+    """``(pid, kernel start time)``: what re-adoption trusts, never the command line."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return (pid, int(stat.rsplit(")", 1)[1].split()[19]))
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *codes: str) -> None:
+    """A CLI that failed said so the way users are promised: ``error[SG....]``, no
+    traceback; with ``codes``, one of those codes."""
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.returncode != 0, proc.stdout
+    found = re.findall(r"error\[(SG\d{4})\]", proc.stderr)
+    assert found, f"exit {proc.returncode} without error[SG...]: {proc.stderr!r}"
+    if codes:
+        assert set(found) & set(codes), f"expected {codes}, got {found}: {proc.stderr}"
+
+
+def kill_marked(marker: str) -> None:
+    """SIGKILL what this test started and a faulty supervisor lost track of (by pid)."""
+    for proc in procscan.with_marker(marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
