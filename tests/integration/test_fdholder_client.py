@@ -1,0 +1,142 @@
+"""``HolderClient`` against a real ``sysg fdholder``, with this test process as its
+supervisor (``sysg.pid`` names it), on a real loop:
+
+- a holder that stops reading (``SIGSTOP``) never blocks ``put``: packets that would block
+  wait in a queue and go out once it reads again;
+- a holder that is killed is reported (WARN), reaped and replaced, and the replacement
+  holds every remembered entry;
+- a fd closed since it was put is handed over as a pipe at EOF, never as whatever file
+  has its number now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from systemg.daemon.holderclient import HolderClient, Link
+from systemg.daemon.journal import Journal
+from systemg.daemon.loop import Loop
+from systemg.spawn.detach import spawn_detached
+from tests.support.runtime import SYSG, pid_alive
+
+
+def run_until(loop: Loop, done: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+
+    def check() -> None:
+        if done() or time.monotonic() > deadline:
+            loop.stop()
+        else:
+            loop.call_later(0.01, check)
+
+    loop.call_later(0, check)
+    loop.run()
+    assert done(), "timed out"
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="sgh", dir="/tmp"))  # short: a socket path
+    (root / "sysg.pid").write_text(f"{os.getpid()}\n")
+    try:
+        yield root
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int((root / "fdholder.pid").read_text()), signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_stalled_holder_never_blocks_and_a_killed_one_is_refilled(state: Path) -> None:
+    loop = Loop()
+    journal = Journal(state / "journal.log")
+    spawned: list[int] = []
+
+    def spawn() -> int:
+        pid = spawn_detached([SYSG, "fdholder", str(state)], state / "holder.log", os.environ)
+        spawned.append(pid)
+        return pid
+
+    client = HolderClient(state / "fdholder.sock", loop, journal, spawn)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    stale_r, stale_w = os.pipe2(os.O_CLOEXEC)
+    others: list[int] = []
+    try:
+        assert not client.connect()  # nothing listens yet
+        client.start()
+        run_until(loop, lambda: client.link is Link.UP)
+        first = client.pid
+        assert first == spawned[0]
+        base = fd_count(first)
+
+        # A holder that stops reading: the socket fills, puts queue, nothing blocks.
+        conn = client._conn
+        assert conn is not None
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        os.kill(first, signal.SIGSTOP)
+        keys = [f"p/s{i}/{i}" for i in range(60)]
+        for key in keys:
+            client.put(key, [r, r])
+        assert client._queue, "the socket never filled: the test proves nothing"
+        client.put("p/stale/1", [stale_r, stale_w])
+        client.drop(keys[-1])
+        os.kill(first, signal.SIGCONT)
+        run_until(loop, lambda: not client._queue)
+        run_until(loop, lambda: fd_count(first) >= base + 2 * len(keys))
+
+        # The service closed one stream; its number now belongs to another file.
+        os.close(stale_r)
+        others.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        os.kill(first, signal.SIGKILL)
+        run_until(loop, lambda: client.link is Link.UP and client.pid != first)
+        run_until(loop, lambda: not client._queue)
+        assert not os.path.exists(f"/proc/{first}"), "the dead holder was not reaped"
+        second = client.pid
+        assert second is not None
+        assert second == spawned[1]
+        log = (state / "journal.log").read_text()
+        assert f"WARN  fd holder (pid {first}) lost" in log, log
+        assert f"new fd holder (pid {second}) connected" in log, log
+
+        held = client.fetch_all()
+        try:
+            assert set(held) == {*keys[:-1], "p/stale/1"}
+            pipe = os.fstat(r)
+            for key in keys[:-1]:
+                got = os.fstat(held[key][0])
+                assert (got.st_dev, got.st_ino) == (pipe.st_dev, pipe.st_ino), key
+            stale_out, stale_err = held["p/stale/1"]
+            assert stat.S_ISFIFO(os.fstat(stale_out).st_mode), "sent whatever had the number"
+            assert os.read(stale_out, 1) == b"", "the stand-in is at EOF"
+            assert os.fstat(stale_err).st_ino == os.fstat(stale_w).st_ino  # still the same
+        finally:
+            for fds in held.values():
+                for fd in fds:
+                    os.close(fd)
+        client.shutdown()
+        deadline = time.monotonic() + 10
+        while pid_alive(second) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(second, 0)
+        assert not (state / "fdholder.sock").exists()
+        assert not (state / "fdholder.pid").exists()
+    finally:
+        for fd in (r, w, stale_w, *others):
+            os.close(fd)
+        loop._wake_r.close()  # Loop has no close(): its wake-up socketpair
+        loop._wake_w.close()
