@@ -183,13 +183,6 @@ else:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli/client.py connect() treats EAGAIN from a full listen backlog (64, "
-    "daemon/control.py) as 'no supervisor' (SG0206, 'cannot connect ...: Resource "
-    "temporarily unavailable', hint: start one): a Unix connect with a timeout does not "
-    "wait for room in the backlog, it fails at once",
-)
 def test_full_listen_backlog_is_not_reported_as_no_supervisor(rt: Runtime) -> None:
     """More clients at once than the listen backlog holds (a burst before the loop
     accepts): a client must wait for its turn, or at worst say the supervisor is not

@@ -128,6 +128,23 @@ def permission_denied(paths: Paths) -> SysgError:
 
 def connect(paths: Paths, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     """Connect to the control socket or raise ``SG0206`` / ``SG0205`` / ``SG0232``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _connect_once(paths, max(0.01, deadline - time.monotonic()))
+        except _BacklogFullError:
+            # More clients at once than the listen backlog holds: a Unix connect does not
+            # wait for room (EAGAIN at once, timeout or not). Someone is there: wait a turn.
+            if time.monotonic() >= deadline:
+                raise not_answering(paths, "its listen backlog stayed full") from None
+            time.sleep(0.01)
+
+
+class _BacklogFullError(Exception):
+    pass
+
+
+def _connect_once(paths: Paths, timeout: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
     try:
@@ -138,8 +155,10 @@ def connect(paths: Paths, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     except PermissionError:
         sock.close()
         raise permission_denied(paths) from None
+    except BlockingIOError:
+        sock.close()
+        raise _BacklogFullError from None
     except TimeoutError:
-        # Only a full listen backlog makes a Unix connect wait: nobody is accepting.
         sock.close()
         raise not_answering(paths, "connect timed out") from None
     except OSError as exc:
