@@ -104,16 +104,7 @@ def cold_manifest(marker: str) -> str:
     "when",
     [
         "pid-file",
-        pytest.param(
-            "mid-burst",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: a burst of spawns is persisted only after the loop iteration "
-                "that made it (Supervisor.mark_dirty -> call_later(0, flush)); a kill -9 "
-                "inside the burst leaves its processes unrecorded, and the next supervisor "
-                "starts every one of them again (duplicates, orphans)",
-            ),
-        ),
+        "mid-burst",
     ],
 )
 def test_kill_9_during_cold_start_then_a_new_supervisor_runs_each_service_once(
@@ -195,13 +186,6 @@ def restart_manifest(marker: str, version: int, stopping: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a restart cut short by kill -9 is forgotten: recovery attaches the manifest "
-    "now on disk to the re-adopted processes (daemon/main.py recover), so 'base', still "
-    "running its old command, is taken for the new definition and no restart ever bounces "
-    "it; status shows the new command, /proc the old one",
-)
 def test_kill_9_during_restart_converges_after_a_new_supervisor(rt: Runtime) -> None:
     m = new_marker()
     try:

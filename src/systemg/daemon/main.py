@@ -23,7 +23,9 @@ import contextlib
 import fcntl
 import os
 import sys
+from dataclasses import replace
 
+from systemg import proc
 from systemg.daemon import lifecycle as lc
 from systemg.daemon import phases
 from systemg.daemon.audit import Audit
@@ -108,6 +110,16 @@ def connect_holder(paths: Paths, journal: Journal, loop: Loop) -> HolderClient:
 def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> None:
     """Re-adopt live services of a previous supervisor; restart those that died since."""
     held = sup.holder.fetch_all()
+    # Launched but not yet recorded when the previous supervisor died: found by the token
+    # it recorded before the launch.
+    orphans = proc.find_invocations(
+        {
+            saved.invocation
+            for record in records
+            for saved in record.services.values()
+            if saved.pid is None and saved.invocation and saved.phase in WANTED
+        }
+    )
     for record in records:
         try:
             manifest = load_manifest(
@@ -124,9 +136,10 @@ def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> N
         project = manifest.project(record.project_id)
         if project is None:
             continue
-        runtime = ops.register(project, record.environ, record.drop_privileges)
+        runtime = ops.register(project, record.environ, record.drop_privileges, persist=False)
         restart: list[str] = []
-        for name, saved in record.services.items():
+        for name, recorded in record.services.items():
+            saved = recorded
             unit = runtime.units.get(name)
             if unit is None:
                 continue
@@ -137,10 +150,20 @@ def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> N
                 last_exit=None if last is None else ExitInfo(**last),
                 stop_reason=None if saved.stop_reason is None else StopReason(saved.stop_reason),
             )
-            key = f"{unit.key}/{saved.pid}"
+            if saved.pid is None and saved.invocation in orphans:
+                pid, started = orphans[saved.invocation or ""]
+                sup.journal.info(f"{unit.key}: found pid {pid}, launched but not recorded")
+                saved = replace(saved, pid=pid, start_time=started)
+            key = f"{unit.key}/{saved.invocation}"
             pipes_list = held.pop(key, [])
             pipes = dict(zip(("stdout", "stderr"), pipes_list, strict=False))
             if saved.pid is not None and sup.adopt(unit, saved, pipes):
+                if sup.stale(unit, unit.service):
+                    sup.journal.warn(
+                        f"{unit.key}: pid {saved.pid} runs an older definition than "
+                        f"{record.manifest_path} (a restart was cut short): "
+                        "`sysg restart` applies the current one"
+                    )
                 if saved.phase == "stopping":
                     # The previous supervisor died mid-stop: finish what was asked.
                     reason = StopReason(saved.stop_reason or StopReason.MANUAL)

@@ -140,7 +140,11 @@ class Operations:
         self.sup.apply(unit, lc.Block(f"blocked by {path}: {what}", now))
 
     # --- registration -----------------------------------------------------------------
-    def register(self, project: Project, environ: dict[str, str], drop: bool) -> ProjectRuntime:
+    def register(
+        self, project: Project, environ: dict[str, str], drop: bool, *, persist: bool = True
+    ) -> ProjectRuntime:
+        """Make ``project`` known (persisted at once, unless the caller is re-adopting a
+        previous supervisor's services and will record them itself)."""
         runtime = self.sup.projects.get(project.id)
         if runtime is None:
             runtime = ProjectRuntime(project, environ, drop)
@@ -157,7 +161,10 @@ class Operations:
                 elif unit.state.phase not in ALIVE and unit.state.phase is not Phase.BACKOFF:
                     self._redefine(unit, service)
             runtime.project = project
-        self.sup.mark_dirty(project.id)
+        if persist:
+            self.sup.save_now(project.id)
+        else:
+            self.sup.mark_dirty(project.id)
         return runtime
 
     def _redefine(self, unit: Unit, service: Service) -> None:
@@ -254,8 +261,15 @@ class Operations:
             self.start(new.id, None, then)
             return f"added project '{new.id}'"
         diff = reconcile(runtime.project, new)
-        bounce = set(diff.changed) | set(diff.removed)
-        bounce |= with_dependents(runtime.project, diff.changed) - set(diff.removed)
+        # A process re-adopted after a crash may run an older definition than the one its
+        # unit was given from the manifest on disk: it counts as changed too.
+        changed = set(diff.changed) | {
+            s.name
+            for s in new.services
+            if s.name in runtime.units and self.sup.stale(runtime.units[s.name], s)
+        }
+        bounce = changed | set(diff.removed)
+        bounce |= with_dependents(runtime.project, changed) - set(diff.removed)
 
         def apply_new_definitions() -> None:
             for name in diff.removed:
@@ -277,7 +291,7 @@ class Operations:
             for label, names in (
                 ("added", diff.added),
                 ("removed", diff.removed),
-                ("changed", diff.changed),
+                ("changed", changed),
             )
             if names
         ]

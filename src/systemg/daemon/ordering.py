@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.manifest.graph import transitive_dependents
-from systemg.manifest.model import Project
+from systemg.manifest.model import Project, Service
 
 
 def closure_with_dependencies(project: Project, names: Iterable[str]) -> frozenset[str]:
@@ -43,6 +44,15 @@ class Diff:
     removed: frozenset[str]
     changed: frozenset[str]
     unchanged: frozenset[str]
+
+
+def definition_id(service: Service) -> str:
+    """A stable fingerprint of a service's whole definition (equal services, equal ids).
+
+    Persisted with each live process, so a supervisor that re-adopts a process after a
+    crash knows which definition it runs — even when the manifest changed meanwhile (a
+    ``restart`` cut short by ``kill -9``) — and the next reconcile restarts it."""
+    return hashlib.sha256(repr(service).encode()).hexdigest()[:32]
 
 
 def reconcile(old: Project, new: Project) -> Diff:

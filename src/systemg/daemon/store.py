@@ -57,6 +57,8 @@ class ServiceRecord:
     restarts: int = 0
     last_exit: dict[str, Any] | None = None
     stop_reason: str | None = None
+    definition: str | None = None  # ordering.definition_id of what the live process runs
+    invocation: str | None = None  # INVOCATION_ID of the last launch, recorded before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,8 @@ _SERVICE_TYPES: dict[str, tuple[type, ...]] = {
     "restarts": (int,),
     "last_exit": (dict, _NONE),
     "stop_reason": (str, _NONE),
+    "definition": (str, _NONE),
+    "invocation": (str, _NONE),
 }
 _EXIT_TYPES: dict[str, tuple[type, ...]] = {
     "code": (int, _NONE),
@@ -297,6 +301,8 @@ def _as_json(record: ProjectRecord) -> dict[str, Any]:
             "restarts": svc.restarts,
             "last_exit": None if svc.last_exit is None else dict(svc.last_exit),
             "stop_reason": svc.stop_reason,
+            "definition": svc.definition,
+            "invocation": svc.invocation,
         }
     return {
         "project_id": record.project_id,

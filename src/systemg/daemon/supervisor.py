@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import time
 import traceback
@@ -45,6 +46,7 @@ from systemg.daemon.journal import Journal
 from systemg.daemon.lifecycle import Announce, UnitState
 from systemg.daemon.logs import ServiceLog
 from systemg.daemon.loop import Loop, Timer
+from systemg.daemon.ordering import definition_id
 from systemg.daemon.phases import Phase
 from systemg.daemon.resolver import Resolver
 from systemg.daemon.restart import ExitInfo
@@ -93,6 +95,8 @@ class Unit:
     not_applied: tuple[str, ...] = ()
     error: Diagnostic | None = None  # why the last start failed, or why it is blocked
     resolving: object | None = None  # token of the account lookup its spawn waits for
+    definition: str | None = None  # definition_id of what the live process was started as
+    invocation: str | None = None  # INVOCATION_ID of the last launch (recorded before it)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
 
     @property
@@ -174,7 +178,10 @@ class Supervisor:
                 self._carry_out(unit, effect)
         except Exception:
             self._internal_error(unit, traceback.format_exc())
-        self.mark_dirty(unit.project_id)
+        if isinstance(event, lc.Spawned):
+            self.save_now(unit.project_id)
+        else:
+            self.mark_dirty(unit.project_id)
         if unit.state.phase is not before:
             for listener in list(self.phase_listeners):
                 self._guarded(unit, listener, before)
@@ -347,8 +354,20 @@ class Supervisor:
             null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
             out = fds["stdout"][1] if fds else null
             err = fds["stderr"][1] if fds else null
+            # Write-ahead: the launch's token is on disk, and its pipes are with the fd
+            # holder, before the process exists. A supervisor killed right after the
+            # launch leaves a process the next one finds (``proc.find_invocations``) and
+            # whose output is still held — never a duplicate, never a SIGPIPE.
+            unit.invocation = secrets.token_hex(16)
+            unit.definition = definition_id(unit.service)
+            plan = replace(plan, env=(*plan.env, proc.INVOCATION_VAR + unit.invocation.encode()))
+            self.save_now(unit.project_id)
+            if fds:
+                self.holder.put(self.holder_key(unit), [fds["stdout"][0], fds["stderr"][0]])
             child = self.launcher(plan, out, err)
         except BaseException:
+            if fds and unit.invocation is not None:
+                self.holder.drop(self.holder_key(unit))
             for r, _w in fds.values():
                 os.close(r)
             raise
@@ -360,7 +379,7 @@ class Supervisor:
         unit.start_time = child.start_time
         pipes = {s: r for s, (r, _w) in fds.items()}
         try:
-            self._watch(unit, child.pid, child.pidfd, pipes, True)
+            self._watch(unit, child.pid, child.pidfd, pipes, True, put=False)
         except BaseException:
             # Launched but not watched: a process nobody supervises must not live on.
             for fd in (child.pidfd, *pipes.values()):
@@ -369,9 +388,21 @@ class Supervisor:
             raise
         return child.pid
 
+    def holder_key(self, unit: Unit) -> str:
+        """The fd holder's key for the pipes of the unit's current launch."""
+        return f"{unit.key}/{unit.invocation}"
+
     def _watch(
-        self, unit: Unit, pid: int, pidfd: int, pipes: dict[str, int], is_child: bool
+        self,
+        unit: Unit,
+        pid: int,
+        pidfd: int,
+        pipes: dict[str, int],
+        is_child: bool,
+        *,
+        put: bool = True,
     ) -> None:
+        key = self.holder_key(unit)
         if pipes and unit.log is None:
             path = self.paths.service_log(unit.project_id, unit.service.name)
             try:
@@ -405,12 +436,13 @@ class Supervisor:
             pipes=pipes,
             on_output=on_output,
             on_eof=on_eof,
-            on_exit=lambda ended: self._on_exit(unit, watched, ended),
+            on_exit=lambda ended: self._on_exit(unit, watched, ended, key),
         )
         unit.main = watched
         if pipes:
             unit.outputs.append(watched)
-            self.holder.put(f"{unit.key}/{pid}", watched.fds())
+            if put:
+                self.holder.put(key, watched.fds())
 
     def _publish(self, unit: Unit, block: bytes) -> None:
         for listener in list(self.listeners):
@@ -420,7 +452,7 @@ class Supervisor:
                 self.journal.error(f"internal error in a log listener:\n{traceback.format_exc()}")
 
     # --- exit -----------------------------------------------------------------------
-    def _on_exit(self, unit: Unit, watched: Watched, ended: Exit) -> None:
+    def _on_exit(self, unit: Unit, watched: Watched, ended: Exit, key: str) -> None:
         if unit.main is watched:
             unit.main = None
         info = ExitInfo(at=self.clock())
@@ -428,7 +460,7 @@ class Supervisor:
             info = _exit_info(ended.status, info.at)
         # A grandchild may still hold a write end: the pipe stays watched until EOF, but
         # the holder's copy is not needed once this generation is gone.
-        self.holder.drop(f"{unit.key}/{ended.pid}")
+        self.holder.drop(key)
         self._kill_leftovers(ended.pid)
         plan = unit.plan
         if plan is not None and plan.cgroup is not None:
@@ -489,6 +521,8 @@ class Supervisor:
         except OSError:
             return False
         unit.start_time = record.start_time
+        unit.definition = record.definition
+        unit.invocation = record.invocation
         unit.state = UnitState(
             phase=Phase.RUNNING,
             pid=pid,
@@ -500,11 +534,30 @@ class Supervisor:
         self.mark_dirty(unit.project_id)
         return True
 
+    def stale(self, unit: Unit, service: Service) -> bool:
+        """The unit's live process runs another definition than ``service`` (it was
+        re-adopted after a crash that cut a restart short)."""
+        return (
+            unit.state.pid is not None
+            and unit.definition is not None
+            and unit.definition != definition_id(service)
+        )
+
     # --- persistence ----------------------------------------------------------------
     def mark_dirty(self, project_id: str) -> None:
         self._dirty.add(project_id)
         if self._flush_timer is None:
             self._flush_timer = self.loop.call_later(0, self.flush)
+
+    def save_now(self, project_id: str) -> None:
+        """Persist one project before anything else happens: after a spawn (a ``kill -9``
+        right after must not leave a live process unrecorded, or the next supervisor
+        starts a duplicate) and at registration. A write and a rename, no fsync: page
+        cache survives a killed supervisor (``store``)."""
+        self._dirty.discard(project_id)
+        runtime = self.projects.get(project_id)
+        if runtime is not None:
+            self.store.save(self.record(runtime))
 
     def flush(self) -> None:
         self._flush_timer = None
@@ -534,6 +587,8 @@ class Supervisor:
                     "at": last.at,
                 },
                 stop_reason=None if st.stop_reason is None else str(st.stop_reason),
+                definition=unit.definition,
+                invocation=unit.invocation,
             )
         return ProjectRecord(
             project_id=runtime.project.id,
