@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from systemg import __version__
 from systemg.daemon.operations import Operations
 from systemg.daemon.ordering import Selection, select, split_selector
-from systemg.daemon.phases import ALIVE, Phase
+from systemg.daemon.phases import ALIVE, MAY_COME_UP
 from systemg.daemon.report import requested, unit_problems
 from systemg.daemon.status import snapshot, unit_status
 from systemg.daemon.supervisor import Supervisor, Unit
@@ -186,10 +186,7 @@ class Handlers:
                 if runtime is None:
                     continue
                 for unit in runtime.units.values():
-                    if unit.state.phase in ALIVE or unit.state.phase in (
-                        Phase.BACKOFF,
-                        Phase.WAITING,
-                    ):
+                    if unit.state.phase in MAY_COME_UP:
                         return False
             return True
 

@@ -48,6 +48,10 @@ HEALTHY = frozenset(Phase) - FAILING - DEGRADED
 # its process gone starts it again.
 WANTED = frozenset({Phase.RUNNING, Phase.STARTING, Phase.BACKOFF, Phase.WAITING, Phase.BLOCKED})
 
+# May still come up without a new request (a foreground `start` stays attached while any
+# unit of its project is in one): a blocked unit needs one of these in its dependencies.
+MAY_COME_UP = ALIVE | {Phase.BACKOFF, Phase.WAITING}
+
 # Wanted and not up because of a dependency: started as soon as every dependency is up.
 HELD = frozenset({Phase.WAITING, Phase.BLOCKED})
 
