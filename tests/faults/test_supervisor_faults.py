@@ -24,7 +24,7 @@ import pytest
 from tests.faults import harness
 from tests.faults.harness import Bystanders, assert_clean_shutdown, cgroup_dirs, leaders
 from tests.support.procscan import new_marker, thread_count
-from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, wait_for
 
 SLEEPERS = 50
 TICKERS = ("t0", "t1", "t2", "t3")
@@ -65,18 +65,6 @@ def one_each(expected: dict[str, str]) -> dict[str, int]:
 def kill_supervisor(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), what="the supervisor to die")
-
-
-def popen_sysg(rt: Runtime, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [SYSG, *args],
-        cwd=rt.work,
-        env=rt.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def finished(client: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
@@ -122,7 +110,7 @@ def _cold_start_killed(rt: Runtime, m: str, when: str) -> None:
     cfg = rt.write("cold.yaml", cold_manifest(m))
     services = {n: f"echo {n} $i; sleep 0.02; done; : {m}" for n in TICKERS}
     services |= {f"s{i:02d}": f"1000.{m}{i:02d}" for i in range(SLEEPERS)}
-    client = popen_sysg(rt, "start", "-c", str(cfg), "--daemonize")
+    client = rt.popen("start", "-c", str(cfg), "--daemonize")
     sup = wait_for(rt.supervisor_pid, interval=0.001, what="the supervisor's pid file")
     survivors: dict[str, tuple[int, int]] = {}
     if when == "mid-burst":
@@ -206,7 +194,7 @@ def _restart_killed(rt: Runtime, m: str) -> None:
     assert sup is not None
 
     rt.write("rs.yaml", restart_manifest(m, 2, stopping))
-    client = popen_sysg(rt, "restart")
+    client = rt.popen("restart")
     wait_for(stopping.exists, timeout=30, interval=0.005, what="top to be stopping")
     kill_supervisor(sup)
     answer = finished(client)

@@ -24,7 +24,7 @@ import pytest
 from tests.faults import harness
 from tests.faults.harness import assert_clean_shutdown, cgroup_dirs, leaders
 from tests.support.procscan import new_marker, thread_count
-from tests.support.runtime import SYSG, Runtime, wait_for
+from tests.support.runtime import Runtime, wait_for
 
 TARGETS = tuple(f"w{i}" for i in range(5))
 VERBS = ("status", "start", "stop", "restart")
@@ -74,15 +74,7 @@ def run_wave(rt: Runtime, ks: range) -> list[str]:
     started = [
         (
             client_args(k),
-            subprocess.Popen(
-                [SYSG, *client_args(k)],
-                cwd=rt.work,
-                env=rt.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
+            rt.popen(*client_args(k)),
         )
         for k in ks
     ]

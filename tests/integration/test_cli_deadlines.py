@@ -168,15 +168,7 @@ def test_a_supervisor_frozen_while_a_long_request_waits_fails_it_within_seconds(
     service = rt.unit("stubborn")["pid"]
     sup = rt.supervisor_pid()
     assert sup is not None
-    proc = subprocess.Popen(
-        [SYSG, "stop", "-s", "stubborn"],
-        cwd=rt.work,
-        env=rt.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = rt.popen("stop", "-s", "stubborn")
     try:
         rt.wait_state("stubborn", "stopping")
         assert proc.poll() is None  # working, not stuck: the CLI waits
@@ -365,14 +357,7 @@ def test_nothing_is_signalled_unless_it_is_our_supervisor(rt: Runtime, impostor:
 
 def test_logs_follow_says_so_when_the_supervisor_dies_mid_stream(rt: Runtime) -> None:
     sup, _ = _start(rt)
-    proc = subprocess.Popen(
-        [SYSG, "logs", "-f", "-s", "demo/web", "-n", "0"],
-        env=rt.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = rt.popen("logs", "-f", "-s", "demo/web", "-n", "0")
     try:
         assert proc.stdout is not None
         assert "web-tick" in proc.stdout.readline()  # streamed live by the supervisor

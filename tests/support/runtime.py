@@ -107,6 +107,19 @@ class Runtime:
             )
         return proc
 
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        """The real ``sysg`` in the background (text pipes, no stdin), in this runtime."""
+        return subprocess.Popen(
+            [SYSG, *args],
+            cwd=kwargs.pop("cwd", self.work),
+            env=kwargs.pop("env", self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            **kwargs,
+        )
+
     def status(self, *args: str) -> dict[str, Any]:
         proc = self.sysg("status", "--format", "json", *args)
         assert proc.stdout.strip(), f"no status output: {proc.stderr}"

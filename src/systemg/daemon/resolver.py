@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable
 
 from systemg.daemon.loop import Loop
-from systemg.daemon.watch import Exit, watch
+from systemg.daemon.watch import Exit, Watched
 from systemg.spawn.accounts import CachedAccounts, Need
 from systemg.spawn.launcher import launch_helper
 
@@ -94,7 +94,7 @@ class Resolver:
                 self._finish(need, f"looking up {db} '{key}' failed (getent exited {code})")
 
         # The loop's registrations keep the watcher alive until the helper exits.
-        watch(
+        Watched(
             self.loop,
             child.pid,
             child.pidfd,

@@ -52,7 +52,7 @@ from systemg.daemon.resolver import Resolver
 from systemg.daemon.restart import ExitInfo
 from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
 from systemg.daemon.timers import TimerKind, Timers
-from systemg.daemon.watch import Exit, Watched, watch
+from systemg.daemon.watch import Exit, Watched
 from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import LogSink, Project, Service
 from systemg.paths import Paths
@@ -428,7 +428,7 @@ class Supervisor:
             if not watched.pipes and watched in unit.outputs:
                 unit.outputs.remove(watched)
 
-        watched = watch(
+        watched = Watched(
             self.loop,
             pid,
             pidfd,

@@ -44,7 +44,8 @@ OnExit = Callable[[Exit], None]
 
 
 class Watched:
-    """One process being watched. Create through ``watch``."""
+    """One process being watched: ``Watched(loop, pid, pidfd, ...)`` takes ownership of
+    ``pidfd`` and the pipe fds and registers them with the loop at once."""
 
     def __init__(
         self,
@@ -140,27 +141,3 @@ class Watched:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.pipes.clear()
-
-
-def watch(
-    loop: Loop,
-    pid: int,
-    pidfd: int,
-    *,
-    is_child: bool,
-    pipes: dict[str, int],
-    on_output: OnOutput,
-    on_eof: OnEof,
-    on_exit: OnExit,
-) -> Watched:
-    """Watch ``pid`` (through ``pidfd``, which the returned object now owns) and ``pipes``."""
-    return Watched(
-        loop,
-        pid,
-        pidfd,
-        is_child=is_child,
-        pipes=pipes,
-        on_output=on_output,
-        on_eof=on_eof,
-        on_exit=on_exit,
-    )
