@@ -81,6 +81,4 @@ def test_unfinished_request_line_times_out(tmp_path: Path) -> None:
             turn(loop)  # its end of stream closes the server side too
     finally:
         server.close()
-        # Loop has no close(): its wake-up socketpair would be reported unclosed.
-        loop._wake_r.close()
-        loop._wake_w.close()
+        loop.close()
