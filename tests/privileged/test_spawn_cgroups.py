@@ -108,3 +108,33 @@ def test_v1_memory_limit_allows_what_fits(spawner: Spawner) -> None:
     run = spawner.start(py(ALLOC.format(mb=100), limits=Limits(cgroup=cg)), project="sgtest2")
     run.read_until("allocated", timeout=30)
     assert not oom_killed(run.plan)
+
+
+def test_a_step_that_hangs_before_exec_is_killed_and_reported(tmp_path: Path) -> None:
+    """The supervisor waits on the fault pipe until exec: a pre-exec step that hangs (here
+    the child's write into cgroup.procs, which is a FIFO nobody reads) must not hang it."""
+    from systemg.errors import SpawnError
+    from systemg.spawn.launcher import PRE_EXEC_TIMEOUT_S, launch
+    from systemg.spawn.plan import build_plan
+    from tests.privileged.spawn_helpers import root_ctx
+    from tests.support.procscan import processes
+
+    def children() -> set[int]:
+        return {p.pid for p in processes() if p.ppid == os.getpid()}
+
+    leaf = tmp_path / "sgtest" / "web"
+    leaf.mkdir(parents=True)
+    os.mkfifo(leaf / "cgroup.procs")
+    before = children()
+    service = py("pass", limits=Limits(cgroup=CgroupSpec(root=str(tmp_path))))
+    plan = build_plan(service, "sgtest", root_ctx()).plan
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        with pytest.raises(SpawnError) as caught:
+            launch(plan, stdout=w, stderr=w)
+    finally:
+        os.close(r)
+        os.close(w)
+    message = caught.value.diagnostics[0].message
+    assert f"did not reach exec within {PRE_EXEC_TIMEOUT_S:g}s" in message
+    assert children() <= before, "the stuck child was killed and reaped"

@@ -13,10 +13,13 @@ nothing is left behind (no zombie, no fd).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
+import select
 import signal
+import time
 from dataclasses import dataclass
 
 from systemg import proc
@@ -26,6 +29,7 @@ from systemg.spawn import child, linux
 from systemg.spawn.fault import RECORD, Step, decode
 from systemg.spawn.plan import SpawnPlan, describe_limit
 
+PRE_EXEC_TIMEOUT_S = 5.0  # fork to exec is milliseconds; past this a step hangs
 _CAP_SYS_RESOURCE = 24
 _CAP_SYS_NICE = 23
 
@@ -70,8 +74,31 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
     pidfd = os.pidfd_open(pid)
     started = start_time(pid)
     data = b""
+    deadline = time.monotonic() + PRE_EXEC_TIMEOUT_S
     try:
         while len(data) < RECORD.size:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                # Stuck before exec (a working_dir on a dead NFS mount, a cgroup write
+                # that hangs): the supervisor's thread must not wait with it.
+                for kill in (os.killpg, os.kill):  # it called setsid first: pgid = pid
+                    with contextlib.suppress(OSError):
+                        kill(pid, signal.SIGKILL)
+                # Not waited for: a process in uninterruptible sleep dies only when the
+                # kernel call returns. Reaped here if already gone, else left a zombie
+                # until the supervisor exits (better than a supervisor that hangs too).
+                if select.select([pidfd], [], [], 0.05)[0]:
+                    os.waitpid(pid, 0)
+                os.close(pidfd)
+                raise SpawnError(
+                    Diagnostic(
+                        Code.SPAWN_FAILED,
+                        f"service '{plan.service}' did not reach exec within "
+                        f"{PRE_EXEC_TIMEOUT_S:g}s (a step before it hung; killed)",
+                        path=plan.path_prefix,
+                        hint="check working_dir and the cgroup mount; see supervisor.log",
+                    )
+                )
             chunk = os.read(read_end, RECORD.size - len(data))
             if not chunk:
                 break
