@@ -21,6 +21,11 @@ DEFAULT_STOP_TIMEOUT_MS = 10_000
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_MAX_FILES = 5
 DEFAULT_CPU_PERIOD_US = 100_000
+DEFAULT_START_TIMEOUT_MS = 90_000
+DEFAULT_PROBE_INTERVAL_MS = 2000
+DEFAULT_PROBE_ATTEMPT_TIMEOUT_MS = 30_000
+DEFAULT_PROBE_RETRIES = 3
+DEFAULT_HTTP_PORT = 80
 
 
 class RestartPolicy(enum.StrEnum):
@@ -50,6 +55,40 @@ class ListenSpec:
     port: int = 0
     path: str = ""
     fd_name: str = ""  # for ``fd:NAME`` / ``fd:N`` (N kept as its decimal string)
+
+
+class ProbeKind(enum.StrEnum):
+    URL = "url"
+    TCP = "tcp"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """``deployment.health_check``: one probe and its budget (upstream §4.2 step 3).
+
+    The probe fails for good only when ``retries`` attempts are used **and**
+    ``total_timeout_ms`` (if set) has elapsed. ``url`` is plain HTTP: ``host``/``port`` are
+    where to connect, ``path`` is the request target (path and query, never empty).
+    """
+
+    kind: ProbeKind
+    host: str = ""  # url and tcp: an IP literal (no brackets), localhost or a host name
+    port: int = 0  # url and tcp
+    path: str = "/"  # url: path and query, percent-encoded
+    command: str = ""  # command: run as /bin/sh -c COMMAND
+    interval_ms: int = DEFAULT_PROBE_INTERVAL_MS
+    attempt_timeout_ms: int = DEFAULT_PROBE_ATTEMPT_TIMEOUT_MS
+    total_timeout_ms: int | None = None
+    retries: int = DEFAULT_PROBE_RETRIES
+    raw: str = ""  # the url / tcp / command as written, for messages
+
+
+class Condition(enum.StrEnum):
+    """What a ``depends_on`` entry waits for: the dependency up, or exited 0."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +168,7 @@ class Service:
     command: str | None = None  # as written, when the manifest used ``command``
     working_dir: str = "/"
     env: EnvSpec = field(default_factory=EnvSpec)
-    depends_on: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()  # every dependency, in manifest order, whatever its condition
     restart_policy: RestartPolicy = RestartPolicy.NEVER
     backoff_ms: int = DEFAULT_BACKOFF_MS
     max_restarts: int | None = None  # None = unlimited
@@ -143,10 +182,20 @@ class Service:
     capabilities: tuple[str, ...] | None = None  # None = key absent; () = "none"
     isolation: Isolation = field(default_factory=Isolation)
     listen: tuple[ListenSpec, ...] = ()
+    # readiness (spec/lifecycle.md sections 1 and 2)
+    notify: bool = False  # up on READY=1 over sd_notify
+    watchdog_ms: int | None = None  # only with notify: WATCHDOG=1 at least this often
+    start_timeout_ms: int = DEFAULT_START_TIMEOUT_MS
+    health_check: ProbeSpec | None = None
+    completed_deps: tuple[str, ...] = ()  # the depends_on entries with condition: completed
 
     @property
     def switches_identity(self) -> bool:
         return bool(self.user or self.group or self.supplementary_groups)
+
+    def condition(self, dependency: str) -> Condition:
+        """What this service waits for from ``dependency`` (one of ``depends_on``)."""
+        return Condition.COMPLETED if dependency in self.completed_deps else Condition.STARTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from systemg.errors import Code
 from systemg.manifest.check import Checker, child
 from systemg.manifest.graph import find_cycles
 from systemg.manifest.model import Manifest, Project, Service
+from systemg.manifest.readiness import Dependencies
 from systemg.manifest.service import Context, EnvDraft, LogDraft
 from systemg.manifest.tree import Key, Map, Node, Reader, Scalar
 from systemg.manifest.values import GrammarError, check_name, slug, suggestion
@@ -161,38 +162,37 @@ def _services(
     before = len(ck.errors)
     names = [k.name for k, _ in m.entries]
     services: list[Service] = []
-    deps: dict[str, list[str]] = {}
-    located: dict[str, dict[str, Key | Node]] = {}
+    deps: dict[str, tuple[str, ...]] = {}
+    located: dict[str, Dependencies] = {}
     for key, value in m.entries:
         spath = child(path, key.name)
         try:
             check_name(key.name, "service name")
         except GrammarError as problem:
             ck.error(Code.INVALID_NAME, spath, problem.message, key, problem.hint)
-        service, at = ctx.service(key.name, value, spath, env, logs)
-        located[key.name] = at
-        deps[key.name] = [d for d in at if d]
+        service, found = ctx.service(key.name, value, spath, env, logs)
+        located[key.name] = found
+        deps[key.name] = found.names
         if service is not None:
             services.append(service)
     for name in names:
         dpath = child(child(path, name), "depends_on")
-        for i, dep in enumerate(deps[name]):
+        for dep in deps[name]:
             if dep not in deps:
                 others = [n for n in names if n != name]
                 ck.error(
                     Code.UNKNOWN_DEPENDENCY,
-                    f"{dpath}[{i}]",
+                    f"{dpath}[{located[name].index[dep]}]",
                     f"'{dep}' is not a service of this project{suggestion(dep, others)}",
-                    located[name][dep],
+                    located[name].at[dep],
                     f"services here: {', '.join(others) or '(none)'}",
                 )
     for cycle in find_cycles(deps):
-        first = cycle[0]
         ck.error(
             Code.DEPENDENCY_CYCLE,
-            child(child(path, first), "depends_on"),
+            child(child(path, cycle[0]), "depends_on"),
             f"dependency cycle: {' -> '.join(cycle)}",
-            located[first].get(cycle[1]) or located[first][""],
+            located[cycle[0]].at[cycle[1]],  # the entry that closes the cycle
             "remove one depends_on entry of this cycle",
         )
     if len(ck.errors) != before:

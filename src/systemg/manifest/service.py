@@ -4,7 +4,8 @@
 parsed into a draft that remembers which keys were set, and drafts merge top < project <
 service before becoming an ``EnvSpec``/``LogSpec``. Env files are read here through the
 ``read`` callback (trust and size checks live in ``load.py``/``trust.py``), relative to the
-manifest's directory.
+manifest's directory. The privileged keys are parsed in ``privileged.py``, the readiness keys
+(``notify``, ``watchdog``, ``start_timeout``, ``deployment``, ``depends_on``) in ``readiness.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from systemg.errors import Code, Diagnostic
-from systemg.manifest import privileged
+from systemg.manifest import privileged, readiness
 from systemg.manifest.check import UNDEFINED, Checker, child, describe, item
 from systemg.manifest.env import parse_env_file
 from systemg.manifest.kernel import Kind
@@ -59,6 +60,7 @@ SERVICE_KEYS = (
     "capabilities",
     "isolation",
     "listen",
+    *readiness.READINESS_KEYS,
 )
 ENV_KEYS = ("vars", "file", "inherit_env", "clear_session_vars", "strip")
 LOG_KEYS = ("sink", "max_bytes", "max_files")
@@ -268,34 +270,25 @@ class Context:
 
     def service(
         self, name: str, node: Node, path: str, env: EnvDraft, logs: LogDraft
-    ) -> tuple[Service | None, dict[str, Key | Node]]:
-        """The service (None after a problem) and where its ``depends_on`` entries are.
+    ) -> tuple[Service | None, readiness.Dependencies]:
+        """The service (None after a problem) and its ``depends_on`` entries.
 
-        The dependency locations are returned even when the service has other problems, so
-        the graph is checked too and every problem is reported at once; the key ``""`` is the
-        ``depends_on`` key itself.
+        The dependencies are returned even when the service has other problems, so the graph
+        is checked too and every problem is reported at once.
         """
         ck = self.ck
         m = ck.mapping(node, path)
         if m is None:
-            return None, {}
+            return None, readiness.Dependencies()
         f = ck.fields(m, path, SERVICE_KEYS)
         before = len(ck.errors)
         argv, command = self._argv(f, path, m.loc)
-        at: dict[str, Key | Node] = {}
-        deps: list[str] = []
+        deps = readiness.Dependencies()
         if "depends_on" in f:
-            dpath = child(path, "depends_on")
-            seq = ck.sequence(f["depends_on"][1], dpath, "[db, cache]")
-            for i, entry in enumerate(seq.items if seq else ()):
-                dep = ck.string(entry, item(dpath, i), what="a service name")
-                if dep is not None and dep not in deps:
-                    deps.append(dep)
-                    at[dep] = entry
-            at[""] = f["depends_on"][0]
+            deps = readiness.depends_on(ck, f["depends_on"][1], child(path, "depends_on"))
         svc_env = self.env(f["env"][1], child(path, "env")) if "env" in f else EnvDraft()
         svc_logs = self.logs(f["logs"][1], child(path, "logs")) if "logs" in f else LogDraft()
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = readiness.settings(ck, f, path)
         if "working_dir" in f:
             wd_path, wd_node = child(path, "working_dir"), f["working_dir"][1]
             wd = ck.string(wd_node, wd_path, what="a directory")
@@ -336,19 +329,20 @@ class Context:
         if "listen" in f:
             kw["listen"] = privileged.listen(ck, f["listen"][1], child(path, "listen"))
         if len(ck.errors) != before or argv is None:
-            return None, at
+            return None, deps
         service = Service(
             name=name,
             argv=argv,
             command=command,
             working_dir=self.manifest_dir,
             env=env.under(svc_env).spec(),
-            depends_on=tuple(deps),
+            depends_on=deps.names,
+            completed_deps=deps.completed,
             backoff_ms=DEFAULT_BACKOFF_MS,
             stop_timeout_ms=DEFAULT_STOP_TIMEOUT_MS,
             logs=logs.under(svc_logs).spec(),
         )
-        return replace(service, **kw), at
+        return replace(service, **kw), deps
 
     def _argv(
         self, f: dict[str, tuple[Key, Node]], path: str, where: Loc

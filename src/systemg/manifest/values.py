@@ -318,27 +318,48 @@ def parse_listen(value: object) -> ListenSpec:
         if not _FD_NAME.fullmatch(name):
             raise GrammarError(f"'{raw}' is not a valid fd name", "fd:NAME uses [A-Za-z0-9_.-]")
         return ListenSpec(ListenKind.FD, raw, fd_name=name)
+    host, port = parse_host_port(
+        raw, what="a listen address", hint=_LISTEN_HINT, bare_hint=" (0.0.0.0:PORT for all)"
+    )
+    return ListenSpec(ListenKind.TCP, raw, host=host, port=port)
+
+
+def is_host_name(text: str) -> bool:
+    """The host grammar of ``listen`` and probes: letters, digits, '.', '-' (``*`` first for a
+    listen wildcard). IP literals pass too; callers that need more check them themselves."""
+    return bool(_HOSTNAME.fullmatch(text))
+
+
+def parse_host_port(raw: str, *, what: str, hint: str, bare_hint: str = "") -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> ``(host, port)``, the brackets removed.
+
+    ``what`` names the value in messages (``a listen address``); ``bare_hint`` is added to the
+    hint when the host or the ``:PORT`` is missing.
+    """
     if raw.startswith("["):
         host, sep, port_text = raw[1:].partition("]:")
         if not sep:
-            raise GrammarError(f"'{raw}' is not a listen address", _LISTEN_HINT)
+            raise GrammarError(f"'{raw}' is not {what}", hint)
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise GrammarError(f"'{host}' is not an IPv6 address", _LISTEN_HINT) from None
+            raise GrammarError(f"'{host}' is not an IPv6 address", hint) from None
     else:
         host, sep, port_text = raw.rpartition(":")
         if not sep or not host:
-            raise GrammarError(
-                f"'{raw}' is not a listen address", _LISTEN_HINT + " (0.0.0.0:PORT for all)"
-            )
+            raise GrammarError(f"'{raw}' is not {what}", hint + bare_hint)
         if ":" in host:
             raise GrammarError(f"IPv6 address in '{raw}' needs brackets", "write [::1]:8080")
-        if not _HOSTNAME.fullmatch(host):
-            raise GrammarError(f"'{host}' is not a host name or address", _LISTEN_HINT)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise GrammarError(f"port '{port_text}' is not in 1..65535", _LISTEN_HINT)
-    return ListenSpec(ListenKind.TCP, raw, host=host, port=int(port_text))
+        if not is_host_name(host):
+            raise GrammarError(f"'{host}' is not a host name or address", hint)
+    return host, parse_port(port_text, hint)
+
+
+def parse_port(text: str, hint: str) -> int:
+    """A decimal TCP port, 1..65535 (ASCII digits only: ``str.isdigit`` also takes '²')."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise GrammarError(f"port '{text}' is not in 1..65535", hint)
+    return int(text)
 
 
 # --- names ------------------------------------------------------------------------------------
