@@ -1,14 +1,15 @@
 """The few kernel calls Python 3.11 lacks, via ctypes on the C library. The only ctypes module.
 
-``prctl``, ``capget``/``capset``, ``unshare``, ``mount`` and ``statfs`` are called through
-``ctypes.CDLL(None, use_errno=True)``; every wrapper raises ``OSError(errno)`` on failure so the
-child can report ``(step, errno)``. Why no library: python-prctl is unmaintained and needs the
-libcap headers to build, ``pyroute2``/``unshare`` packages cover one call each, and
-``os.unshare`` only arrives in Python 3.12. Five thin wrappers are less than any of those.
+``prctl``, ``capget``/``capset``, ``unshare``, ``setns``, ``mount`` and ``statfs`` are called
+through ``ctypes.CDLL(None, use_errno=True)``; every wrapper raises ``OSError(errno)`` on failure
+so the child can report ``(step, errno)``. Why no library: python-prctl is unmaintained and needs
+the libcap headers to build, ``pyroute2``/``unshare`` packages cover one call each, and
+``os.unshare``/``os.setns`` only arrive in Python 3.12. Thin wrappers are less than any of those.
 
 Capability names come from ``manifest.values.CAPABILITIES`` (one table for the project).
 
-Invariant: nothing here allocates much or logs: the wrappers run between fork and exec.
+Invariant: nothing here allocates much or logs: the wrappers run between fork and exec (and
+``setns`` in the supervisor, between entering a service's network namespace and leaving it).
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)))
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Move the calling thread into the namespace ``fd`` (an open ``/proc/PID/ns/*``) names;
+    ``nstype`` (``CLONE_NEW*``) must match it, 0 accepts any kind."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)))
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
