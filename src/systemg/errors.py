@@ -33,7 +33,10 @@ class Code(enum.StrEnum):
     AMBIGUOUS_SERVICE = "SG0006"
     LOGS_NO_TARGET = "SG0019"
     # 01xx start
+    HEALTH_UNREACHABLE = "SG0022"  # a health check could not reach the service
+    HEALTH_TIMEOUT = "SG0023"  # a health check attempt timed out; a watchdog expired
     EXITED_AT_START = "SG0102"
+    HEALTH_UNHEALTHY = "SG0104"  # a health check ran and failed; no READY=1 in time
     START_FAILED = "SG0106"
     SPAWN_FAILED = "SG0107"
     DEPENDENCY_FAILED = "SG0109"

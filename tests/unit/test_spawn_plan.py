@@ -178,3 +178,25 @@ def test_fault_record_round_trips() -> None:
 
 def test_cpu_list_format() -> None:
     assert format_cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+
+
+def test_the_supervisors_own_notify_socket_never_reaches_a_service() -> None:
+    # A supervisor run by systemd with Type=notify has these; a service must not inherit
+    # them (it would report to systemd as if it were the supervisor).
+    inherited = (
+        *SUPERVISOR_ENV,
+        ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ("WATCHDOG_USEC", "30000000"),
+        ("WATCHDOG_PID", "1"),
+    )
+    for ctx in (
+        SpawnContext(is_root=False, supervisor_env=inherited),
+        SpawnContext(is_root=True, supervisor_env=inherited),
+    ):
+        spec = EnvSpec(inherit_env=True)
+        env = (
+            env_of(build_plan(svc(user="nobody", env=spec), "p", ctx).plan)
+            if ctx.is_root
+            else (env_of(build_plan(svc(), "p", ctx).plan))
+        )
+        assert not {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} & env.keys()

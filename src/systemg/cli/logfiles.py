@@ -28,7 +28,8 @@ from systemg.errors import Code, SysgError
 BLOCK = 64 * 1024
 _TS = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _TS_LEN = 27
-_STREAMS = (b"stdout", b"stderr")
+# Kept equal to daemon/logs.py STREAMS (the CLI does not import the daemon).
+_STREAMS = (b"stdout", b"stderr", b"probe", b"pre_start", b"onstart", b"onerr", b"onstop")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,10 @@ MAX_LINE = 64 * 1024
 # A newline-free run longer than MAX_LINE always contains a whole aligned window of this
 # size, so checking each such window for a newline is an exact "maybe too long" test.
 _WINDOW = MAX_LINE // 2
-STREAMS = ("stdout", "stderr")
-_STREAM_TAGS = {"stdout": b" stdout ", "stderr": b" stderr "}
+# The service's own output, then what sysg runs on its behalf (spec lifecycle §4: a probe
+# command, pre_start and hooks are logged with their own label).
+STREAMS = ("stdout", "stderr", "probe", "pre_start", "onstart", "onerr", "onstop")
+_STREAM_TAGS = {stream: b" " + stream.encode() + b" " for stream in STREAMS}
 # Tag of the lines the supervisor itself writes into a service's log (the drop notice).
 NOTICE_TAG = b"[sysg]"
 
@@ -244,3 +246,16 @@ class ServiceLog:
 
 def _counted(dropped: Dropped) -> str:
     return f"{dropped.lines} lines ({dropped.bytes} bytes)"
+
+
+def log_tail(path: os.PathLike[str] | str, lines: int = 8) -> str:
+    """The last ``lines`` lines of a log file (at most its last 4 KiB), indented for a hint."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in data.splitlines()[-lines:])

@@ -7,10 +7,10 @@ of ``sysg inspect``, in the same vocabulary as ``spawn.observe`` so the two can 
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any
 
+from systemg.daemon.logs import log_tail
 from systemg.daemon.phases import FAILING, Phase
 from systemg.daemon.supervisor import Unit
 from systemg.errors import Code, Diagnostic
@@ -35,7 +35,7 @@ def unit_problems(unit: Unit, paths: Paths) -> list[Diagnostic]:
         if unit.error is not None:
             out.append(unit.error)
         else:
-            tail = _log_tail(paths.service_log(unit.project_id, unit.service.name))
+            tail = log_tail(paths.service_log(unit.project_id, unit.service.name))
             out.append(
                 Diagnostic(
                     Code.EXITED_AT_START,
@@ -46,18 +46,6 @@ def unit_problems(unit: Unit, paths: Paths) -> list[Diagnostic]:
                 )
             )
     return out
-
-
-def _log_tail(path: os.PathLike[str] | str, lines: int = 8) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in data.splitlines()[-lines:])
 
 
 def requested(unit: Unit) -> dict[str, Any]:

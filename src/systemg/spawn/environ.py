@@ -9,6 +9,11 @@ Two regimes:
   ``LOGNAME``, ``SHELL`` from the account;
 * **not switched**: the supervisor's environment minus ``LISTEN_*``.
 
+In both, the supervisor's own service-manager variables never pass down: ``LISTEN_*``,
+``NOTIFY_SOCKET``, ``WATCHDOG_USEC``/``WATCHDOG_PID`` (a supervisor run by systemd with
+``Type=notify`` would otherwise hand its socket to every service); a ``notify: true`` service
+gets its own (``daemon/readiness.py``).
+
 Then, in both: the env file's variables, then ``vars`` (explicit values win), then the session
 variables are removed (``SSH_*``, ``DISPLAY``, ``XDG_SESSION_*``, ``DBUS_SESSION_BUS_ADDRESS``)
 unless ``clear_session_vars: false``, then the ``strip`` list — except names set in ``vars``.
@@ -26,6 +31,7 @@ from systemg.manifest.model import EnvSpec
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 """The entry the child completes with ``str(os.getpid())``."""
 
+_MANAGER_NAMES = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
 _SESSION_PREFIXES = ("SSH_", "XDG_SESSION_")
 _SESSION_NAMES = frozenset({"DISPLAY", "DBUS_SESSION_BUS_ADDRESS"})
 
@@ -37,6 +43,10 @@ class Account:
     name: str
     home: str
     shell: str
+
+
+def _manager_var(name: str) -> bool:
+    return name.startswith("LISTEN_") or name in _MANAGER_NAMES
 
 
 def _is_session_var(name: str) -> bool:
@@ -55,7 +65,7 @@ def build_environment(
     env: dict[str, str] = {}
     if not switched or spec.inherit_env:
         for key, value in supervisor_env:
-            if key.startswith("LISTEN_") or (switched and key.startswith("LD_")):
+            if _manager_var(key) or (switched and key.startswith("LD_")):
                 continue
             env[key] = value
     if switched:
