@@ -38,6 +38,8 @@ _STATE_COLOR = {
     "starting": _YELLOW,
     "stopping": _YELLOW,
     "backoff": _YELLOW,
+    "waiting": _YELLOW,
+    "blocked": _YELLOW,
     "stopped": _DIM,
     "exited": _DIM,
     "failed": _RED,
@@ -45,6 +47,7 @@ _STATE_COLOR = {
     "oom-killed": _RED,
 }
 _HEALTH_COLOR = {"healthy": _GREEN, "degraded": _YELLOW, "failing": _RED}
+_CHECK_COLOR = {"healthy": _GREEN, "starting": _YELLOW, "unhealthy": _RED}
 _LIVE = frozenset({"running", "starting", "stopping"})
 
 
@@ -97,11 +100,12 @@ def state_text(unit: UnitStatus) -> str:
     return unit.state + ("!" if unit.enforcement == "partial" else "")
 
 
-def row(unit: UnitStatus, now: float) -> tuple[str, ...]:
+def row(unit: UnitStatus, now: float, *, health: bool = False) -> tuple[str, ...]:
     return (
         unit.project,
         unit.service,
         state_text(unit),
+        *((("-" if unit.health == "unknown" else unit.health),) if health else ()),
         "-" if unit.pid is None else str(unit.pid),
         uptime_text(unit, now),
         str(unit.restarts),
@@ -109,6 +113,13 @@ def row(unit: UnitStatus, now: float) -> tuple[str, ...]:
         "-" if unit.cpu_percent is None else f"{unit.cpu_percent:.1f}",
         "-" if unit.rss_bytes is None else human_bytes(unit.rss_bytes),
     )
+
+
+def headers(units: tuple[UnitStatus, ...]) -> tuple[str, ...]:
+    """The columns: HEALTH only when some unit has a readiness check (notify, probe)."""
+    if any(u.health != "unknown" for u in units):
+        return (*HEADERS[:3], "HEALTH", *HEADERS[3:])
+    return HEADERS
 
 
 def _paint(text: str, code: str | None, color: bool) -> str:
@@ -141,26 +152,34 @@ def render_status(
     if not units:
         lines.append(NO_MATCH if filtered else EMPTY)
         return "\n".join(lines) + "\n"
-    rows = [row(u, now) for u in units]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    cols = headers(units)
+    rows = [row(u, now, health=cols is not HEADERS) for u in units]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(cols)]
 
     def fmt(cells: tuple[str, ...], unit: UnitStatus | None) -> str:
         parts = []
         for i, (cell, w) in enumerate(zip(cells, widths, strict=True)):
-            padded = cell.rjust(w) if HEADERS[i] in NUMERIC else cell.ljust(w)
+            padded = cell.rjust(w) if cols[i] in NUMERIC else cell.ljust(w)
             if i == len(cells) - 1:
                 padded = padded.rstrip()
-            if unit is not None and HEADERS[i] == "STATE":
+            if unit is not None and cols[i] == "STATE":
                 padded = _paint(padded, _STATE_COLOR.get(unit.state), color)
+            if unit is not None and cols[i] == "HEALTH":
+                padded = _paint(padded, _CHECK_COLOR.get(unit.health), color)
             parts.append(padded)
         text = "  ".join(parts).rstrip()
         return text if color else _clip(text, width)
 
     lines.append("")
-    header = fmt(HEADERS, None)
+    header = fmt(cols, None)
     lines.append(_paint(header, _BOLD, color))
     lines.extend(fmt(r, u) for r, u in zip(rows, units, strict=True))
     notes = [f"  {u.project}/{u.service}: {u.message}" for u in units if u.message]
+    notes += [
+        f"  {u.project}/{u.service}: STATUS={u.notify_status}"
+        for u in units
+        if u.notify_status and not u.message
+    ]
     partial = [u for u in units if u.enforcement == "partial"]
     if notes or partial:
         lines.append("")

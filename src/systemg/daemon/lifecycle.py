@@ -7,7 +7,10 @@ process group, arm a timer, tell dependents). Tests replay event histories again
 
 Phases::
 
-    stopped --start--> starting --250 ms alive--> running
+    stopped --start--> starting --ready--> running
+        ready = 250 ms alive (no readiness check), READY=1 (``notify``), or a passing
+        ``health_check``; not ready by ``start_timeout`` (or the probe budget spent) →
+        stopping → the restart policy decides, counting it as a failure
     stopped --start, a dependency not up--> waiting | blocked --dependencies up--> starting
     starting/running --exit, policy says restart--> backoff --delay--> starting
     starting/running --exit, no restart--> exited | killed | oom-killed | failed
@@ -39,6 +42,8 @@ class StopReason(enum.StrEnum):
     MANUAL = "manual"
     DEPENDENCY = "dependency"  # a dependency crashed; start again when it is back
     RESTART = "restart"  # start again as soon as it is down
+    UNREADY = "unready"  # readiness failed: once down, the restart policy decides
+    WATCHDOG = "watchdog"  # no WATCHDOG=1 in time: SIGABRT; once down, the policy decides
     SHUTDOWN = "shutdown"
 
 
@@ -93,6 +98,29 @@ class ReadyElapsed:
 
 
 @dataclass(frozen=True, slots=True)
+class Ready:
+    """READY=1 from a notify service, or its health check passed."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class NotReady:
+    """Readiness failed: the probe budget is spent, or ``start_timeout`` passed."""
+
+    message: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogExpired:
+    """A running notify service sent no ``WATCHDOG=1`` within ``watchdog``."""
+
+    message: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     info: ExitInfo
     now: float
@@ -121,6 +149,9 @@ Event = (
     | Spawned
     | SpawnFailed
     | ReadyElapsed
+    | Ready
+    | NotReady
+    | WatchdogExpired
     | Exited
     | Stop
     | KillElapsed
@@ -160,11 +191,26 @@ class DoCancelTimers:
 
 
 @dataclass(frozen=True, slots=True)
+class DoCancelTimer:
+    kind: TimerKind
+
+
+@dataclass(frozen=True, slots=True)
+class DoAwaitReady:
+    """Start whatever tells readiness (the health check's first attempt)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DoAnnounce:
     what: Announce
 
 
-Effect = DoSpawn | DoSignal | DoTimer | DoCancelTimers | DoAnnounce
+Effect = DoSpawn | DoSignal | DoTimer | DoCancelTimers | DoCancelTimer | DoAwaitReady | DoAnnounce
+
+
+def checks_readiness(service: Service) -> bool:
+    """Readiness by ``notify`` or a health check, rather than the 250 ms rule."""
+    return service.notify or service.health_check is not None
 
 
 def _spawn(state: UnitState) -> tuple[UnitState, tuple[Effect, ...]]:
@@ -204,13 +250,48 @@ def transition(
             return replace(state, phase=Phase.BLOCKED, message=message), (DoCancelTimers(),)
         case Spawned(pid=pid, now=now):
             started = replace(state, phase=Phase.STARTING, pid=pid, started_at=now)
-            return started, (DoTimer(TimerKind.READY, READY_AFTER_S),)
+            if not checks_readiness(service):
+                return started, (DoTimer(TimerKind.READY, READY_AFTER_S),)
+            return started, (
+                DoTimer(TimerKind.START, service.start_timeout_ms / 1000.0),
+                DoAwaitReady(),
+            )
         case SpawnFailed(message=message):
             failed = replace(state, phase=Phase.FAILED, pid=None, message=message)
             return failed, (DoCancelTimers(), DoAnnounce(Announce.FINISHED))
         case ReadyElapsed():
-            if phase is Phase.STARTING:
+            if phase is Phase.STARTING and not checks_readiness(service):
                 return replace(state, phase=Phase.RUNNING), (DoAnnounce(Announce.UP),)
+            return state, ()
+        case Ready():
+            if phase is Phase.STARTING and state.pid is not None:
+                running = replace(state, phase=Phase.RUNNING, message="")
+                effects: tuple[Effect, ...] = (DoCancelTimer(TimerKind.START),)
+                if service.watchdog_ms:
+                    effects += (DoTimer(TimerKind.WATCHDOG, service.watchdog_ms / 1000.0),)
+                return running, (*effects, DoAnnounce(Announce.UP))
+            return state, ()
+        case NotReady(message=message):
+            if phase is Phase.STARTING and state.pid is not None:
+                stopping = replace(
+                    state, phase=Phase.STOPPING, stop_reason=StopReason.UNREADY, message=message
+                )
+                return stopping, (
+                    DoCancelTimers(),
+                    DoSignal(signal.SIGTERM),
+                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
+                )
+            return state, ()
+        case WatchdogExpired(message=message):
+            if phase is Phase.RUNNING and state.pid is not None:
+                stopping = replace(
+                    state, phase=Phase.STOPPING, stop_reason=StopReason.WATCHDOG, message=message
+                )
+                return stopping, (
+                    DoCancelTimers(),
+                    DoSignal(signal.SIGABRT),  # systemd's watchdog action: a core, then down
+                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
+                )
             return state, ()
         case Exited(info=info, now=now):
             return _on_exit(state, info, now, service)
@@ -249,6 +330,8 @@ def _on_exit(
     if state.phase is Phase.STOPPING:
         if state.stop_reason is StopReason.RESTART:
             return _spawn(base)
+        if state.stop_reason in (StopReason.UNREADY, StopReason.WATCHDOG):
+            return _after_unready(state, base, now, service)
         stopped = replace(base, phase=Phase.STOPPED)
         return stopped, (DoCancelTimers(), DoAnnounce(Announce.STOPPED))
     if state.phase not in (Phase.STARTING, Phase.RUNNING):
@@ -291,3 +374,38 @@ def _on_exit(
     if not info.clean or service.restart_policy is RestartPolicy.ALWAYS:
         effects += (DoAnnounce(Announce.DOWN),)
     return finished, (*effects, DoAnnounce(Announce.FINISHED))
+
+
+def _after_unready(
+    state: UnitState, base: UnitState, now: float, service: Service
+) -> tuple[UnitState, tuple[Effect, ...]]:
+    """Stopped because it never became ready: a failure, whatever its exit status."""
+    uptime = now - (state.started_at or now)
+    as_failure = ExitInfo(code=1, at=now)  # for the policy only; last_exit stays the real one
+    decision = decide(
+        service.restart_policy,
+        as_failure,
+        uptime_s=uptime,
+        consecutive=state.consecutive,
+        backoff_ms=service.backoff_ms,
+        max_restarts=service.max_restarts,
+    )
+    reason = state.message or "not ready"
+    if decision.restart:
+        backing_off = replace(
+            base,
+            phase=Phase.BACKOFF,
+            stop_reason=None,
+            restarts=state.restarts + 1,
+            consecutive=decision.consecutive,
+            message=f"{reason}; restarting in {decision.delay_s:g}s",
+        )
+        return backing_off, (
+            DoCancelTimers(),
+            DoTimer(TimerKind.BACKOFF, decision.delay_s),
+            DoAnnounce(Announce.DOWN),
+        )
+    failed = replace(
+        base, phase=Phase.FAILED, stop_reason=None, consecutive=decision.consecutive, message=reason
+    )
+    return failed, (DoCancelTimers(), DoAnnounce(Announce.DOWN), DoAnnounce(Announce.FINISHED))

@@ -75,9 +75,11 @@ class Operations:
         return [runtime.units[n] for n in names if n in runtime.units]
 
     @staticmethod
-    def satisfied(unit: Unit) -> bool:
+    def satisfied(unit: Unit, *, completed: bool = False) -> bool:
+        """``unit`` releases its dependents: it is up (``condition: started``, unless
+        ``completed``), or a one-shot that exited 0 (``condition: completed``)."""
         st = unit.state
-        if st.phase is Phase.RUNNING:
+        if st.phase is Phase.RUNNING and not completed:
             return True
         return (
             st.phase is Phase.EXITED
@@ -87,7 +89,11 @@ class Operations:
         )
 
     def _deps_ready(self, runtime: ProjectRuntime, unit: Unit) -> bool:
-        return all(self.satisfied(runtime.units[d]) for d in unit.service.depends_on)
+        completed = unit.service.completed_deps
+        return all(
+            self.satisfied(runtime.units[d], completed=d in completed)
+            for d in unit.service.depends_on
+        )
 
     def _blocking(self, dep: Unit) -> bool:
         st = dep.state

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 
 from systemg import proc
+from systemg.daemon.lifecycle import checks_readiness
 from systemg.daemon.phases import DEGRADED, FAILING, Phase
 from systemg.daemon.supervisor import Supervisor, Unit
-from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
+from systemg.errors import Code
+from systemg.protocol.messages import LastExit, LastProbe, StatusReply, UnitStatus
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -45,6 +47,23 @@ def unit_health(unit: Unit) -> str:
     if phase in DEGRADED or unit.not_applied:
         return "degraded"
     return "healthy"
+
+
+_UNHEALTHY = frozenset({Code.HEALTH_UNHEALTHY, Code.HEALTH_UNREACHABLE, Code.HEALTH_TIMEOUT})
+
+
+def readiness_health(unit: Unit) -> str:
+    """starting | healthy | unhealthy | unknown (spec lifecycle §4)."""
+    if not checks_readiness(unit.service):
+        return "unknown"
+    phase = unit.state.phase
+    if phase is Phase.STARTING:
+        return "starting"
+    if phase is Phase.RUNNING:
+        return "healthy"
+    if unit.error is not None and unit.error.code in _UNHEALTHY:
+        return "unhealthy"
+    return "unknown"
 
 
 def unit_status(unit: Unit, now: float) -> UnitStatus:
@@ -81,7 +100,17 @@ def unit_status(unit: Unit, now: float) -> UnitStatus:
         enforcement="partial" if unit.not_applied else "full",
         not_applied=unit.not_applied,
         message=(unit.error.message if unit.error is not None else st.message),
+        health=readiness_health(unit),
+        notify_status=None if unit.health is None else unit.health.status_text,
+        last_probe=_last_probe(unit),
     )
+
+
+def _last_probe(unit: Unit) -> LastProbe | None:
+    if unit.health is None or not unit.health.history:
+        return None
+    last = unit.health.history[-1]
+    return LastProbe(last.at, str(last.outcome), round(last.latency_s, 4), last.message)
 
 
 def snapshot(sup: Supervisor, units: list[Unit], now: float) -> StatusReply:

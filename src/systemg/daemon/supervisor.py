@@ -48,6 +48,7 @@ from systemg.daemon.logs import ServiceLog
 from systemg.daemon.loop import Loop, Timer
 from systemg.daemon.ordering import definition_id
 from systemg.daemon.phases import Phase
+from systemg.daemon.readiness import Health, Readiness
 from systemg.daemon.resolver import Resolver
 from systemg.daemon.restart import ExitInfo
 from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
@@ -97,6 +98,7 @@ class Unit:
     resolving: object | None = None  # token of the account lookup its spawn waits for
     definition: str | None = None  # definition_id of what the live process was started as
     invocation: str | None = None  # INVOCATION_ID of the last launch (recorded before it)
+    health: Health | None = None  # readiness: notify socket, probes, watchdog (readiness.py)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
 
     @property
@@ -143,6 +145,7 @@ class Supervisor:
         self.launcher = launcher
         self.accounts = CachedAccounts()
         self.resolver = Resolver(loop, self.accounts)
+        self.readiness = Readiness(self)
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
         self.watchers: list[Callable[[], None]] = []  # run after every state change
@@ -170,6 +173,8 @@ class Supervisor:
         before = unit.state.phase
         try:
             unit.state, effects = lc.transition(unit.state, event, unit.service)
+            if before is Phase.STARTING and unit.state.phase is not Phase.STARTING:
+                self.readiness.settled(unit)
             if unit.state.phase is not before:
                 self.journal.info(
                     f"{unit.key}: {before} -> {unit.state.phase} {unit.state.message}"
@@ -203,6 +208,10 @@ class Supervisor:
                 self.timers(unit).set(kind, delay, self._timer_cb(unit, kind))
             case lc.DoCancelTimers():
                 self.timers(unit).cancel_all()
+            case lc.DoCancelTimer(kind=kind):
+                self.timers(unit).cancel(kind)
+            case lc.DoAwaitReady():
+                self.readiness.await_ready(unit)
             case lc.DoAnnounce(what=what):
                 for subscriber in list(self.subscribers):
                     self._guarded(unit, subscriber, what)
@@ -250,6 +259,10 @@ class Supervisor:
                     self.apply(unit, lc.KillElapsed(now))
                 case TimerKind.BACKOFF:
                     self.apply(unit, lc.BackoffElapsed(now))
+                case TimerKind.START:
+                    self.readiness.start_timeout(unit)
+                case TimerKind.WATCHDOG:
+                    self.readiness.watchdog_expired(unit)
                 case _:
                     pass
 
@@ -364,8 +377,10 @@ class Supervisor:
             self.save_now(unit.project_id)
             if fds:
                 self.holder.put(self.holder_key(unit), [fds["stdout"][0], fds["stderr"][0]])
+            plan = self.readiness.prepare(unit, plan)
             child = self.launcher(plan, out, err)
         except BaseException:
+            self.readiness.ended(unit)
             if fds and unit.invocation is not None:
                 self.holder.drop(self.holder_key(unit))
             for r, _w in fds.values():
@@ -377,6 +392,7 @@ class Supervisor:
             for _r, w in fds.values():
                 os.close(w)
         unit.start_time = child.start_time
+        self.readiness.launched(unit, child.pid)
         pipes = {s: r for s, (r, _w) in fds.items()}
         try:
             self._watch(unit, child.pid, child.pidfd, pipes, True, put=False)
@@ -414,11 +430,7 @@ class Supervisor:
                 self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")
 
         def on_output(stream: str, data: bytes) -> None:
-            log = unit.log
-            if log is not None:
-                block = log.feed(stream, data, self.clock())
-                if block and self.listeners:
-                    self._publish(unit, block)
+            self.log_output(unit, stream, data)
 
         def on_eof(stream: str) -> None:
             if unit.log is not None:
@@ -444,6 +456,14 @@ class Supervisor:
             if put:
                 self.holder.put(key, watched.fds())
 
+    def log_output(self, unit: Unit, stream: str, data: bytes) -> None:
+        """Output of the unit's process, or of what runs for it (``probe``, hooks)."""
+        log = unit.log
+        if log is not None:
+            block = log.feed(stream, data, self.clock())
+            if block and self.listeners:
+                self._publish(unit, block)
+
     def _publish(self, unit: Unit, block: bytes) -> None:
         for listener in list(self.listeners):
             try:
@@ -455,6 +475,7 @@ class Supervisor:
     def _on_exit(self, unit: Unit, watched: Watched, ended: Exit, key: str) -> None:
         if unit.main is watched:
             unit.main = None
+            self.readiness.ended(unit)
         info = ExitInfo(at=self.clock())
         if ended.status is not None:
             info = _exit_info(ended.status, info.at)

@@ -20,6 +20,7 @@ from systemg.daemon.loop import Loop, Timer
 
 class TimerKind(enum.StrEnum):
     READY = "ready"  # the 250 ms readiness rule
+    START = "start"  # start_timeout: readiness (notify / health check) must pass by then
     KILL = "kill"  # stop_timeout elapsed: SIGKILL
     BACKOFF = "backoff"  # restart delay
     WATCHDOG = "watchdog"

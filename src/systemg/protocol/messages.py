@@ -158,12 +158,20 @@ class LastExit:
 
 
 @dataclass(frozen=True, slots=True)
+class LastProbe:
+    at: float  # epoch seconds the attempt ended
+    result: str  # pass | unhealthy | unreachable | timeout
+    latency_s: float
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UnitStatus:
     """One service in ``status``. This is the documented ``status.v1`` unit schema."""
 
     project: str
     service: str
-    state: str  # starting|running|stopping|stopped|exited|killed|backoff|failed|oom-killed
+    state: str  # a daemon.phases.Phase value: running, blocked, backoff, failed, ...
     pid: int | None = None
     user: str | None = None
     started_at: float | None = None  # epoch seconds of the current process
@@ -176,6 +184,11 @@ class UnitStatus:
     enforcement: str = "full"  # full | partial (some requested key not applied)
     not_applied: tuple[str, ...] = ()  # "isolation.network: EPERM ..." lines
     message: str = ""  # why it is failed / backing off
+    # Readiness and health (spec lifecycle §4): starting | healthy | unhealthy | unknown
+    # ("unknown": no notify and no health check, so nothing says more than the state).
+    health: str = "unknown"
+    notify_status: str | None = None  # the last STATUS= a notify service sent
+    last_probe: LastProbe | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitStatus:
@@ -196,6 +209,11 @@ class UnitStatus:
             enforcement=str(data.get("enforcement", "full")),
             not_applied=tuple(data.get("not_applied", ())),
             message=str(data.get("message", "")),
+            health=str(data.get("health", "unknown")),
+            notify_status=data.get("notify_status"),
+            last_probe=LastProbe(**probe)
+            if isinstance(probe := data.get("last_probe"), dict)
+            else None,
         )
 
 
@@ -216,6 +234,8 @@ class StatusReply:
             data = _shallow(unit)
             if unit.last_exit is not None:
                 data["last_exit"] = _shallow(unit.last_exit)
+            if unit.last_probe is not None:
+                data["last_probe"] = _shallow(unit.last_probe)
             units.append(data)
         reply = _shallow(self)
         reply["units"] = tuple(units)

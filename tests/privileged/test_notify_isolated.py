@@ -1,0 +1,71 @@
+"""sd_notify in privileged mode: a service as ``nobody`` with every namespace on reaches
+its notify socket, is up on READY=1, and its STATUS= shows in ``status --format json``.
+
+The state root is not under /tmp: ``private_tmp`` gives the service its own /tmp, so a
+socket there would be out of its sight (the real system root is /var/lib/systemg).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.privileged.system_helpers import proc_status, sys_status, units
+from tests.support.procscan import new_marker, with_marker
+from tests.support.runtime import Runtime, wait_for
+
+PY_NOTIFY = (
+    "import os, socket, time\n"
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "s.sendto(b'READY=1\\nSTATUS=isolated and ready', os.environ['NOTIFY_SOCKET'])\n"
+    "time.sleep(1000)\n"
+)
+
+
+@pytest.fixture
+def srt() -> Iterator[Runtime]:
+    runtime = Runtime(base=Path("/srv"))
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def test_notify_as_nobody_in_every_namespace(srt: Runtime) -> None:
+    m = new_marker()
+    script = srt.write("notify.py", PY_NOTIFY)
+    cfg = srt.write(
+        "sysg.yaml",
+        f"""version: "2"
+projects:
+  iso:
+    services:
+      api:
+        exec: [/usr/bin/python3, "{script}", "{m}"]
+        working_dir: /
+        user: nobody
+        notify: true
+        start_timeout: 20s
+        isolation: {{network: true, mount: true, pid: true, user: true, private_tmp: true}}
+""",
+    )
+    proc = srt.sysg("--sys", "start", "-c", str(cfg), "--daemonize")
+    assert proc.returncode == 0, proc.stderr
+    api = units(sys_status(srt))["api"]
+    assert api["state"] == "running"
+    assert api["health"] == "healthy"
+    assert api["notify_status"] == "isolated and ready"
+    assert api["not_applied"] == []
+    pid = int(api["pid"])
+    # The kernel's view: nobody, and in namespaces of its own.
+    service = wait_for(lambda: [p.pid for p in with_marker(m)], what="the service process")
+    status = proc_status(service[-1])
+    assert status["Uid"].split()[0] == "65534"
+    for ns in ("net", "mnt", "pid", "user"):
+        assert os.readlink(f"/proc/{service[-1]}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+    assert pid > 0
+    srt.sysg("--sys", "stop", "--supervisor", check=True)
+    wait_for(lambda: not with_marker(m), what="the service to be gone")
