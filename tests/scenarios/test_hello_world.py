@@ -1,6 +1,7 @@
 """Use case: a person runs the hello-world example as the README says, end to end.
 
-Start it detached, see both services running, read the worker's output, kill the web
+Start it detached, see both services running (web healthy: its HTTP health check passed
+before the worker, which depends on it, was started), read the worker's output, kill the web
 server and watch it come back with a new pid, edit the manifest and ``sysg restart``, then
 ``sysg stop --supervisor`` — and nothing of it is left in the process table.
 """
@@ -59,6 +60,14 @@ def test_hello_world_end_to_end(rt: Runtime) -> None:
     assert "hello    worker   running" in status.stdout
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
         assert b"hello from systemg" in resp.read()
+    units = {u["service"]: u for u in rt.status()["units"]}
+    # `sysg start` returned only once web answered its health check (a 2xx on GET /).
+    assert units["web"]["health"] == "healthy"
+    assert units["web"]["last_probe"]["result"] == "pass"
+    assert units["worker"]["health"] == "unknown"  # no check: up after 250 ms alive
+    # depends_on waited for web to be up: the worker started after web's probe passed
+    # (started_at comes from /proc start time, 10 ms ticks: hence the small tolerance).
+    assert units["worker"]["started_at"] >= units["web"]["last_probe"]["at"] - 0.05
 
     def worker_fetched() -> bool:
         logs = rt.sysg("logs", "-s", "worker", "-n", "20")
