@@ -173,6 +173,14 @@ class Checker:
             return None
         return str(value)
 
+    def command(self, node: Node, path: str) -> str | None:
+        """A non-empty shell command for ``/bin/sh -c`` that the kernel can take as an argument
+        (no NUL, shorter than ``MAX_ARG_STRLEN``)."""
+        text = self.string(node, path, what="a shell command")
+        if text is None or not self.kernel(text, Kind.ARG, path, node):
+            return None
+        return text
+
     def boolean(self, node: Node, path: str) -> bool | None:
         value = self.value(node, path)
         if value is UNDEFINED:

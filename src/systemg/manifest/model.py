@@ -26,6 +26,11 @@ DEFAULT_PROBE_INTERVAL_MS = 2000
 DEFAULT_PROBE_ATTEMPT_TIMEOUT_MS = 30_000
 DEFAULT_PROBE_RETRIES = 3
 DEFAULT_HTTP_PORT = 80
+DEFAULT_LIVENESS_INTERVAL_MS = 10_000
+DEFAULT_LIVENESS_ATTEMPT_TIMEOUT_MS = 2_000
+DEFAULT_LIVENESS_FAILURES = 3
+PRE_START_TIMEOUT_MS = 300_000  # upstream's pre_start budget; deployment.pre_start is bounded by it
+DEFAULT_HOOK_TIMEOUT_MS = 300_000  # upstream: a hook's timeout defaults to the pre_start budget
 
 
 class RestartPolicy(enum.StrEnum):
@@ -82,6 +87,34 @@ class ProbeSpec:
     total_timeout_ms: int | None = None
     retries: int = DEFAULT_PROBE_RETRIES
     raw: str = ""  # the url / tcp / command as written, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """``liveness``: once the service is up, one ``probe`` attempt per ``probe.interval_ms``;
+    ``failures`` consecutive failures make it unhealthy. ``probe.retries`` and
+    ``probe.total_timeout_ms`` are unused (they are readiness budgets)."""
+
+    probe: ProbeSpec
+    failures: int = DEFAULT_LIVENESS_FAILURES
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """One of ``hooks``: run as ``/bin/sh -c command``, killed after ``timeout_ms`` (> 0)."""
+
+    command: str
+    timeout_ms: int = DEFAULT_HOOK_TIMEOUT_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """``hooks``: ``onstart`` once up, ``onerr`` after an unsuccessful exit, ``onstop`` after
+    any exit (a manual stop included). None = no hook."""
+
+    onstart: Hook | None = None
+    onerr: Hook | None = None
+    onstop: Hook | None = None
 
 
 class Condition(enum.StrEnum):
@@ -188,6 +221,12 @@ class Service:
     start_timeout_ms: int = DEFAULT_START_TIMEOUT_MS
     health_check: ProbeSpec | None = None
     completed_deps: tuple[str, ...] = ()  # the depends_on entries with condition: completed
+    # hooks, pre_start, skip and liveness (spec/lifecycle.md sections 1, 4 and 5)
+    liveness: Liveness | None = None
+    pre_start: str | None = None  # deployment.pre_start: /bin/sh -c, before every launch
+    hooks: Hooks = field(default_factory=Hooks)
+    skip: bool = False  # skip: true; never set together with skip_command
+    skip_command: str | None = None  # skip: COMMAND: /bin/sh -c at every start, exit 0 = skipped
 
     @property
     def switches_identity(self) -> bool:

@@ -1,5 +1,6 @@
 """The readiness keys of a service (spec/lifecycle.md §1, §2): ``notify``, ``watchdog``,
-``start_timeout``, ``deployment.health_check`` and the two forms of a ``depends_on`` entry.
+``start_timeout``, ``deployment`` (``health_check``, ``pre_start``) and the two forms of a
+``depends_on`` entry. ``probe_block`` is the probe grammar ``liveness`` (``hooks.py``) shares.
 
 Pure, like the rest of the parsing: every problem goes to the ``Checker`` with its field path
 and the functions return what they could parse. Invariants of the result:
@@ -11,19 +12,18 @@ and the functions return what they could parse. Invariants of the result:
 * ``depends_on`` names every dependency once, in manifest order; ``completed_deps`` is the
   ordered subset whose condition is ``completed``.
 
-Only ``health_check`` is accepted inside ``deployment`` for now; the other keys of §1
-(``strategy``, ``pre_start``, ``grace_period``, ``liveness``, ``hooks``, ``skip``, ``cron``) are
-unknown keys until they are implemented, so a manifest never silently loses one.
+Only ``health_check`` and ``pre_start`` are accepted inside ``deployment`` for now; the other
+keys of §1 (``strategy``, ``grace_period``, ``cron``) are unknown keys until they are
+implemented, so a manifest never silently loses one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from systemg.errors import Code
 from systemg.manifest.check import Checker, child, item
-from systemg.manifest.kernel import Kind
 from systemg.manifest.model import (
     DEFAULT_PROBE_ATTEMPT_TIMEOUT_MS,
     DEFAULT_PROBE_INTERVAL_MS,
@@ -34,10 +34,10 @@ from systemg.manifest.model import (
 )
 from systemg.manifest.probe import parse_probe_tcp, parse_probe_url
 from systemg.manifest.tree import Key, Map, Node
-from systemg.manifest.values import GrammarError, parse_duration
+from systemg.manifest.values import GrammarError, format_duration, parse_duration
 
 READINESS_KEYS = ("notify", "watchdog", "start_timeout", "deployment")
-DEPLOYMENT_KEYS = ("health_check",)
+DEPLOYMENT_KEYS = ("health_check", "pre_start")
 PROBE_KINDS = tuple(k.value for k in ProbeKind)
 HEALTH_CHECK_KEYS = (
     *PROBE_KINDS,
@@ -138,7 +138,7 @@ def settings(ck: Checker, f: Fields, path: str) -> dict[str, Any]:
     if "watchdog" in f:
         wkey, wnode = f["watchdog"]
         wpath = child(path, "watchdog")
-        ms = _duration(ck, wnode, wpath, "omit watchdog to run without one")
+        ms = positive_duration(ck, wnode, wpath, "omit watchdog to run without one")
         if notify is False:
             ck.error(
                 Code.INVALID_VALUE,
@@ -152,24 +152,31 @@ def settings(ck: Checker, f: Fields, path: str) -> dict[str, Any]:
             out["watchdog_ms"] = ms
     if "start_timeout" in f:
         spath = child(path, "start_timeout")
-        ms = _duration(ck, f["start_timeout"][1], spath, "e.g. start_timeout: 90s")
+        ms = positive_duration(ck, f["start_timeout"][1], spath, "e.g. start_timeout: 90s")
         if ms is not None:
             out["start_timeout_ms"] = ms
     if "deployment" in f:
-        probe = deployment(ck, f["deployment"][1], child(path, "deployment"))
-        if probe is not None:
-            out["health_check"] = probe
+        out.update(deployment(ck, f["deployment"][1], child(path, "deployment")))
     return out
 
 
-def deployment(ck: Checker, node: Node, path: str) -> ProbeSpec | None:
+def deployment(ck: Checker, node: Node, path: str) -> dict[str, Any]:
+    """``health_check`` and ``pre_start`` (a command for ``/bin/sh -c``, bounded by
+    ``PRE_START_TIMEOUT_MS``, as upstream) as ``Service`` fields."""
+    out: dict[str, Any] = {}
     m = ck.mapping(node, path)
     if m is None:
-        return None
+        return out
     f = ck.fields(m, path, DEPLOYMENT_KEYS)
-    if "health_check" not in f:
-        return None
-    return health_check(ck, f["health_check"][1], child(path, "health_check"))
+    if "health_check" in f:
+        probe = health_check(ck, f["health_check"][1], child(path, "health_check"))
+        if probe is not None:
+            out["health_check"] = probe
+    if "pre_start" in f:
+        command = ck.command(f["pre_start"][1], child(path, "pre_start"))
+        if command is not None:
+            out["pre_start"] = command
+    return out
 
 
 def health_check(ck: Checker, node: Node, path: str) -> ProbeSpec | None:
@@ -179,6 +186,43 @@ def health_check(ck: Checker, node: Node, path: str) -> ProbeSpec | None:
         return None
     before = len(ck.errors)
     f = ck.fields(m, path, HEALTH_CHECK_KEYS)
+    probe = probe_block(
+        ck,
+        m,
+        f,
+        path,
+        interval_ms=DEFAULT_PROBE_INTERVAL_MS,
+        attempt_timeout_ms=DEFAULT_PROBE_ATTEMPT_TIMEOUT_MS,
+    )
+    total = None
+    retries: int | None = DEFAULT_PROBE_RETRIES
+    total_keys = [k for k in f if k in ("total_timeout", "timeout")]
+    if len(total_keys) == 2:
+        ck.error(
+            Code.INVALID_VALUE,
+            child(path, total_keys[1]),
+            "total_timeout and its alias timeout are both set",
+            f[total_keys[1]][0],
+            "keep one (timeout is the upstream's older name for total_timeout)",
+        )
+    elif total_keys:
+        tnode = f[total_keys[0]][1]
+        total = ck.grammar(tnode, child(path, total_keys[0]), parse_duration)
+    if "retries" in f:
+        retries = ck.integer(f["retries"][1], child(path, "retries"), minimum=1)
+    if probe is None or retries is None or len(ck.errors) != before:
+        return None
+    return replace(probe, total_timeout_ms=total, retries=retries)
+
+
+def probe_block(
+    ck: Checker, m: Map, f: Fields, path: str, *, interval_ms: int, attempt_timeout_ms: int
+) -> ProbeSpec | None:
+    """The part a ``health_check`` and a ``liveness`` block share: exactly one probe kind,
+    ``interval`` and ``attempt_timeout`` (both > 0, defaults given). ``f`` are the fields of
+    ``m``, already checked for unknown keys. None after a problem in these keys; the budget
+    fields of the result are left at their defaults."""
+    before = len(ck.errors)
     kinds = [k for k in f if k in PROBE_KINDS]  # in file order
     if len(kinds) > 1:
         named = ", ".join(kinds[:-1]) + f" and {kinds[-1]}"
@@ -202,49 +246,25 @@ def health_check(ck: Checker, node: Node, path: str) -> ProbeSpec | None:
     # Each probe given is checked, so a conflict does not hide a bad url.
     parsed = [_probe(ck, ProbeKind(k), f[k][1], child(path, k)) for k in kinds]
     probe = parsed[0] if len(parsed) == 1 else None
-    interval = attempt = total = None
-    retries: int | None = DEFAULT_PROBE_RETRIES
-    if "interval" in f:
-        interval = _duration(ck, f["interval"][1], child(path, "interval"), "e.g. interval: 2s")
-    if "attempt_timeout" in f:
-        attempt = _duration(ck, f["attempt_timeout"][1], child(path, "attempt_timeout"), "e.g. 30s")
-    total_keys = [k for k in f if k in ("total_timeout", "timeout")]
-    if len(total_keys) == 2:
-        ck.error(
-            Code.INVALID_VALUE,
-            child(path, total_keys[1]),
-            "total_timeout and its alias timeout are both set",
-            f[total_keys[1]][0],
-            "keep one (timeout is the upstream's older name for total_timeout)",
-        )
-    elif total_keys:
-        tnode = f[total_keys[0]][1]
-        total = ck.grammar(tnode, child(path, total_keys[0]), parse_duration)
-    if "retries" in f:
-        retries = ck.integer(f["retries"][1], child(path, "retries"), minimum=1)
+    interval, attempt = interval_ms, attempt_timeout_ms
+    for key, default in (("interval", interval_ms), ("attempt_timeout", attempt_timeout_ms)):
+        if key in f:
+            hint = f"e.g. {key}: {format_duration(default)}"
+            ms = positive_duration(ck, f[key][1], child(path, key), hint)
+            if ms is not None and key == "interval":
+                interval = ms
+            elif ms is not None:
+                attempt = ms
     if probe is None or len(ck.errors) != before:
         return None
-    return ProbeSpec(
-        kind=probe.kind,
-        host=probe.host,
-        port=probe.port,
-        path=probe.path,
-        command=probe.command,
-        interval_ms=DEFAULT_PROBE_INTERVAL_MS if interval is None else interval,
-        attempt_timeout_ms=DEFAULT_PROBE_ATTEMPT_TIMEOUT_MS if attempt is None else attempt,
-        total_timeout_ms=total,
-        retries=DEFAULT_PROBE_RETRIES if retries is None else retries,
-        raw=probe.raw,
-    )
+    return replace(probe, interval_ms=interval, attempt_timeout_ms=attempt)
 
 
 def _probe(ck: Checker, kind: ProbeKind, node: Node, path: str) -> ProbeSpec | None:
     """The target part of the probe (timings are filled in by the caller)."""
     if kind is ProbeKind.COMMAND:
-        command = ck.string(node, path, what="a shell command")
-        if command is None or not ck.kernel(command, Kind.ARG, path, node):
-            return None
-        return ProbeSpec(kind, command=command, raw=command)
+        command = ck.command(node, path)
+        return None if command is None else ProbeSpec(kind, command=command, raw=command)
     what = "an http:// url" if kind is ProbeKind.URL else "a HOST:PORT address"
     text = ck.string(node, path, what=what)
     if text is None:
@@ -260,7 +280,7 @@ def _probe(ck: Checker, kind: ProbeKind, node: Node, path: str) -> ProbeSpec | N
         return None
 
 
-def _duration(ck: Checker, node: Node, path: str, hint: str) -> int | None:
+def positive_duration(ck: Checker, node: Node, path: str, hint: str) -> int | None:
     """A duration that must be > 0 (a zero interval or timeout would spin or always fail)."""
     ms = ck.grammar(node, path, parse_duration)
     if ms == 0:

@@ -5,7 +5,8 @@ parsed into a draft that remembers which keys were set, and drafts merge top < p
 service before becoming an ``EnvSpec``/``LogSpec``. Env files are read here through the
 ``read`` callback (trust and size checks live in ``load.py``/``trust.py``), relative to the
 manifest's directory. The privileged keys are parsed in ``privileged.py``, the readiness keys
-(``notify``, ``watchdog``, ``start_timeout``, ``deployment``, ``depends_on``) in ``readiness.py``.
+(``notify``, ``watchdog``, ``start_timeout``, ``deployment``, ``depends_on``) in ``readiness.py``,
+``liveness``, ``hooks`` and ``skip`` in ``hooks.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from systemg.errors import Code, Diagnostic
-from systemg.manifest import privileged, readiness
+from systemg.manifest import hooks, privileged, readiness
 from systemg.manifest.check import UNDEFINED, Checker, child, describe, item
 from systemg.manifest.env import parse_env_file
 from systemg.manifest.kernel import Kind
@@ -61,6 +62,7 @@ SERVICE_KEYS = (
     "isolation",
     "listen",
     *readiness.READINESS_KEYS,
+    *hooks.HOOK_SERVICE_KEYS,
 )
 ENV_KEYS = ("vars", "file", "inherit_env", "clear_session_vars", "strip")
 LOG_KEYS = ("sink", "max_bytes", "max_files")
@@ -289,6 +291,7 @@ class Context:
         svc_env = self.env(f["env"][1], child(path, "env")) if "env" in f else EnvDraft()
         svc_logs = self.logs(f["logs"][1], child(path, "logs")) if "logs" in f else LogDraft()
         kw: dict[str, Any] = readiness.settings(ck, f, path)
+        kw.update(hooks.settings(ck, f, path))
         if "working_dir" in f:
             wd_path, wd_node = child(path, "working_dir"), f["working_dir"][1]
             wd = ck.string(wd_node, wd_path, what="a directory")
@@ -358,9 +361,8 @@ class Context:
             )
             return None, None
         if "command" in f:
-            cpath, node = child(path, "command"), f["command"][1]
-            command = ck.string(node, cpath, what="a shell command")
-            if command is None or not ck.kernel(command, Kind.ARG, cpath, node):
+            command = ck.command(f["command"][1], child(path, "command"))
+            if command is None:
                 return None, None
             return ("/bin/sh", "-c", command), command
         if "exec" in f:
