@@ -35,6 +35,9 @@ class Svc:
     restart: bool = True
     big_log: bool = False  # no rotation (log throughput)
     privileged: bool = False  # the full privileged plan (sysg only)
+    tcp_check: str = ""  # HOST:PORT of a deployment.health_check tcp probe (sysg only)
+    notify: bool = False  # `notify: true`: up on READY=1 (sysg only)
+    probe_retries: int = 0  # health_check retries (0: the default, 3)
 
 
 @dataclass
@@ -140,6 +143,14 @@ class Sysg(Peer):
             lines.append("        backoff: 0ms")
             if s.big_log:
                 lines.append("        logs: {max_bytes: 4G, max_files: 1}")
+            if s.tcp_check:
+                lines += [
+                    "        deployment:",
+                    f'          health_check: {{tcp: "{s.tcp_check}", interval: 1s'
+                    + (f", retries: {s.probe_retries}}}" if s.probe_retries else "}"),
+                ]
+            if s.notify:
+                lines.append("        notify: true")
             if s.privileged:
                 lines += [
                     "        user: nobody",
