@@ -36,9 +36,11 @@ class Code(enum.StrEnum):
     HEALTH_UNREACHABLE = "SG0022"  # a health check could not reach the service
     HEALTH_TIMEOUT = "SG0023"  # a health check attempt timed out; a watchdog expired
     EXITED_AT_START = "SG0102"
+    PRE_START_FAILED = "SG0103"  # deployment.pre_start exited non-zero
     HEALTH_UNHEALTHY = "SG0104"  # a health check ran and failed; no READY=1 in time
     START_FAILED = "SG0106"
     SPAWN_FAILED = "SG0107"
+    PRE_START_TIMEOUT = "SG0108"  # deployment.pre_start did not finish in time
     DEPENDENCY_FAILED = "SG0109"
     RESTART_LIMIT = "SG0110"
     # 02xx selectors, status, manifest

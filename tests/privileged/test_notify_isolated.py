@@ -8,6 +8,7 @@ socket there would be out of its sight (the real system root is /var/lib/systemg
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,5 +68,40 @@ projects:
     for ns in ("net", "mnt", "pid", "user"):
         assert os.readlink(f"/proc/{service[-1]}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
     assert pid > 0
+    srt.sysg("--sys", "stop", "--supervisor", check=True)
+    wait_for(lambda: not with_marker(m), what="the service to be gone")
+
+
+def test_http_health_check_of_a_service_in_its_own_network_namespace(srt: Runtime) -> None:
+    """Its 127.0.0.1 is not the host's: the probe must connect from inside its namespace."""
+    m = new_marker()
+    cfg = srt.write(
+        "sysg.yaml",
+        f"""version: "2"
+projects:
+  ns:
+    services:
+      web:
+        command: "ip link set lo up 2>/dev/null; exec python3 -m http.server 18089 \\
+          --bind 127.0.0.1 # {m}"
+        working_dir: /
+        isolation: {{network: true}}
+        deployment:
+          health_check: {{url: "http://127.0.0.1:18089/", interval: 100ms, retries: 100}}
+""",
+    )
+    proc = srt.sysg("--sys", "start", "-c", str(cfg), "--daemonize")
+    assert proc.returncode == 0, proc.stderr
+    web = units(sys_status(srt))["web"]
+    assert web["state"] == "running"
+    assert web["health"] == "healthy"
+    assert web["last_probe"]["result"] == "pass"
+    assert web["last_probe"]["message"] == "HTTP 200"
+    inspect = srt.sysg("--sys", "inspect", "-s", "ns/web", "--format", "json")
+    assert '"probes"' in inspect.stdout
+    assert "HTTP 200" in inspect.stdout
+    # The host's 127.0.0.1:18089 is not that server.
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", 18089)) != 0
     srt.sysg("--sys", "stop", "--supervisor", check=True)
     wait_for(lambda: not with_marker(m), what="the service to be gone")

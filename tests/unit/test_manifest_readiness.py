@@ -300,16 +300,12 @@ def test_total_timeout_and_timeout_together(tmp_path: Path) -> None:
     [
         ("    notfy: true\n", "services.web.notfy", "notify"),
         ("    deployment: {strategy: rolling}\n", "services.web.deployment.strategy", ""),
-        ("    deployment: {pre_start: ./m.sh}\n", "services.web.deployment.pre_start", ""),
         ("    deployment: {grace_period: 5s}\n", "services.web.deployment.grace_period", ""),
         (
             "    deployment: {health_check: {tcp: 'h:1', intervall: 2s}}\n",
             f"{HC}.intervall",
             "interval",
         ),
-        ("    liveness: {tcp: 'h:1'}\n", "services.web.liveness", ""),
-        ("    hooks: {onstart: {command: x}}\n", "services.web.hooks", ""),
-        ("    skip: true\n", "services.web.skip", ""),
         ("    cron: {expression: '* * * * *'}\n", "services.web.cron", ""),
     ],
 )

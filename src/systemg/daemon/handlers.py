@@ -19,7 +19,7 @@ from systemg.daemon.operations import Operations
 from systemg.daemon.ordering import Selection, select, split_selector
 from systemg.daemon.phases import ALIVE, MAY_COME_UP
 from systemg.daemon.report import requested, unit_problems
-from systemg.daemon.status import snapshot, unit_status
+from systemg.daemon.status import health_report, snapshot, unit_status
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code, Diagnostic, ManifestError, SysgError
 from systemg.manifest.load import load_manifest
@@ -327,6 +327,7 @@ class Handlers:
                 "observed": observed,
                 "mismatch": list(mismatch),
                 "not_applied": list(unit.not_applied),
+                "health": health_report(unit),
             }
         )
 

@@ -44,6 +44,7 @@ class StopReason(enum.StrEnum):
     RESTART = "restart"  # start again as soon as it is down
     UNREADY = "unready"  # readiness failed: once down, the restart policy decides
     WATCHDOG = "watchdog"  # no WATCHDOG=1 in time: SIGABRT; once down, the policy decides
+    UNHEALTHY = "unhealthy"  # liveness failed `failures` times: once down, the policy decides
     SHUTDOWN = "shutdown"
 
 
@@ -121,6 +122,22 @@ class WatchdogExpired:
 
 
 @dataclass(frozen=True, slots=True)
+class Unhealthy:
+    """A running service's liveness probe failed ``failures`` times in a row."""
+
+    message: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Its ``skip`` (true, or a command that exited 0) says: do not launch it this time."""
+
+    message: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     info: ExitInfo
     now: float
@@ -152,6 +169,8 @@ Event = (
     | Ready
     | NotReady
     | WatchdogExpired
+    | Unhealthy
+    | Skipped
     | Exited
     | Stop
     | KillElapsed
@@ -293,6 +312,22 @@ def transition(
                     DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
                 )
             return state, ()
+        case Unhealthy(message=message):
+            if phase is Phase.RUNNING and state.pid is not None:
+                stopping = replace(
+                    state, phase=Phase.STOPPING, stop_reason=StopReason.UNHEALTHY, message=message
+                )
+                return stopping, (
+                    DoCancelTimers(),
+                    DoSignal(signal.SIGTERM),
+                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
+                )
+            return state, ()
+        case Skipped(message=message):
+            if phase is Phase.STARTING and state.pid is None:
+                skipped = replace(state, phase=Phase.SKIPPED, message=message)
+                return skipped, (DoCancelTimers(), DoAnnounce(Announce.FINISHED))
+            return state, ()
         case Exited(info=info, now=now):
             return _on_exit(state, info, now, service)
         case Stop(reason=reason):
@@ -330,7 +365,7 @@ def _on_exit(
     if state.phase is Phase.STOPPING:
         if state.stop_reason is StopReason.RESTART:
             return _spawn(base)
-        if state.stop_reason in (StopReason.UNREADY, StopReason.WATCHDOG):
+        if state.stop_reason in (StopReason.UNREADY, StopReason.WATCHDOG, StopReason.UNHEALTHY):
             return _after_unready(state, base, now, service)
         stopped = replace(base, phase=Phase.STOPPED)
         return stopped, (DoCancelTimers(), DoAnnounce(Announce.STOPPED))

@@ -186,6 +186,11 @@ class Operations:
         )
         now = self.sup.clock()
         touched: list[Unit] = []
+        # `sysg start -s X` starts X even if its `skip` says otherwise (upstream); a skip
+        # still applies to the dependencies started along with it.
+        for name in names if names is not None else ():
+            if name in runtime.units:
+                runtime.units[name].skip_override = True
         for layer in start_layers(runtime.project):
             for name in layer:
                 if name not in wanted:

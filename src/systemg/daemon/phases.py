@@ -30,6 +30,7 @@ class Phase(enum.StrEnum):
     KILLED = "killed"
     OOM_KILLED = "oom-killed"
     FAILED = "failed"
+    SKIPPED = "skipped"  # its `skip` said so at this start: not launched, not wanted
 
 
 # May have a live process.
@@ -57,4 +58,4 @@ HELD = frozenset({Phase.WAITING, Phase.BLOCKED})
 
 # A dependency in one of these makes its waiting dependents `blocked` (spec lifecycle §2):
 # it will not come up by itself soon, or not at all.
-BLOCKING = frozenset({Phase.BACKOFF, Phase.BLOCKED} | FAILING)
+BLOCKING = frozenset({Phase.BACKOFF, Phase.BLOCKED, Phase.SKIPPED} | FAILING)

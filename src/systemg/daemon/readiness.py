@@ -46,7 +46,7 @@ from systemg.daemon.timers import TimerKind
 from systemg.errors import Code, Diagnostic
 from systemg.manifest.model import ProbeKind, ProbeSpec
 from systemg.spawn.environ import encode_environment
-from systemg.spawn.plan import SpawnPlan, build_plan
+from systemg.spawn.plan import SpawnPlan
 
 if TYPE_CHECKING:
     from systemg.daemon.supervisor import Supervisor, Unit
@@ -69,6 +69,7 @@ class Health:
     last_ping: float | None = None  # monotonic time of the last WATCHDOG=1
     attempt: Attempt | None = None
     attempts: int = 0
+    live_failures: int = 0  # consecutive failed liveness probes
     probing_since: float = 0.0
     history: list[ProbeResult] = field(default_factory=list)
 
@@ -121,6 +122,53 @@ class Readiness:
         """The unit left ``starting`` (up, stopped, exited): no more readiness probes."""
         self._cancel_attempt(self.health(unit))
 
+    def became_up(self, unit: Unit) -> None:
+        """Up: liveness probing begins, and the ``onstart`` hook runs."""
+        health = self.health(unit)
+        health.live_failures = 0
+        liveness = unit.service.liveness
+        if liveness is not None:
+            self._schedule_live(unit, liveness.probe.interval_ms / 1000.0)
+        self.sup.side.fire(unit, "onstart")
+
+    # --- liveness -----------------------------------------------------------------------
+    def _schedule_live(self, unit: Unit, delay: float) -> None:
+        self.sup.timers(unit).set(TimerKind.PROBE, delay, lambda: self._live_attempt(unit))
+
+    def _live_attempt(self, unit: Unit) -> None:
+        liveness = unit.service.liveness
+        health = self.health(unit)
+        if liveness is None or unit.state.phase is not Phase.RUNNING or unit.state.pid is None:
+            return
+        check = liveness.probe
+        pid = unit.state.pid
+
+        def done(result: ProbeResult) -> None:
+            health.attempt = None
+            health.history = [*health.history, result][-HISTORY:]
+            if unit.state.phase is not Phase.RUNNING or unit.state.pid != pid:
+                return
+            if result.outcome is Outcome.PASS:
+                health.live_failures = 0
+            else:
+                health.live_failures += 1
+                if health.live_failures >= liveness.failures:
+                    message = (
+                        f"liveness failed {health.live_failures} time(s) in a row: {result.message}"
+                    )
+                    unit.error = Diagnostic(
+                        _CODES.get(result.outcome, Code.HEALTH_UNHEALTHY),
+                        f"service '{unit.service.name}' is unhealthy: {message}",
+                        path=unit.key,
+                        hint=f"see: sysg logs -s {unit.key}",
+                    )
+                    self.sup.journal.warn(f"{unit.key}: unhealthy: {message}; stopping it")
+                    self.sup.apply(unit, lc.Unhealthy(message, self.sup.clock()))
+                    return
+            self._schedule_live(unit, check.interval_ms / 1000.0)
+
+        self._start(unit, check, done)
+
     # --- readiness ----------------------------------------------------------------------
     def await_ready(self, unit: Unit) -> None:
         check = unit.service.health_check
@@ -147,12 +195,15 @@ class Readiness:
         self._not_ready(unit, Code.HEALTH_UNHEALTHY, f"{what} within start_timeout {seconds:g}s")
 
     def _attempt(self, unit: Unit, check: ProbeSpec) -> None:
-        health = self.health(unit)
-        health.attempt = None
+        self.health(unit).attempt = None
         if unit.state.phase is not Phase.STARTING or unit.state.pid is None:
             return
+        self._start(unit, check, self._done_cb(unit, check))
+
+    def _start(self, unit: Unit, check: ProbeSpec, done: Callable[[ProbeResult], None]) -> None:
+        """One attempt of ``check`` against the unit's current process."""
+        health = self.health(unit)
         timeout = check.attempt_timeout_ms / 1000.0
-        done = self._done_cb(unit, check)
         netns = unit.state.pid if unit.service.isolation.network else None
         match check.kind:
             case ProbeKind.TCP:
@@ -178,11 +229,9 @@ class Readiness:
                 )
 
     def _command_plan(self, unit: Unit, check: ProbeSpec) -> SpawnPlan | None:
-        """The service's own plan (user, limits, env, cwd) with the probe's command."""
-        runtime = self.sup.projects[unit.project_id]
-        probe = replace(unit.service, argv=("/bin/sh", "-c", check.command), listen=())
+        """The service's own identity, env, cwd and rlimits with the probe's command."""
         try:
-            return build_plan(probe, unit.project_id, self.sup.context_for(runtime)).plan
+            return self.sup.side.plan(unit, check.command)
         except Exception as exc:
             self._not_ready(unit, Code.HEALTH_UNREACHABLE, f"health check cannot run: {exc}")
             return None

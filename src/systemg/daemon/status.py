@@ -12,6 +12,7 @@ of its privileged plan not applied; else ``healthy``.
 from __future__ import annotations
 
 import os
+import time
 
 from systemg import proc
 from systemg.daemon.lifecycle import checks_readiness
@@ -54,7 +55,7 @@ _UNHEALTHY = frozenset({Code.HEALTH_UNHEALTHY, Code.HEALTH_UNREACHABLE, Code.HEA
 
 def readiness_health(unit: Unit) -> str:
     """starting | healthy | unhealthy | unknown (spec lifecycle §4)."""
-    if not checks_readiness(unit.service):
+    if not checks_readiness(unit.service) and unit.service.liveness is None:
         return "unknown"
     phase = unit.state.phase
     if phase is Phase.STARTING:
@@ -126,3 +127,27 @@ def snapshot(sup: Supervisor, units: list[Unit], now: float) -> StatusReply:
         overall_health=overall,
         units=statuses,
     )
+
+
+def health_report(unit: Unit) -> dict[str, object]:
+    """``inspect``'s health section: the probe history (last 10), notify status, watchdog."""
+    health = unit.health
+    history = [] if health is None else health.history
+    last_ping = None if health is None else health.last_ping
+    return {
+        "health": readiness_health(unit),
+        "notify_status": None if health is None else health.status_text,
+        "watchdog_s": None if unit.service.watchdog_ms is None else unit.service.watchdog_ms / 1000,
+        "since_watchdog_ping_s": None
+        if last_ping is None
+        else round(time.monotonic() - last_ping, 3),
+        "probes": [
+            {
+                "at": r.at,
+                "result": str(r.outcome),
+                "latency_s": round(r.latency_s, 4),
+                "message": r.message,
+            }
+            for r in history
+        ],
+    }

@@ -42,12 +42,14 @@ from typing import Any
 from systemg import proc
 from systemg.daemon import lifecycle as lc
 from systemg.daemon.fdholder import HolderClient
+from systemg.daemon.hooks import SideCommands
 from systemg.daemon.journal import Journal
 from systemg.daemon.lifecycle import Announce, UnitState
-from systemg.daemon.logs import ServiceLog
+from systemg.daemon.logs import ServiceLog, log_tail
 from systemg.daemon.loop import Loop, Timer
 from systemg.daemon.ordering import definition_id
 from systemg.daemon.phases import Phase
+from systemg.daemon.probes import Outcome, ProbeResult
 from systemg.daemon.readiness import Health, Readiness
 from systemg.daemon.resolver import Resolver
 from systemg.daemon.restart import ExitInfo
@@ -55,7 +57,7 @@ from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
 from systemg.daemon.timers import TimerKind, Timers
 from systemg.daemon.watch import Exit, Watched
 from systemg.errors import Code, Diagnostic, SpawnError
-from systemg.manifest.model import LogSink, Project, Service
+from systemg.manifest.model import PRE_START_TIMEOUT_MS, LogSink, Project, Service
 from systemg.paths import Paths
 from systemg.spawn import cgroups
 from systemg.spawn.accounts import CachedAccounts, Pending
@@ -65,6 +67,10 @@ from systemg.spawn.sockets import Activation, bind_listen
 
 PIPE_SIZE = 1024 * 1024
 CGROUP_CLEAR_GRACE_S = 0.005
+# Stops someone asked for: the exit they cause is not an error (no onerr hook).
+_ASKED = frozenset(
+    {lc.StopReason.MANUAL, lc.StopReason.SHUTDOWN, lc.StopReason.RESTART, lc.StopReason.DEPENDENCY}
+)
 CGROUP_CLEAR_TRIES = 40  # x 50 ms
 F_SETPIPE_SZ = 1031
 
@@ -99,6 +105,9 @@ class Unit:
     definition: str | None = None  # definition_id of what the live process was started as
     invocation: str | None = None  # INVOCATION_ID of the last launch (recorded before it)
     health: Health | None = None  # readiness: notify socket, probes, watchdog (readiness.py)
+    launch_seq: int = 0  # counts launch attempts (a DoSpawn each)
+    prelaunch_done: int = -1  # the launch_seq whose skip / pre_start already passed
+    skip_override: bool = False  # named by `sysg start -s`: its `skip` is not asked (once)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
 
     @property
@@ -146,6 +155,7 @@ class Supervisor:
         self.accounts = CachedAccounts()
         self.resolver = Resolver(loop, self.accounts)
         self.readiness = Readiness(self)
+        self.side = SideCommands(self)
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
         self.watchers: list[Callable[[], None]] = []  # run after every state change
@@ -175,6 +185,8 @@ class Supervisor:
             unit.state, effects = lc.transition(unit.state, event, unit.service)
             if before is Phase.STARTING and unit.state.phase is not Phase.STARTING:
                 self.readiness.settled(unit)
+                if unit.state.phase is Phase.RUNNING:
+                    self.readiness.became_up(unit)
             if unit.state.phase is not before:
                 self.journal.info(
                     f"{unit.key}: {before} -> {unit.state.phase} {unit.state.message}"
@@ -199,6 +211,7 @@ class Supervisor:
     def _carry_out(self, unit: Unit, effect: lc.Effect) -> None:
         match effect:
             case lc.DoSpawn():
+                unit.launch_seq += 1
                 outcome = self._spawn(unit)
                 if outcome is not None:
                     self._queue.appendleft((unit, outcome))
@@ -286,7 +299,18 @@ class Supervisor:
         runtime = self.projects[unit.project_id]
         unit.error = None
         now = self.clock()
+        service = unit.service
         try:
+            if unit.prelaunch_done != unit.launch_seq:
+                skip = not unit.skip_override
+                if skip and service.skip:
+                    return lc.Skipped("skipped (skip: true)", now)
+                if (skip and service.skip_command) or service.pre_start:
+                    self.side.plan(unit, ":")  # looks the accounts up first (Pending)
+                    unit.skip_override = False
+                    self._prelaunch(unit, unit.launch_seq, skip=skip)
+                    return None
+                unit.skip_override = False
             ctx = self.context_for(runtime)
             if unit.listen_fds is None and unit.service.listen:
                 uid, gid = socket_owner(unit.service, ctx)
@@ -332,6 +356,72 @@ class Supervisor:
             )
             return lc.SpawnFailed(unit.error.message, now)
         return lc.Spawned(pid, now)
+
+    def _prelaunch(self, unit: Unit, seq: int, *, skip: bool = True) -> None:
+        """``skip`` (a command: exit 0 = skipped), then ``pre_start``, then the launch."""
+        service = unit.service
+
+        def current() -> bool:
+            st = unit.state
+            return unit.launch_seq == seq and st.phase is Phase.STARTING and st.pid is None
+
+        def pre_start() -> None:
+            if not service.pre_start:
+                launch()
+                return
+            self.side.run(
+                unit,
+                service.pre_start,
+                label="pre_start",
+                timeout_s=PRE_START_TIMEOUT_MS / 1000.0,
+                done=after_pre_start,
+            )
+
+        def after_skip(result: ProbeResult) -> None:
+            if not current():
+                return
+            if result.outcome is Outcome.PASS:
+                self.apply(unit, lc.Skipped("skipped (its skip command exited 0)", self.clock()))
+                return
+            pre_start()
+
+        def after_pre_start(result: ProbeResult) -> None:
+            if not current():
+                return
+            if result.outcome is Outcome.PASS:
+                launch()
+                return
+            code = (
+                Code.PRE_START_TIMEOUT
+                if result.outcome is Outcome.TIMEOUT
+                else (Code.PRE_START_FAILED)
+            )
+            tail = log_tail(self.paths.service_log(unit.project_id, service.name))
+            unit.error = Diagnostic(
+                code,
+                f"service '{service.name}' was not launched: pre_start {result.message}",
+                path=f"services.{service.name}.deployment.pre_start",
+                hint=(f"last output:\n{tail}\n" if tail else "") + f"see: sysg logs -s {unit.key}",
+            )
+            self.journal.error(f"{unit.key}: {unit.error.message}")
+            self.apply(unit, lc.SpawnFailed(unit.error.message, self.clock()))
+
+        def launch() -> None:
+            unit.prelaunch_done = seq
+            event = self._spawn(unit)
+            if event is not None:
+                self.apply(unit, event)
+
+        if skip and service.skip_command:
+            self.side.run(
+                unit,
+                service.skip_command,
+                label="pre_start",
+                timeout_s=PRE_START_TIMEOUT_MS / 1000.0,
+                done=after_skip,
+            )
+        else:
+            pre_start()
 
     def _resolved(self, unit: Unit, token: object, error: str | None) -> None:
         if unit.resolving is not token:
@@ -419,15 +509,8 @@ class Supervisor:
         put: bool = True,
     ) -> None:
         key = self.holder_key(unit)
-        if pipes and unit.log is None:
-            path = self.paths.service_log(unit.project_id, unit.service.name)
-            try:
-                unit.log = ServiceLog(
-                    path, unit.service.logs, group=self.log_group, journal=self.journal
-                )
-            except OSError as exc:
-                # The service runs on; its output is drained so it never blocks.
-                self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")
+        if pipes:
+            self._ensure_log(unit)
 
         def on_output(stream: str, data: bytes) -> None:
             self.log_output(unit, stream, data)
@@ -456,8 +539,21 @@ class Supervisor:
             if put:
                 self.holder.put(key, watched.fds())
 
+    def _ensure_log(self, unit: Unit) -> None:
+        if unit.log is not None or unit.service.logs.sink is not LogSink.FILE:
+            return
+        path = self.paths.service_log(unit.project_id, unit.service.name)
+        try:
+            unit.log = ServiceLog(
+                path, unit.service.logs, group=self.log_group, journal=self.journal
+            )
+        except OSError as exc:
+            # The service runs on; its output is drained so it never blocks.
+            self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")
+
     def log_output(self, unit: Unit, stream: str, data: bytes) -> None:
         """Output of the unit's process, or of what runs for it (``probe``, hooks)."""
+        self._ensure_log(unit)
         log = unit.log
         if log is not None:
             block = log.feed(stream, data, self.clock())
@@ -493,7 +589,12 @@ class Supervisor:
             self._clear_cgroup(unit, plan, CGROUP_CLEAR_TRIES)
         self.journal.info(f"{unit.key}: pid {ended.pid} {info.describe()}")
         if unit.state.pid == ended.pid:
+            st = unit.state
+            asked = st.phase is Phase.STOPPING and st.stop_reason in _ASKED
             self.apply(unit, lc.Exited(info, self.clock()))
+            if not asked and (not info.clean or st.phase is Phase.STOPPING):
+                self.side.fire(unit, "onerr", info)
+            self.side.fire(unit, "onstop", info)
 
     def _clear_cgroup(self, unit: Unit, plan: SpawnPlan, tries: int) -> None:
         """Kill what the service left in its cgroup (``setsid`` escapes the group kill)

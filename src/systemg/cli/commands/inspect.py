@@ -107,6 +107,22 @@ def render_inspect(data: dict[str, Any], *, now: float) -> str:
         lines.append(f"  last exit  {last_exit_text(unit.last_exit)}")
         lines.append(f"  command    {unit.command or '-'}")
         lines.append(f"  enforced   {unit.enforcement}")
+    health = data.get("health")
+    if isinstance(health, dict) and health.get("health") not in (None, "unknown"):
+        lines.append(f"health: {health.get('health')}")
+        if health.get("notify_status"):
+            lines.append(f"  STATUS={health['notify_status']}")
+        if health.get("since_watchdog_ping_s") is not None:
+            lines.append(
+                f"  last WATCHDOG=1 {health['since_watchdog_ping_s']}s ago "
+                f"(watchdog {health.get('watchdog_s')}s)"
+            )
+        for probe in health.get("probes") or []:
+            if isinstance(probe, dict):
+                lines.append(
+                    f"  probe {probe.get('result')} in {probe.get('latency_s')}s: "
+                    f"{probe.get('message')}"
+                )
     lines.extend(_section("requested", data.get("requested")))
     lines.extend(_section("observed", data.get("observed")))
     for title, key in (("mismatch", "mismatch"), ("not applied", "not_applied")):

@@ -1,0 +1,119 @@
+"""Commands sysg runs on a service's behalf: ``pre_start``, ``skip``, the hooks, command probes.
+
+Each runs as the service would (spec lifecycle §4/§5): its user, groups, environment (plus
+``SYSG_SERVICE_NAME``, ``SYSG_PROJECT``; for ``onerr`` also ``SYSG_EXIT_CODE`` /
+``SYSG_EXIT_SIGNAL``), working directory and rlimits — never as root unless the service is —
+through the same ``build_plan`` and launcher, as a child watched on the loop
+(``probes.command_attempt``), killed with its process group at its timeout. Its output goes
+to the service's log under its own label (``pre_start``, ``probe``, ``onstart``, ...).
+
+Not (yet) applied to these commands: the service's namespaces and cgroup. A new namespace
+of their own would be empty (a probe must see the service's network, which needs joining
+it from the child), and a cgroup created for a hook after the service exited would outlive
+it; both are left out rather than half done, and ``inspect`` of the service is unaffected.
+
+Hooks never fail, delay or restart the service: their outcome is logged, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from systemg.daemon.probes import Attempt, Outcome, ProbeResult, command_attempt
+from systemg.daemon.restart import ExitInfo
+from systemg.manifest.model import Isolation
+from systemg.spawn.plan import SpawnPlan, build_plan
+
+if TYPE_CHECKING:
+    from systemg.daemon.supervisor import Supervisor, Unit
+
+Done = Callable[[ProbeResult], None]
+
+
+class SideCommands:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def plan(
+        self, unit: Unit, command: str, extra_env: tuple[tuple[str, str], ...] = ()
+    ) -> SpawnPlan:
+        """The service's plan with ``sh -c COMMAND`` (raises like ``build_plan``)."""
+        service = unit.service
+        env = replace(
+            service.env,
+            vars=(
+                *service.env.vars,
+                ("SYSG_SERVICE_NAME", service.name),
+                ("SYSG_PROJECT", unit.project_id),
+                *extra_env,
+            ),
+        )
+        side = replace(
+            service,
+            argv=("/bin/sh", "-c", command),
+            env=env,
+            listen=(),
+            isolation=Isolation(no_new_privileges=service.isolation.no_new_privileges),
+            limits=replace(service.limits, cgroup=None)
+            if service.limits.cgroup is not None
+            else service.limits,
+        )
+        runtime = self.sup.projects[unit.project_id]
+        return build_plan(side, unit.project_id, self.sup.context_for(runtime)).plan
+
+    def run(
+        self,
+        unit: Unit,
+        command: str,
+        *,
+        label: str,
+        timeout_s: float,
+        done: Done,
+        extra_env: tuple[tuple[str, str], ...] = (),
+    ) -> Attempt | None:
+        """Start ``command``; ``done`` gets its outcome (UNREACHABLE if it cannot start)."""
+        try:
+            plan = self.plan(unit, command, extra_env)
+        except Exception as exc:
+            message = getattr(exc, "diagnostics", None)
+            text = message[0].message if message else f"{type(exc).__name__}: {exc}"
+            self.sup.loop.call_later(
+                0, lambda: done(ProbeResult(Outcome.UNREACHABLE, text, 0.0, self.sup.clock()))
+            )
+            return None
+
+        def on_output(_stream: str, data: bytes) -> None:
+            self.sup.log_output(unit, label, data)
+
+        return command_attempt(self.sup.loop, plan, timeout_s, done, on_output=on_output)
+
+    # --- hooks --------------------------------------------------------------------------
+    def fire(self, unit: Unit, which: str, info: ExitInfo | None = None) -> None:
+        """Run the ``onstart`` / ``onerr`` / ``onstop`` hook, if the service has it."""
+        hook = getattr(unit.service.hooks, which)
+        if hook is None:
+            return
+        extra: tuple[tuple[str, str], ...] = ()
+        if which == "onerr" and info is not None:
+            extra = (
+                ("SYSG_EXIT_CODE", "" if info.code is None else str(info.code)),
+                ("SYSG_EXIT_SIGNAL", "" if info.signal is None else str(info.signal)),
+            )
+
+        def done(result: ProbeResult) -> None:
+            if result.outcome is Outcome.PASS:
+                self.sup.journal.info(f"{unit.key}: hook {which}: {result.message}")
+            else:
+                self.sup.journal.warn(f"{unit.key}: hook {which} failed: {result.message}")
+
+        self.sup.journal.info(f"{unit.key}: running hook {which}")
+        self.run(
+            unit,
+            hook.command,
+            label=which,
+            timeout_s=hook.timeout_ms / 1000.0,
+            done=done,
+            extra_env=extra,
+        )
