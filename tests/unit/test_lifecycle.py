@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -357,3 +358,58 @@ def test_block_never_touches_a_unit_that_has_a_process() -> None:
     after, (effects,) = replay(svc(), [lc.Block("x", 1.0)], st)
     assert after == st
     assert effects == ()
+
+
+# --- readiness, watchdog, liveness, skip (issue 10) --------------------------------------
+
+
+def notifying(**kwargs) -> Service:
+    return replace(svc(RestartPolicy.ON_FAILURE, backoff_ms=100, **kwargs), notify=True)
+
+
+def test_a_readiness_checked_service_is_not_up_after_250_ms_but_on_ready() -> None:
+    service = notifying(stop_timeout_ms=1000)
+    st, (spawned,) = replay(service, [lc.Spawned(100, 0.0)], UnitState(phase=Phase.STARTING))
+    assert timers(spawned, "start") == [90.0]  # start_timeout, not the 250 ms rule
+    assert lc.DoAwaitReady() in spawned
+    st, _ = replay(service, [lc.ReadyElapsed(0.25)], st)
+    assert st.phase is Phase.STARTING
+    st, (effects,) = replay(service, [lc.Ready(1.0)], st)
+    assert st.phase is Phase.RUNNING
+    assert DoAnnounce(Announce.UP) in effects
+
+
+def test_not_ready_stops_then_the_policy_restarts_it_as_a_failure() -> None:
+    service = notifying()
+    st, _ = replay(service, [lc.Spawned(100, 0.0)], UnitState(phase=Phase.STARTING))
+    st, (effects,) = replay(service, [lc.NotReady("no READY=1", 90.0)], st)
+    assert st.phase is Phase.STOPPING
+    assert DoSignal(signal.SIGTERM) in effects
+    # It exits 0 on SIGTERM; still a failure: on-failure restarts it.
+    st, _ = replay(service, [lc.Exited(CLEAN, 90.1)], st)
+    assert st.phase is Phase.BACKOFF
+    assert st.last_exit == CLEAN
+    assert "no READY=1" in st.message
+
+
+@pytest.mark.parametrize(
+    ("event", "signum"),
+    [(lc.WatchdogExpired("wd", 5.0), signal.SIGABRT), (lc.Unhealthy("down", 5.0), signal.SIGTERM)],
+)
+def test_watchdog_and_liveness_stop_a_running_service(event: lc.Event, signum: int) -> None:
+    st = running(svc(RestartPolicy.NEVER))
+    st, (effects,) = replay(svc(RestartPolicy.NEVER), [event], st)
+    assert st.phase is Phase.STOPPING
+    assert DoSignal(signum) in effects
+    st, _ = replay(svc(RestartPolicy.NEVER), [lc.Exited(SIGNALLED, 5.1)], st)
+    assert st.phase is Phase.FAILED  # policy never: no restart, and it is not 'killed'
+
+
+def test_skip_settles_a_unit_that_was_never_launched() -> None:
+    st, (effects,) = replay(svc(), [lc.Skipped("skip: true", 0.0)], UnitState(phase=Phase.STARTING))
+    assert st.phase is Phase.SKIPPED
+    assert DoAnnounce(Announce.FINISHED) in effects
+    # but never a unit with a process
+    st = running(svc())
+    after, _ = replay(svc(), [lc.Skipped("x", 1.0)], st)
+    assert after.phase is Phase.RUNNING

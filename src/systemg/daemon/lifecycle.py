@@ -291,38 +291,11 @@ def transition(
                 return running, (*effects, DoAnnounce(Announce.UP))
             return state, ()
         case NotReady(message=message):
-            if phase is Phase.STARTING and state.pid is not None:
-                stopping = replace(
-                    state, phase=Phase.STOPPING, stop_reason=StopReason.UNREADY, message=message
-                )
-                return stopping, (
-                    DoCancelTimers(),
-                    DoSignal(signal.SIGTERM),
-                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
-                )
-            return state, ()
+            return _fault_stop(state, Phase.STARTING, StopReason.UNREADY, message, service)
         case WatchdogExpired(message=message):
-            if phase is Phase.RUNNING and state.pid is not None:
-                stopping = replace(
-                    state, phase=Phase.STOPPING, stop_reason=StopReason.WATCHDOG, message=message
-                )
-                return stopping, (
-                    DoCancelTimers(),
-                    DoSignal(signal.SIGABRT),  # systemd's watchdog action: a core, then down
-                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
-                )
-            return state, ()
+            return _fault_stop(state, Phase.RUNNING, StopReason.WATCHDOG, message, service)
         case Unhealthy(message=message):
-            if phase is Phase.RUNNING and state.pid is not None:
-                stopping = replace(
-                    state, phase=Phase.STOPPING, stop_reason=StopReason.UNHEALTHY, message=message
-                )
-                return stopping, (
-                    DoCancelTimers(),
-                    DoSignal(signal.SIGTERM),
-                    DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
-                )
-            return state, ()
+            return _fault_stop(state, Phase.RUNNING, StopReason.UNHEALTHY, message, service)
         case Skipped(message=message):
             if phase is Phase.STARTING and state.pid is None:
                 skipped = replace(state, phase=Phase.SKIPPED, message=message)
@@ -409,6 +382,23 @@ def _on_exit(
     if not info.clean or service.restart_policy is RestartPolicy.ALWAYS:
         effects += (DoAnnounce(Announce.DOWN),)
     return finished, (*effects, DoAnnounce(Announce.FINISHED))
+
+
+def _fault_stop(
+    state: UnitState, expected: Phase, reason: StopReason, message: str, service: Service
+) -> tuple[UnitState, tuple[Effect, ...]]:
+    """Stop a process that failed readiness, its watchdog or its liveness probe; once it
+    is down ``_after_unready`` lets the restart policy decide, counting it as a failure.
+    A watchdog timeout sends SIGABRT first (systemd's action: a core dump, then down)."""
+    if state.phase is not expected or state.pid is None:
+        return state, ()
+    stopping = replace(state, phase=Phase.STOPPING, stop_reason=reason, message=message)
+    first = signal.SIGABRT if reason is StopReason.WATCHDOG else signal.SIGTERM
+    return stopping, (
+        DoCancelTimers(),
+        DoSignal(first),
+        DoTimer(TimerKind.KILL, service.stop_timeout_ms / 1000.0),
+    )
 
 
 def _after_unready(
