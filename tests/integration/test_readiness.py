@@ -158,6 +158,7 @@ projects:
     assert proc.returncode == 0, proc.stderr
     first = rt.unit("api")
     assert first["notify_status"] == "serving from python"
+
     # Five pings, then silence: SIGABRT, then the restart policy (it counts as a failure).
     def restarted() -> dict[str, object] | None:
         unit = rt.unit("api")
