@@ -21,9 +21,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from systemg.daemon import lifecycle as lc
+from systemg.daemon.logs import log_tail
+from systemg.daemon.phases import Phase
 from systemg.daemon.probes import Attempt, Outcome, ProbeResult, command_attempt
 from systemg.daemon.restart import ExitInfo
-from systemg.manifest.model import Isolation
+from systemg.errors import Code, Diagnostic
+from systemg.manifest.model import PRE_START_TIMEOUT_MS, Isolation
 from systemg.spawn.plan import SpawnPlan, build_plan
 
 if TYPE_CHECKING:
@@ -117,3 +121,66 @@ class SideCommands:
             done=done,
             extra_env=extra,
         )
+
+    def prelaunch(self, unit: Unit, seq: int, *, skip: bool, launch: Callable[[], None]) -> None:
+        """``skip`` (a command: exit 0 = skipped), then ``pre_start``, then ``launch`` —
+        each step only while launch ``seq`` is still the unit's current one."""
+        service = unit.service
+
+        def current() -> bool:
+            st = unit.state
+            return unit.launch_seq == seq and st.phase is Phase.STARTING and st.pid is None
+
+        def pre_start() -> None:
+            if not service.pre_start:
+                launch()
+                return
+            self.run(
+                unit,
+                service.pre_start,
+                label="pre_start",
+                timeout_s=PRE_START_TIMEOUT_MS / 1000.0,
+                done=after_pre_start,
+            )
+
+        def after_skip(result: ProbeResult) -> None:
+            if not current():
+                return
+            if result.outcome is Outcome.PASS:
+                self.sup.apply(
+                    unit, lc.Skipped("skipped (its skip command exited 0)", self.sup.clock())
+                )
+                return
+            pre_start()
+
+        def after_pre_start(result: ProbeResult) -> None:
+            if not current():
+                return
+            if result.outcome is Outcome.PASS:
+                launch()
+                return
+            code = (
+                Code.PRE_START_TIMEOUT
+                if result.outcome is Outcome.TIMEOUT
+                else (Code.PRE_START_FAILED)
+            )
+            tail = log_tail(self.sup.paths.service_log(unit.project_id, service.name))
+            unit.error = Diagnostic(
+                code,
+                f"service '{service.name}' was not launched: pre_start {result.message}",
+                path=f"services.{service.name}.deployment.pre_start",
+                hint=(f"last output:\n{tail}\n" if tail else "") + f"see: sysg logs -s {unit.key}",
+            )
+            self.sup.journal.error(f"{unit.key}: {unit.error.message}")
+            self.sup.apply(unit, lc.SpawnFailed(unit.error.message, self.sup.clock()))
+
+        if skip and service.skip_command:
+            self.run(
+                unit,
+                service.skip_command,
+                label="pre_start",
+                timeout_s=PRE_START_TIMEOUT_MS / 1000.0,
+                done=after_skip,
+            )
+        else:
+            pre_start()

@@ -1,0 +1,66 @@
+"""The runtime records of the daemon: one ``Unit`` per service, one ``ProjectRuntime`` per project.
+
+Mutable and private to the daemon (the supervisor and its collaborators: ``processes``,
+``readiness``, ``hooks``, ``operations``); everything that crosses a module boundary to
+the CLI is built from them as frozen data (``status``, ``report``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from systemg.daemon.lifecycle import UnitState
+from systemg.daemon.logs import ServiceLog
+from systemg.daemon.timers import Timers
+from systemg.daemon.watch import Watched
+from systemg.errors import Diagnostic
+from systemg.manifest.model import Project, Service
+from systemg.spawn.plan import SpawnPlan
+
+if TYPE_CHECKING:
+    from systemg.daemon.readiness import Health
+
+
+@dataclass(slots=True)
+class Unit:
+    """Runtime record of one service (mutable, private to the daemon)."""
+
+    project_id: str
+    service: Service
+    state: UnitState = field(default_factory=UnitState)
+    main: Watched | None = None  # the main process, while it has not been seen to exit
+    start_time: int | None = None
+    outputs: list[Watched] = field(default_factory=list)  # processes with open pipes
+    log: ServiceLog | None = None
+    timers: Timers | None = None
+    plan: SpawnPlan | None = None
+    listen_fds: tuple[int, ...] | None = None
+    listen_names: tuple[str, ...] = ()
+    not_applied: tuple[str, ...] = ()
+    error: Diagnostic | None = None  # why the last start failed, or why it is blocked
+    resolving: object | None = None  # token of the account lookup its spawn waits for
+    definition: str | None = None  # definition_id of what the live process was started as
+    invocation: str | None = None  # INVOCATION_ID of the last launch (recorded before it)
+    health: Health | None = None  # readiness: notify socket, probes, watchdog (readiness.py)
+    launch_seq: int = 0  # counts launch attempts (a DoSpawn each)
+    prelaunch_done: int = -1  # the launch_seq whose skip / pre_start already passed
+    skip_override: bool = False  # named by `sysg start -s`: its `skip` is not asked (once)
+    cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
+    stops_done: int = 0  # times it left `stopping` (a stop request waits for one more)
+
+    @property
+    def key(self) -> str:
+        return f"{self.project_id}/{self.service.name}"
+
+    @property
+    def is_child(self) -> bool:
+        return self.main is not None and self.main.is_child
+
+
+@dataclass(slots=True)
+class ProjectRuntime:
+    project: Project
+    environ: dict[str, str]
+    drop_privileges: bool = False
+    units: dict[str, Unit] = field(default_factory=dict)
