@@ -263,3 +263,23 @@ def test_a_hung_name_service_fails_only_the_unit_that_needs_it(
     assert ghost.error is not None
     assert "took longer than 1s" in ghost.error.message
     assert h.run_until(h.ops.stop_everything)
+
+
+def test_a_stop_is_answered_even_if_a_start_restarts_the_unit_meanwhile(
+    make: Callable[..., Harness],
+) -> None:
+    """stop, then start while it is stopping: the start brings it back at once (it never
+    reaches `stopped`), and the stop must still be answered once it went down."""
+    h = make(breaking("nothing", RuntimeError()))
+    assert h.run_until(lambda then: h.ops.start("p", ["other"], then))
+    first = h.unit("other").state.pid
+    stopped = [False]
+
+    def stop_then_start(then: Callable[[], None]) -> None:
+        h.ops.stop("p", ["other"], lambda: stopped.__setitem__(0, True))
+        h.ops.start("p", ["other"], lambda: None)
+        h.ops.when(lambda: stopped[0] and h.unit("other").state.phase is Phase.RUNNING, then)
+
+    assert h.run_until(stop_then_start, timeout=20), "the stop was never answered"
+    assert h.unit("other").state.pid != first
+    assert h.run_until(h.ops.stop_everything)

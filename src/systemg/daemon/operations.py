@@ -228,12 +228,20 @@ class Operations:
             return
         wave, rest = waves[0], waves[1:]
         now = self.sup.clock()
+        # A wave is done when each unit is down, or has gone down once since this stop:
+        # a `start` that came while it was stopping restarts it at once, and a stop that
+        # waited for it to be down would wait for ever.
+        marks = [u.stops_done + 1 for u in wave]
         for unit in wave:
             self.sup.apply(unit, lc.Stop(reason, now))
-        self.when(
-            lambda: all(u.state.phase not in ALIVE for u in wave),
-            lambda: self._stop_waves(rest, reason, then),
-        )
+
+        def done() -> bool:
+            return all(
+                u.state.phase not in ALIVE or u.stops_done >= mark
+                for u, mark in zip(wave, marks, strict=True)
+            )
+
+        self.when(done, lambda: self._stop_waves(rest, reason, then))
 
     # --- restart / reconcile ----------------------------------------------------------
     def restart(
