@@ -200,6 +200,7 @@ def cgroup_dirs(project: str) -> list[Path]:
         Path("/sys/fs/cgroup/memory/systemg"),
         Path("/sys/fs/cgroup/cpu/systemg"),
         Path("/sys/fs/cgroup/cpu,cpuacct/systemg"),
+        Path("/sys/fs/cgroup/pids/systemg"),
     ]
     return [r / project for r in roots if (r / project).is_dir()]
 

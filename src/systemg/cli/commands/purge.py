@@ -31,6 +31,7 @@ CGROUP_ROOTS = (
     Path("/sys/fs/cgroup/memory/systemg"),
     Path("/sys/fs/cgroup/cpu/systemg"),
     Path("/sys/fs/cgroup/cpu,cpuacct/systemg"),
+    Path("/sys/fs/cgroup/pids/systemg"),  # limits.cgroup.pids_max on a v1 pids hierarchy
 )
 
 
