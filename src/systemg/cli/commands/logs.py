@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -113,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
         # skipped by timestamp.
         if sock is not None:
             events = _subscribe(sock, paths, project, service, logs)
-            seen = {log.label: _last_ts(log) for log in logs}
-            printer.emit_entries(merged_tail(logs, args.lines))
-            _follow_supervisor(events, printer=printer, seen=seen)
+            before = {log.label: _last_ts(log) for log in logs}
+            entries = merged_tail(logs, args.lines)
+            printer.emit_entries(entries)
+            _follow_supervisor(events, printer=printer, seen=_seen(entries, before))
         else:
             # Without one, open the followers first and end the tail where they start: a
             # line appended while the tail is read is shown once, not lost in between.
@@ -177,19 +179,46 @@ def _subscribe(
     return logclient.subscribe(sock, paths, LogsRequest(project=project, service=service))
 
 
-def _follow_supervisor(
-    events: Iterator[dict[str, Any]], *, printer: Printer, seen: dict[str, str]
-) -> None:
+# Per log: the newest capture time the tail showed, and the lines it showed with exactly
+# that time (None: it showed none of that log, so everything up to that time is old).
+Seen = dict[str, tuple[str, "Counter[bytes] | None"]]
+
+
+def _seen(entries: list[Entry], before: dict[str, str]) -> Seen:
+    """What the tail showed, so the stream repeats none of it and skips none after it.
+
+    One read of a service's output is stored with one timestamp, so several lines can
+    share it and the tail may have caught only the first of them (a write still landing):
+    lines at the tail's last timestamp are told apart by their text, not their time."""
+    seen: Seen = {label: (ts, None) for label, ts in before.items()}
+    groups: dict[str, tuple[str, Counter[bytes]]] = {}
+    for entry in entries:
+        label, ts = entry.log.label, entry.line.ts
+        newest, shown = groups.get(label, ("", Counter()))
+        if not ts or ts < newest:
+            continue
+        if ts > newest:
+            newest, shown = ts, Counter()
+        shown[entry.line.raw] += 1
+        groups[label] = (newest, shown)
+    seen.update(groups)
+    return seen
+
+
+def _follow_supervisor(events: Iterator[dict[str, Any]], *, printer: Printer, seen: Seen) -> None:
     for event in events:
         if event.get("kind") != "log":
             continue
         proj, svc = str(event.get("project", "")), str(event.get("service", ""))
         data = str(event.get("data", "")).encode("utf-8", "surrogateescape")
-        last = seen.get(f"{proj}/{svc}", "")
+        last, shown = seen.get(f"{proj}/{svc}", ("", None))
         for raw in data.splitlines():
             line = LogLine.parse(raw)
-            if last and line.ts and line.ts <= last:
-                continue  # already shown by the tail
+            if last and line.ts and (line.ts < last or (line.ts == last and shown is None)):
+                continue  # older than what the tail showed
+            if shown is not None and line.ts == last and shown[line.raw] > 0:
+                shown[line.raw] -= 1  # this very line was the tail's last
+                continue
             printer.emit(proj, svc, line)
         printer.out.flush()
 
