@@ -53,10 +53,6 @@ class Unit:
     def key(self) -> str:
         return f"{self.project_id}/{self.service.name}"
 
-    @property
-    def is_child(self) -> bool:
-        return self.main is not None and self.main.is_child
-
 
 @dataclass(slots=True)
 class ProjectRuntime:
