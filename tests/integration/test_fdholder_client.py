@@ -19,7 +19,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,21 +28,8 @@ from systemg.daemon.holderclient import HolderClient, Link
 from systemg.daemon.journal import Journal
 from systemg.daemon.loop import Loop
 from systemg.spawn.detach import spawn_detached
+from tests.support.loops import run_until
 from tests.support.runtime import SYSG, pid_alive
-
-
-def run_until(loop: Loop, done: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-
-    def check() -> None:
-        if done() or time.monotonic() > deadline:
-            loop.stop()
-        else:
-            loop.call_later(0.01, check)
-
-    loop.call_later(0, check)
-    loop.run()
-    assert done(), "timed out"
 
 
 def refs(pid: int, target: str) -> int:

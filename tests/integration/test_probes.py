@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from systemg.daemon.probes import (
 )
 from systemg.manifest.model import Service
 from systemg.spawn.plan import SpawnContext, SpawnPlan, build_plan
+from tests.support.loops import run_until
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (setns, user switching)")
@@ -104,20 +105,6 @@ server.daemon_threads = True
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """.replace("HUGE", str(HUGE))
-
-
-def run_until(loop: Loop, done: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-
-    def check() -> None:
-        if done() or time.monotonic() > deadline:
-            loop.stop()
-        else:
-            loop.call_later(0.01, check)
-
-    loop.call_later(0, check)
-    loop.run()
-    assert done(), "timed out"
 
 
 def run_one_more_turn(loop: Loop) -> None:
