@@ -124,7 +124,7 @@ class Harness:
         """Start ``argv`` in its own session; its output is read on the loop."""
         env = {"PATH": "/usr/bin:/bin"}
         if path is not None:
-            env.update(environment(path, None, False))
+            env.update(environment(path, None))
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -324,7 +324,7 @@ def test_systemd_notify_no_block_gone_before_the_read_is_accepted_by_uid(h: Harn
     ns = h.socket(uid=NOBODY, gid=NOBODY)
     main = h.spawn(["sleep", "1000"])
     ns.main_pid = main.pid
-    env = {"PATH": "/usr/bin:/bin", **dict(environment(ns.path, None, False))}
+    env = {"PATH": "/usr/bin:/bin", **dict(environment(ns.path, None))}
     argv = [*AS_NOBODY, "systemd-notify", "--no-block", "--ready", "--status=late"]
     assert subprocess.run(argv, env=env).returncode == 0  # sent, exited, reaped
     h.run_until(lambda: bool(h.messages))
@@ -562,7 +562,7 @@ def test_service_launched_by_sysg_with_every_isolation() -> None:
         runs = []
         for harness in harnesses:
             ns = harness.socket(uid=NOBODY, gid=NOBODY)
-            env = EnvSpec(vars=environment(ns.path, None, False))
+            env = EnvSpec(vars=environment(ns.path, None))
             run = spawner.start(py(code, user="nobody", isolation=isolation, env=env))
             ns.main_pid = run.pid
             runs.append(run)

@@ -152,16 +152,10 @@ def test_socket_path_refuses_long_or_relative_state_dirs() -> None:
 
 def test_environment() -> None:
     path = Path("/var/lib/systemg/notify/x.sock")
-    assert environment(path, None, False) == (("NOTIFY_SOCKET", str(path)),)
-    assert environment(path, None, True) == (("NOTIFY_SOCKET", str(path)),)
-    assert environment(path, 30_000_000, False) == (
+    assert environment(path, None) == (("NOTIFY_SOCKET", str(path)),)
+    assert environment(path, 30_000_000) == (
         ("NOTIFY_SOCKET", str(path)),
         ("WATCHDOG_USEC", "30000000"),
-    )
-    assert environment(path, 30_000_000, True) == (
-        ("NOTIFY_SOCKET", str(path)),
-        ("WATCHDOG_USEC", "30000000"),
-        ("WATCHDOG_PID", ""),  # the child completes it with its own pid
-    )
+    )  # WATCHDOG_PID is set by the child (plan.watchdog_pid): only it knows its pid
     with pytest.raises(ValueError, match="positive"):
-        environment(path, 0, False)
+        environment(path, 0)

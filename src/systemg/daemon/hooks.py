@@ -7,10 +7,13 @@ through the same ``build_plan`` and launcher, as a child watched on the loop
 (``probes.command_attempt``), killed with its process group at its timeout. Its output goes
 to the service's log under its own label (``pre_start``, ``probe``, ``onstart``, ...).
 
-Not (yet) applied to these commands: the service's namespaces and cgroup. A new namespace
-of their own would be empty (a probe must see the service's network, which needs joining
-it from the child), and a cgroup created for a hook after the service exited would outlive
-it; both are left out rather than half done, and ``inspect`` of the service is unaffected.
+With ``isolation.network`` they share the service's network: while the service runs, the
+child enters its namespace (``/proc/PID/ns/net``, before anything else in the plan); when
+it does not (``pre_start``, ``onstop``, ``onerr``) they get a new, empty one of their own —
+never the host's. While the service runs they also join its cgroup, so its limits count
+them and its cleanup kills them; after it exited they join none (a cgroup made for a hook
+would outlive the service). Its mount, pid and user namespaces are not applied: they hold
+nothing a command needs to reach, and a second pid namespace per probe would cost a fork.
 
 Hooks never fail, delay or restart the service: their outcome is logged, nothing else.
 """
@@ -59,13 +62,24 @@ class SideCommands:
             argv=("/bin/sh", "-c", command),
             env=env,
             listen=(),
-            isolation=Isolation(no_new_privileges=service.isolation.no_new_privileges),
+            isolation=Isolation(
+                network=service.isolation.network,
+                no_new_privileges=service.isolation.no_new_privileges,
+            ),
             limits=replace(service.limits, cgroup=None)
             if service.limits.cgroup is not None
             else service.limits,
         )
         runtime = self.sup.projects[unit.project_id]
-        return build_plan(side, unit.project_id, self.sup.context_for(runtime)).plan
+        plan = build_plan(side, unit.project_id, self.sup.context_for(runtime)).plan
+        running = unit.plan if unit.main is not None and unit.state.pid is not None else None
+        if running is None:
+            return plan
+        if plan.network and running.network:
+            plan = replace(plan, join_netns=f"/proc/{unit.state.pid}/ns/net")
+        if running.cgroup is not None:
+            plan = replace(plan, cgroup=running.cgroup)
+        return plan
 
     def run(
         self,

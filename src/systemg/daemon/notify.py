@@ -179,26 +179,19 @@ def socket_path(state_dir: Path, project: str, service: str) -> Path:
     return path
 
 
-def environment(
-    path: Path, watchdog_usec: int | None, main_pid_known: bool
-) -> tuple[tuple[str, str], ...]:
+def environment(path: Path, watchdog_usec: int | None) -> tuple[tuple[str, str], ...]:
     """The variables a ``notify: true`` service gets (they override inherited ones).
 
     ``NOTIFY_SOCKET`` always; ``WATCHDOG_USEC`` with a watchdog. ``WATCHDOG_PID`` must be
     the service's own pid *in its namespace* (1 under ``isolation.pid``), which only the
-    child knows: with ``main_pid_known`` the entry is emitted with an empty value for the
-    launcher to complete with ``os.getpid()`` right before ``execve``, as it does for
-    ``LISTEN_PID``. Without it ``WATCHDOG_PID`` is omitted, which ``sd_watchdog_enabled``
-    reads as "no pid check" (an *empty* value would read as an error: never emit it
-    without the child filling it in).
+    child knows: the plan's ``watchdog_pid`` has the child set it to ``os.getpid()`` right
+    before ``execve``, as it does for ``LISTEN_PID``.
     """
     env = [("NOTIFY_SOCKET", str(path))]
     if watchdog_usec is not None:
         if watchdog_usec <= 0:
             raise ValueError(f"watchdog_usec must be positive, got {watchdog_usec}")
         env.append(("WATCHDOG_USEC", str(watchdog_usec)))
-        if main_pid_known:
-            env.append(("WATCHDOG_PID", ""))
     return tuple(env)
 
 

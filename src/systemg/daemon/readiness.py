@@ -104,8 +104,8 @@ class Readiness:
         )
         health.notify.service_uid = plan.uid if plan.uid is not None else os.geteuid()
         watchdog_usec = service.watchdog_ms * 1000 if service.watchdog_ms else None
-        extra, _ = encode_environment(environment(path, watchdog_usec, False))
-        return replace(plan, env=(*plan.env, *extra))
+        extra, _ = encode_environment(environment(path, watchdog_usec))
+        return replace(plan, env=(*plan.env, *extra), watchdog_pid=watchdog_usec is not None)
 
     def launched(self, unit: Unit, pid: int) -> None:
         health = self.health(unit)

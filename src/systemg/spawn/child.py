@@ -6,11 +6,12 @@ The order is spec/privileged.md section 5; each step has a ``fault.Step`` number
    inherited/listen fds moved to 3.. with close-on-exec cleared; every other fd closed
    (the fault pipe is kept, close-on-exec, above them);
 2. join the cgroup: write our pid to every ``cgroup.procs`` of the plan;
-3. namespaces: one ``unshare`` of net/mount/pid; with ``pid`` a fork follows — the grandchild is
-   PID 1 of the new namespace and continues, the intermediate process relays signals to it and
-   exits with its status (``_relay``); then private mount propagation, a private ``/proc``
-   (pid), tmpfs ``/tmp`` + ``/var/tmp`` (private_tmp), a minimal ``/dev`` (private_devices),
-   ``lo`` up (network);
+3. namespaces: a side command (probe, hook) first enters its service's network namespace
+   (``plan.join_netns``); then one ``unshare`` of net/mount/pid; with ``pid`` a fork follows —
+   the grandchild is PID 1 of the new namespace and continues, the intermediate process
+   relays signals to it and exits with its status (``_relay``); then private mount
+   propagation, a private ``/proc`` (pid), tmpfs ``/tmp`` + ``/var/tmp`` (private_tmp), a
+   minimal ``/dev`` (private_devices), ``lo`` up (network);
 4. rlimits NOFILE, NPROC, MEMLOCK, soft = hard;
 5. ``setpriority``, ``sched_setaffinity``;
 6. capabilities part 1: ``PR_SET_KEEPCAPS``, drop from the bounding set everything not listed
@@ -25,7 +26,7 @@ The order is spec/privileged.md section 5; each step has a ``fault.Step`` number
 9. ``PR_SET_NO_NEW_PRIVS`` when requested; parent-death signal under a pid namespace (set after
    the switch, because changing credentials clears it);
 10. ``chdir``, ``execve`` of each PATH candidate with the prebuilt environment, ``LISTEN_PID``
-    completed with our own pid (1 under a pid namespace).
+    and ``WATCHDOG_PID`` completed with our own pid (1 under a pid namespace).
 
 On failure: one ``(step, errno)`` record to the fault pipe and ``os._exit(127)``. No logging, no
 name lookups: everything was resolved by ``plan.build_plan`` and ``launcher.launch``.
@@ -117,6 +118,8 @@ def run(
         _do(Step.CHDIR, os.chdir, plan.cwd)
         if plan.listen_pid_index >= 0:
             env[b"LISTEN_PID"] = str(os.getpid()).encode()
+        if plan.watchdog_pid:
+            env[b"WATCHDOG_PID"] = str(os.getpid()).encode()
         err = 0
         for candidate in plan.exec_candidates:
             try:
@@ -185,6 +188,8 @@ def _step_session_and_fds(plan: SpawnPlan, stdout: int, stderr: int, fault_fd: i
 
 
 def _step_namespaces(plan: SpawnPlan, fault: int) -> None:
+    if plan.join_netns:
+        _do(Step.NAMESPACE, _join_netns, plan.join_netns)
     flags = plan.unshare_flags
     if not flags:
         return
@@ -213,8 +218,16 @@ def _step_namespaces(plan: SpawnPlan, fault: int) -> None:
             _minimal_dev()
         except OSError as exc:
             raise _FaultError(Step.MOUNT, exc.errno or 0) from None
-    if plan.network:
+    if plan.network and not plan.join_netns:
         _do(Step.LOOPBACK, linux.loopback_up)
+
+
+def _join_netns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, linux.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def _relay(child: int) -> NoReturn:

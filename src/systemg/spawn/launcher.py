@@ -143,10 +143,12 @@ def _plain(plan: SpawnPlan) -> bool:
         or plan.cap_mask is not None
         or plan.cgroup is not None
         or plan.unshare_flags
+        or plan.join_netns
         or plan.user
         or plan.no_new_privs
         or plan.inherited_fds
         or plan.listen_pid_index >= 0
+        or plan.watchdog_pid
     )
 
 

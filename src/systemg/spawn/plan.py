@@ -66,6 +66,7 @@ class SpawnPlan:
     exec_candidates: tuple[str, ...]  # execve tries these in order (PATH search done here)
     env: tuple[bytes, ...]
     listen_pid_index: int = -1  # index in env of "LISTEN_PID=" (the child appends its pid)
+    watchdog_pid: bool = False  # the child sets WATCHDOG_PID to its own pid
     cwd: str = "/"
     uid: int | None = None
     gid: int | None = None
@@ -78,6 +79,7 @@ class SpawnPlan:
     bounding_drop: tuple[int, ...] = ()
     ambient: tuple[int, ...] = ()
     network: bool = False
+    join_netns: str = ""  # /proc/PID/ns/net to enter instead of a new one (side commands)
     mount: bool = False  # own mount namespace, private propagation
     pid: bool = False
     user: bool = False
@@ -104,7 +106,7 @@ class SpawnPlan:
     @property
     def unshare_flags(self) -> int:
         """Flags of the first ``unshare`` (the user namespace comes later, after setuid)."""
-        flags = linux.CLONE_NEWNET if self.network else 0
+        flags = linux.CLONE_NEWNET if self.network and not self.join_netns else 0
         flags |= linux.CLONE_NEWNS if self.mount else 0
         return flags | (linux.CLONE_NEWPID if self.pid else 0)
 
