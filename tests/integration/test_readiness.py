@@ -9,12 +9,15 @@ lines of Python that use only ``socket``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from systemg.daemon.notify import socket_path
 from tests.support.procscan import new_marker, with_marker
 from tests.support.runtime import Runtime, wait_for
 
@@ -24,6 +27,8 @@ PY_NOTIFY = (
     "    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
     "    s.sendto(msg.encode(), os.environ['NOTIFY_SOCKET'])\n"
     "    s.close()\n"
+    "print('env', os.environ.get('WATCHDOG_USEC'), os.environ.get('WATCHDOG_PID'),"
+    " os.getpid(), flush=True)\n"
     "time.sleep(float(sys.argv[1]))\n"
     "tell('READY=1\\nSTATUS=serving from python')\n"
     "for _ in range(int(sys.argv[2])):\n"
@@ -158,6 +163,10 @@ projects:
     assert proc.returncode == 0, proc.stderr
     first = rt.unit("api")
     assert first["notify_status"] == "serving from python"
+    # sd_watchdog_enabled(3): WATCHDOG_USEC, and WATCHDOG_PID naming the service itself.
+    pid = first["pid"]
+    logs = rt.sysg("logs", "-s", "api", "-n", "50").stdout
+    assert f"env 1000000 {pid} {pid}" in logs, logs
 
     # Five pings, then silence: SIGABRT, then the restart policy (it counts as a failure).
     def restarted() -> dict[str, object] | None:
@@ -241,3 +250,78 @@ projects:
     assert rt.unit("web")["state"] == "running"
     assert started_ns(rt.work / "web.started") >= started_ns(rt.work / "migrate.done")
     rt.sysg("stop", "--supervisor", check=True)
+
+
+def test_a_datagram_from_a_foreign_process_is_ignored(rt: Runtime) -> None:
+    """A live process outside the service's tree (this test) cannot make it ready or set
+    its STATUS=: the supervisor drops and counts the datagram, and the service's own
+    READY=1 still works afterwards."""
+    m = new_marker()
+    gate = rt.root / "gate"
+    script = rt.write(
+        "gated.py",
+        "import os, socket, sys, time\n"
+        f"while not os.path.exists('{gate}'):\n"
+        "    time.sleep(0.02)\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.sendto(b'READY=1\\nSTATUS=the real one', os.environ['NOTIFY_SOCKET'])\n"
+        "time.sleep(1000)\n",
+    )
+    cfg = rt.write(
+        "sysg.yaml",
+        f"""version: "2"
+projects:
+  fg:
+    services:
+      api:
+        exec: [python3, "{script}", "{m}"]
+        notify: true
+        start_timeout: 30s
+""",
+    )
+    starting = rt.popen("start", "-c", str(cfg), "--daemonize")
+    try:
+        unit = wait_for(
+            lambda: (u := _unit_or_none(rt, "api")) and u["pid"] and u,
+            timeout=20,
+            what="the service to be launched",
+        )
+        path = socket_path(rt.state, "fg", "api")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as forger:
+            forger.sendto(b"READY=1\nSTATUS=forged", str(path))
+        inspect = wait_for(
+            lambda: (j := _inspect(rt))["health"]["notify_dropped"] == 1 and j,
+            what="the forged datagram to be counted",
+        )
+        assert inspect["health"]["notify_status"] is None
+        after = rt.unit("api")
+        assert after["state"] == "starting"
+        assert after["pid"] == unit["pid"]
+        assert starting.poll() is None  # `start` still waits for the real READY=1
+        log = (rt.logs / "supervisor.log").read_text()
+        assert "dropped a datagram" in log
+        assert "outside main pid" in log
+        gate.touch()
+        _, err = starting.communicate(timeout=30)
+        assert starting.returncode == 0, err
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+        starting.communicate()
+    up = rt.unit("api")
+    assert up["state"] == "running"
+    assert up["notify_status"] == "the real one"
+    rt.sysg("stop", "--supervisor", check=True)
+    wait_for(lambda: not with_marker(m), what="the service to be gone")
+
+
+def _unit_or_none(rt: Runtime, service: str) -> dict[str, Any] | None:
+    try:
+        return rt.unit(service)
+    except Exception:
+        return None
+
+
+def _inspect(rt: Runtime) -> dict[str, Any]:
+    proc = rt.sysg("inspect", "-s", "fg/api", "--format", "json")
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]

@@ -137,6 +137,10 @@ def health_report(unit: Unit) -> dict[str, object]:
     return {
         "health": readiness_health(unit),
         "notify_status": None if health is None else health.status_text,
+        # Datagrams refused on this launch's socket (foreign sender, too big, fds, ...).
+        "notify_dropped": None
+        if health is None or health.notify is None
+        else health.notify.dropped,
         "watchdog_s": None if unit.service.watchdog_ms is None else unit.service.watchdog_ms / 1000,
         "since_watchdog_ping_s": None
         if last_ping is None

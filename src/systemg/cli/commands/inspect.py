@@ -112,6 +112,8 @@ def render_inspect(data: dict[str, Any], *, now: float) -> str:
         lines.append(f"health: {health.get('health')}")
         if health.get("notify_status"):
             lines.append(f"  STATUS={health['notify_status']}")
+        if health.get("notify_dropped"):
+            lines.append(f"  notify datagrams refused: {health['notify_dropped']}")
         if health.get("since_watchdog_ping_s") is not None:
             lines.append(
                 f"  last WATCHDOG=1 {health['since_watchdog_ping_s']}s ago "
