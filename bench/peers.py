@@ -38,6 +38,7 @@ class Svc:
     tcp_check: str = ""  # HOST:PORT of a deployment.health_check tcp probe (sysg only)
     notify: bool = False  # `notify: true`: up on READY=1 (sysg only)
     probe_retries: int = 0  # health_check retries (0: the default, 3)
+    liveness_tcp: str = ""  # HOST:PORT of a `liveness` tcp probe every 1 s (sysg only)
 
 
 @dataclass
@@ -149,6 +150,8 @@ class Sysg(Peer):
                     f'          health_check: {{tcp: "{s.tcp_check}", interval: 1s'
                     + (f", retries: {s.probe_retries}}}" if s.probe_retries else "}"),
                 ]
+            if s.liveness_tcp:
+                lines.append(f'        liveness: {{tcp: "{s.liveness_tcp}", interval: 1s}}')
             if s.notify:
                 lines.append("        notify: true")
             if s.privileged:

@@ -483,6 +483,32 @@ def drain(lsock: socket.socket) -> int:
         count += 1
 
 
+def liveness_window(
+    cfg: Cfg, peer: Peer, n: int, lsock: socket.socket, acc: dict[str, list[float]]
+) -> int:
+    """One window over N services up with a passing liveness probe each; the most threads."""
+    if len(procs.scan_sleeps(peer.prefix)) < n:
+        raise RuntimeError(f"probes liveness: not all {n} services running")
+    time.sleep(1.5)
+    pid = peer.daemon_pid()
+    assert pid is not None
+    threads = 0
+    drain(lsock)
+    cpu0, sw0 = procs.cpu_and_switches(pid)
+    deadline = time.perf_counter() + cfg.idle_s
+    while time.perf_counter() < deadline:
+        time.sleep(0.25)
+        threads = max(threads, len(os.listdir(f"/proc/{pid}/task")))
+    cpu1, sw1 = procs.cpu_and_switches(pid)
+    attempts = drain(lsock)
+    if attempts < n:
+        raise RuntimeError(f"probes liveness: {attempts} attempts in the window, expected ~{n}/s")
+    acc.setdefault("cpu_per", []).append((cpu1 - cpu0) / attempts)
+    acc.setdefault("wake", []).append((sw1 - sw0) / cfg.idle_s)
+    acc.setdefault("attempts", []).append(attempts)
+    return threads
+
+
 def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
     """sysg only: N=100 sleeps with a tcp health check each (spec lifecycle §2, §4, §8).
 
@@ -497,11 +523,15 @@ def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
       supervisor's CPU (schedstat, ns) and context switches; attempts = N x window / 1 s
       (an upper bound: the next attempt is due 1 s after one ended). Then ``listen()``:
       every check passes, `sysg start` returns and every unit must be healthy.
+    - ``liveness``: the load as users run it: 100 services up, each with a ``liveness`` tcp
+      probe every 1 s that passes. After all are up and 1.5 s passed, one window of
+      ``idle_s``: supervisor CPU and context switches, and the exact attempt count (the
+      listener's accept queue drained before and after the window).
     The supervisor must have exactly one task (/proc/PID/task) throughout; else it fails.
     """
-    out: dict[str, dict[str, list[float]]] = {"plain": {}, "tcp": {}, "steady": {}}
+    out: dict[str, dict[str, list[float]]] = {"plain": {}, "tcp": {}, "steady": {}, "liveness": {}}
     n = cfg.n_big
-    order = ("plain", "tcp", "steady")
+    order = ("plain", "tcp", "steady", "liveness")
     for rep in range(cfg.reps):
         for kind in order if rep % 2 == 0 else order[::-1]:
             peer = new_peer("sysg", cfg)
@@ -517,8 +547,9 @@ def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
                         Svc(
                             s.name,
                             s.argv,
-                            tcp_check="" if kind == "plain" else addr,
+                            tcp_check="" if kind in ("plain", "liveness") else addr,
                             probe_retries=1000 if kind == "steady" else 0,
+                            liveness_tcp=addr if kind == "liveness" else "",
                         )
                         for s in sleepers(peer, n)
                     ]
@@ -546,6 +577,8 @@ def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
                 threads = max(threads, watch_threads(proc, peer))
                 t_up = time.perf_counter()
                 wait_launcher(proc, peer)
+                if kind == "liveness":
+                    threads = max(threads, liveness_window(cfg, peer, n, lsock, out[kind]))
                 if len(procs.scan_sleeps(peer.prefix)) < n:
                     raise RuntimeError(f"probes {kind}: not all {n} services running")
                 settle(peer, n)
@@ -558,6 +591,13 @@ def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
                 passed = drain(lsock)
                 check_health(peer, n, "unknown" if kind == "plain" else "healthy")
                 acc.setdefault("threads", []).append(threads)
+                if kind == "liveness":
+                    log(
+                        f"probes liveness N={n}: {acc['cpu_per'][-1] * 1e6:.0f} µs CPU per "
+                        f"attempt over {acc['attempts'][-1]:.0f} attempts, "
+                        f"{acc['wake'][-1]:.1f} wake-ups/s, {threads} thread(s)"
+                    )
+                    continue
                 if kind == "steady":
                     log(
                         f"probes steady N={n}: {acc['cpu_per'][-1] * 1e6:.0f} µs CPU per "
@@ -958,7 +998,7 @@ def main() -> int:
             "affinity [0], CAP_NET_BIND_SERVICE, cgroup memory.max under a temp-dir root)"
         )
     if probes is not None:
-        pp, pt, ps = probes["plain"], probes["tcp"], probes["steady"]
+        pp, pt, ps, pl = probes["plain"], probes["tcp"], probes["steady"], probes["liveness"]
         cpu_t, cpu_p, attempts = m(pt, "cpu"), m(pp, "cpu"), m(pt, "attempts")
         rows.append(
             Row(
@@ -980,7 +1020,8 @@ def main() -> int:
         )
         rows.append(
             Row(
-                f"supervisor CPU per tcp probe attempt ({cfg.n_big} probed every 1 s)",
+                f"supervisor CPU per tcp probe attempt, failing readiness check "
+                f"({cfg.n_big} probed every 1 s)",
                 m(ps, "cpu_per"),
                 None,
                 "us",
@@ -989,7 +1030,7 @@ def main() -> int:
         )
         rows.append(
             Row(
-                f"wake-ups while probing {cfg.n_big} services every 1 s",
+                f"wake-ups while probing {cfg.n_big} services every 1 s (readiness retries)",
                 m(ps, "wake"),
                 None,
                 "/s",
@@ -998,8 +1039,31 @@ def main() -> int:
         )
         rows.append(
             Row(
+                f"supervisor CPU per passing liveness probe ({cfg.n_big} up, probed every 1 s)",
+                m(pl, "cpu_per"),
+                None,
+                "us",
+                sysg_only=True,
+            )
+        )
+        rows.append(
+            Row(
+                f"wake-ups, {cfg.n_big} services up with a liveness probe every 1 s",
+                m(pl, "wake"),
+                None,
+                "/s",
+                sysg_only=True,
+            )
+        )
+        rows.append(
+            Row(
                 "supervisor threads during probes (max)",
-                max(pt.get("threads", [0]) + pp.get("threads", [0]) + ps.get("threads", [0])),
+                max(
+                    pt.get("threads", [0])
+                    + pp.get("threads", [0])
+                    + ps.get("threads", [0])
+                    + pl.get("threads", [0])
+                ),
                 None,
                 "count",
                 "1",

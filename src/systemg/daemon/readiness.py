@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from systemg.daemon.supervisor import Supervisor, Unit
 
 HISTORY = 10  # probe results kept per unit (inspect)
+LIVENESS_SLACK_MAX_S = 1.0  # liveness timers share a grid of min(interval / 4, this)
 
 _CODES = {
     Outcome.UNHEALTHY: Code.HEALTH_UNHEALTHY,
@@ -133,7 +134,15 @@ class Readiness:
 
     # --- liveness -----------------------------------------------------------------------
     def _schedule_live(self, unit: Unit, delay: float) -> None:
-        self.sup.timers(unit).set(TimerKind.PROBE, delay, lambda: self._live_attempt(unit))
+        # Liveness runs for ever: its timers share a grid of a quarter interval (at most
+        # 1 s), so N services probed every interval wake the supervisor ~4 times per
+        # interval, not N times; a probe is at most half a grid step early or late.
+        self.sup.timers(unit).set(
+            TimerKind.PROBE,
+            delay,
+            lambda: self._live_attempt(unit),
+            slack_s=min(LIVENESS_SLACK_MAX_S, delay / 4),
+        )
 
     def _live_attempt(self, unit: Unit) -> None:
         liveness = unit.service.liveness

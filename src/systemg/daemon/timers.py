@@ -7,12 +7,20 @@ ping resets the watchdog and nothing else), ``cancel(kind)`` removes one, ``canc
 removes every one (a unit that stops). Expiry of a replaced or cancelled timer never runs
 its callback.
 
+A timer may be given ``slack_s``: it then fires at the multiple of ``slack_s`` on the loop
+clock nearest its deadline (``coalesced``: at most ``slack_s / 2`` early or late, so a
+periodic timer re-armed right after a grid point keeps its period on average). Many
+periodic timers set at scattered moments — 100 liveness probes — then come due in the same
+loop turns and wake the supervisor a few times per period instead of once per timer (as
+the kernel's timer slack and systemd's ``AccuracySec=`` do).
+
 Built on ``Loop.call_later``; holds no state but its own pending timers.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 
 from systemg.daemon.loop import Loop, Timer
@@ -33,9 +41,20 @@ class Timers:
         self._loop = loop
         self._pending: dict[TimerKind, Timer] = {}
 
-    def set(self, kind: TimerKind, delay_s: float, callback: Callable[[], None]) -> None:
-        """Arm ``kind`` to fire in ``delay_s`` seconds, replacing any pending one."""
+    def set(
+        self,
+        kind: TimerKind,
+        delay_s: float,
+        callback: Callable[[], None],
+        *,
+        slack_s: float = 0.0,
+    ) -> None:
+        """Arm ``kind`` to fire in ``delay_s`` seconds (moved by up to ``slack_s / 2`` onto
+        a shared grid), replacing any pending one."""
         self.cancel(kind)
+        if slack_s > 0:
+            now = self._loop.clock()
+            delay_s = max(0.0, coalesced(now + delay_s, slack_s) - now)
 
         def fire() -> None:
             if self._pending.get(kind) is timer:
@@ -62,3 +81,8 @@ class Timers:
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._pending
+
+
+def coalesced(deadline: float, slack_s: float) -> float:
+    """The multiple of ``slack_s`` nearest ``deadline`` (same clock; halves round up)."""
+    return math.floor(deadline / slack_s + 0.5) * slack_s
