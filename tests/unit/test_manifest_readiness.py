@@ -306,7 +306,6 @@ def test_total_timeout_and_timeout_together(tmp_path: Path) -> None:
             f"{HC}.intervall",
             "interval",
         ),
-        ("    cron: {expression: '* * * * *'}\n", "services.web.cron", ""),
     ],
 )
 def test_not_yet_implemented_keys_stay_unknown(

@@ -193,6 +193,17 @@ class Isolation:
 
 
 @dataclass(frozen=True, slots=True)
+class CronSpec:
+    """``cron:``: when a job runs (spec lifecycle §6). ``expression`` has 6 fields, seconds
+    first (a 5-field one got ``0 `` prepended); ``timezone`` is ``UTC``, ``local`` or an IANA
+    name that ``zoneinfo`` knows."""
+
+    expression: str
+    timezone: str = "local"
+    written: str = ""  # the expression as the manifest wrote it
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     """One service, fully resolved. ``argv`` is what gets exec'd (``sh -c`` already applied)."""
 
@@ -227,6 +238,9 @@ class Service:
     hooks: Hooks = field(default_factory=Hooks)
     skip: bool = False  # skip: true; never set together with skip_command
     skip_command: str | None = None  # skip: COMMAND: /bin/sh -c at every start, exit 0 = skipped
+    # schedule (spec/lifecycle.md section 6)
+    cron: CronSpec | None = None  # a job: run on this schedule, never started by `start`
+    persistent: bool = False  # run once at start if a due run was missed meanwhile
 
     @property
     def switches_identity(self) -> bool:

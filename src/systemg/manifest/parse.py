@@ -187,6 +187,19 @@ def _services(
                     located[name].at[dep],
                     f"services here: {', '.join(others) or '(none)'}",
                 )
+    jobs = {s.name for s in services if s.cron is not None}
+    for name in names:
+        dpath = child(child(path, name), "depends_on")
+        for dep in deps[name]:
+            if dep in jobs:
+                ck.error(
+                    Code.INVALID_VALUE,
+                    f"{dpath}[{located[name].index[dep]}]",
+                    f"'{dep}' is a cron job: nothing can depend on it (it runs on its "
+                    "schedule, not when the project starts)",
+                    located[name].at[dep],
+                    f"remove '{dep}' from depends_on, or drop its cron: to make it a service",
+                )
     for cycle in find_cycles(deps):
         ck.error(
             Code.DEPENDENCY_CYCLE,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from systemg.errors import Code, Diagnostic
-from systemg.manifest import hooks, privileged, readiness
+from systemg.manifest import hooks, privileged, readiness, schedule
 from systemg.manifest.check import UNDEFINED, Checker, child, describe, item
 from systemg.manifest.env import parse_env_file
 from systemg.manifest.kernel import Kind
@@ -63,6 +63,7 @@ SERVICE_KEYS = (
     "listen",
     *readiness.READINESS_KEYS,
     *hooks.HOOK_SERVICE_KEYS,
+    *schedule.SCHEDULE_KEYS,
 )
 ENV_KEYS = ("vars", "file", "inherit_env", "clear_session_vars", "strip")
 LOG_KEYS = ("sink", "max_bytes", "max_files")
@@ -292,6 +293,7 @@ class Context:
         svc_logs = self.logs(f["logs"][1], child(path, "logs")) if "logs" in f else LogDraft()
         kw: dict[str, Any] = readiness.settings(ck, f, path)
         kw.update(hooks.settings(ck, f, path))
+        kw.update(schedule.settings(ck, f, path))
         if "working_dir" in f:
             wd_path, wd_node = child(path, "working_dir"), f["working_dir"][1]
             wd = ck.string(wd_node, wd_path, what="a directory")
