@@ -35,6 +35,7 @@ class Code(enum.StrEnum):
     # 01xx start
     HEALTH_UNREACHABLE = "SG0022"  # a health check could not reach the service
     HEALTH_TIMEOUT = "SG0023"  # a health check attempt timed out; a watchdog expired
+    CRON_DIRECT = "SG0101"  # start/restart of a cron job, or `run` of a non-job
     EXITED_AT_START = "SG0102"
     PRE_START_FAILED = "SG0103"  # deployment.pre_start exited non-zero
     HEALTH_UNHEALTHY = "SG0104"  # a health check ran and failed; no READY=1 in time

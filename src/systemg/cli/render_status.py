@@ -115,6 +115,23 @@ def row(unit: UnitStatus, now: float, *, health: bool = False) -> tuple[str, ...
     )
 
 
+def cron_text(unit: UnitStatus, now: float) -> str:
+    """``  p/job: cron 0 30 2 * * * (Europe/Berlin) · next in 3h 2m · last ok 14h ago``"""
+    cron = unit.cron
+    assert cron is not None
+    text = f"  {unit.project}/{unit.service}: cron {cron.expression} ({cron.timezone})"
+    if cron.next_run is not None:
+        text += f" · next in {human_duration(max(0.0, cron.next_run - now))}"
+    elif not cron.scheduled:
+        text += " · not scheduled (start its project)"
+    last = cron.last_run
+    if last is not None:
+        ago = human_duration(max(0.0, now - last.start))
+        detail = f" ({last.message})" if last.result not in ("ok", "running") else ""
+        text += f" · last {last.result}{detail} {ago} ago"
+    return text
+
+
 def headers(units: tuple[UnitStatus, ...]) -> tuple[str, ...]:
     """The columns: HEALTH only when some unit has a readiness check (notify, probe)."""
     if any(u.health != "unknown" for u in units):
@@ -180,6 +197,7 @@ def render_status(
         for u in units
         if u.notify_status and not u.message
     ]
+    notes += [cron_text(u, now) for u in units if u.cron is not None]
     partial = [u for u in units if u.enforcement == "partial"]
     if notes or partial:
         lines.append("")

@@ -15,11 +15,12 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from systemg import __version__
+from systemg.daemon.cron import refuse_direct
 from systemg.daemon.operations import Operations
 from systemg.daemon.ordering import Selection, select, split_selector
 from systemg.daemon.phases import ALIVE, MAY_COME_UP
 from systemg.daemon.report import requested, unit_problems
-from systemg.daemon.status import health_report, snapshot, unit_status
+from systemg.daemon.status import cron_history, health_report, snapshot, unit_status
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code, Diagnostic, ManifestError, SysgError
 from systemg.manifest.load import load_manifest
@@ -60,6 +61,8 @@ class Handlers:
                     self.shutdown(r)
                 case m.ForgetRequest():
                     self.forget(request, r)
+                case m.RunRequest():
+                    self.run(request, r)
                 case m.VersionRequest():
                     r.reply(
                         {
@@ -106,6 +109,15 @@ class Handlers:
             return False
         return requested
 
+    def _register(self, config: str, pairs: tuple[tuple[str, str], ...], drop: bool) -> list[str]:
+        """Load ``config`` and register its projects (not started); their ids. An invalid
+        manifest raises ``ManifestError``, answered with its diagnostics by ``handle``."""
+        environ = self._environ(pairs)
+        manifest = self._load(config, environ)
+        for project in manifest.projects:
+            self.ops.register(project, environ, drop)
+        return [p.id for p in manifest.projects]
+
     def _selected_units(self, selection: Selection) -> list[Unit]:
         units: list[Unit] = []
         for project_id, names in selection.targets:
@@ -123,20 +135,14 @@ class Handlers:
 
     # --- start ------------------------------------------------------------------------
     def start(self, req: m.StartRequest, r: Responder) -> None:
-        environ = self._environ(req.environ)
         drop = self._drop(req.drop_privileges)
-        within: list[str] | None = None
-        if req.config:
-            try:
-                manifest = self._load(req.config, environ)
-            except ManifestError as exc:
-                r.fail(*exc.diagnostics)
-                return
-            for project in manifest.projects:
-                self.ops.register(project, environ, drop)
-            within = [p.id for p in manifest.projects]
+        within = self._register(req.config, req.environ, drop) if req.config else None
         selection = select(self._projects(), req.project, req.service, within=within)
         project_ids = [pid for pid, _ in selection.targets]
+        refusal = req.service and refuse_direct(self._selected_units(selection), "start")
+        if refusal:
+            r.fail(refusal)
+            return
         if req.attach:
             self._attach(project_ids, r)
             # First event: which projects this terminal is attached to, so a Ctrl-C that
@@ -285,6 +291,11 @@ class Handlers:
             )
             if service is not None:
                 names = select({project_id: new}, None, service).targets[0][1]
+                if project_id in self.sup.projects:
+                    refusal = refuse_direct(self.ops.units(project_id, sorted(names)), "restart")
+                    if refusal:
+                        r.fail(refusal)
+                        return
                 if project_id not in self.sup.projects:
                     self.ops.register(new, environ, keep_drop)
                 self.ops.restart(project_id, names, one_done, new=new)
@@ -292,6 +303,30 @@ class Handlers:
             else:
                 summary = self.ops.reconcile(new, environ, keep_drop, one_done)
                 summaries.append(f"{project_id}: {summary}")
+
+    def run(self, req: m.RunRequest, r: Responder) -> None:
+        """``sysg run -s JOB``: one run now; the answer when it ended."""
+        if req.config:
+            self._register(req.config, req.environ, self._drop(req.drop_privileges))
+        units = self._selected_units(select(self._projects(), req.project, req.service))
+        if len(units) != 1 or units[0].service.cron is None:
+            names = ", ".join(u.key for u in units) or "nothing"
+            r.fail(
+                Diagnostic(
+                    Code.CRON_DIRECT,
+                    f"sysg run runs one cron job; the selection is {names}",
+                    hint="name a service that has cron: (sysg run -s PROJECT/JOB); start a "
+                    "service with sysg start -s",
+                )
+            )
+            return
+        unit = units[0]
+        self.sup.cron.run(
+            unit,
+            lambda run: r.reply(
+                {"unit": asdict(unit_status(unit, self.sup.clock())), "run": run.to_json()}
+            ),
+        )
 
     # --- read-only --------------------------------------------------------------------
     def status(self, req: m.StatusRequest, r: Responder) -> None:
@@ -328,6 +363,7 @@ class Handlers:
                 "mismatch": list(mismatch),
                 "not_applied": list(unit.not_applied),
                 "health": health_report(unit),
+                "cron_runs": cron_history(unit),
             }
         )
 

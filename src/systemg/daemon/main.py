@@ -171,8 +171,11 @@ def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> N
                 continue
             for fd in pipes_list:
                 os.close(fd)
-            if saved.phase in WANTED:
-                restart.append(name)
+            if saved.phase in WANTED and unit.service.cron is None:
+                restart.append(name)  # a job is never run off its schedule
+        for name in sup.cron.scheduled_in(record.project_id):
+            if name in runtime.units:
+                sup.cron.schedule(runtime.units[name])
         if restart:
             sup.journal.info(f"{record.project_id}: starting {', '.join(restart)} (died meanwhile)")
             ops.start(record.project_id, restart, lambda: None)

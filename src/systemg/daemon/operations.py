@@ -196,6 +196,9 @@ class Operations:
                 if name not in wanted:
                     continue
                 unit = runtime.units[name]
+                if unit.service.cron is not None:
+                    self.sup.cron.schedule(unit)  # a job runs on its schedule (cron.py)
+                    continue
                 touched.append(unit)
                 if unit.state.phase in (Phase.STARTING, Phase.RUNNING):
                     continue
@@ -216,6 +219,10 @@ class Operations:
     ) -> None:
         runtime = self.sup.projects[project_id]
         selected = set(names) if names is not None else set(runtime.units)
+        for name in selected:
+            unit = runtime.units.get(name)
+            if unit is not None and unit.service.cron is not None:
+                self.sup.cron.unschedule(unit)
         waves = [
             [runtime.units[n] for n in layer if n in selected]
             for layer in reversed(start_layers(runtime.project))

@@ -45,6 +45,7 @@ from systemg.spawn.plan import SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import bind_listen
 
 if TYPE_CHECKING:
+    from systemg.daemon.cron import Scheduler
     from systemg.daemon.fdholder import HolderClient
     from systemg.daemon.hooks import SideCommands
     from systemg.daemon.journal import Journal
@@ -78,6 +79,7 @@ class ProcessSide:
     if TYPE_CHECKING:
         activation: Activation
         clock: Callable[[], float]
+        cron: Scheduler
         holder: HolderClient
         journal: Journal
         launcher: Launcher
@@ -233,6 +235,8 @@ class ProcessSide:
                 os.close(w)
         unit.start_time = child.start_time
         self.readiness.launched(unit, child.pid)
+        if unit.service.cron is not None:
+            self.cron.launched(unit, child.pid)
         pipes = {s: r for s, (r, _w) in fds.items()}
         try:
             self._watch(unit, child.pid, child.pidfd, pipes, True, put=False)

@@ -19,7 +19,14 @@ from systemg.daemon.lifecycle import checks_readiness
 from systemg.daemon.phases import DEGRADED, FAILING, Phase
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code
-from systemg.protocol.messages import LastExit, LastProbe, StatusReply, UnitStatus
+from systemg.protocol.messages import (
+    CronRun,
+    CronStatus,
+    LastExit,
+    LastProbe,
+    StatusReply,
+    UnitStatus,
+)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -83,10 +90,14 @@ def unit_status(unit: Unit, now: float) -> UnitStatus:
         rss = _rss(pid)
     last = st.last_exit
     plan = unit.plan
+    cron = _cron(unit)
+    state = str(st.phase)
+    if cron is not None and st.phase is Phase.STOPPED and cron.scheduled and cron.last_run is None:
+        state = "queued"  # scheduled, not run yet (upstream)
     return UnitStatus(
         project=unit.project_id,
         service=unit.service.name,
-        state=str(st.phase),
+        state=state,
         pid=pid,
         user=(plan.user_name if plan is not None else None),
         started_at=st.started_at if pid is not None else None,
@@ -104,7 +115,28 @@ def unit_status(unit: Unit, now: float) -> UnitStatus:
         health=readiness_health(unit),
         notify_status=None if unit.health is None else unit.health.status_text,
         last_probe=_last_probe(unit),
+        cron=cron,
     )
+
+
+def _cron(unit: Unit) -> CronStatus | None:
+    spec = unit.service.cron
+    if spec is None:
+        return None
+    job = unit.job
+    last = job.runs[-1] if job is not None and job.runs else None
+    return CronStatus(
+        expression=spec.expression,
+        timezone=spec.timezone,
+        scheduled=job is not None and job.scheduled,
+        next_run=None if job is None or not job.scheduled else job.next_due,
+        last_run=None if last is None else CronRun(**last.to_json()),
+    )
+
+
+def cron_history(unit: Unit) -> list[dict[str, object]]:
+    """``inspect``'s cron section: the recorded runs, oldest first."""
+    return [] if unit.job is None else [r.to_json() for r in unit.job.runs]
 
 
 def _last_probe(unit: Unit) -> LastProbe | None:

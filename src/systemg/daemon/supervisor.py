@@ -38,6 +38,7 @@ from typing import Any
 
 from systemg import proc
 from systemg.daemon import lifecycle as lc
+from systemg.daemon.cron import Scheduler
 from systemg.daemon.fdholder import HolderClient
 from systemg.daemon.hooks import SideCommands
 from systemg.daemon.journal import Journal
@@ -101,6 +102,7 @@ class Supervisor(ProcessSide):
         self._applying = False
         self._dirty: set[str] = set()
         self._flush_timer: Timer | None = None
+        self.cron = Scheduler(self)  # after phase_listeners: it is one
 
     # --- state changes ----------------------------------------------------------------
     def apply(self, unit: Unit, event: lc.Event) -> None:

@@ -19,6 +19,7 @@ from systemg.manifest.model import Project, Service
 from systemg.spawn.plan import SpawnPlan
 
 if TYPE_CHECKING:
+    from systemg.daemon.cron import Job
     from systemg.daemon.readiness import Health
 
 
@@ -48,6 +49,7 @@ class Unit:
     skip_override: bool = False  # named by `sysg start -s`: its `skip` is not asked (once)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
     stops_done: int = 0  # times it left `stopping` (a stop request waits for one more)
+    job: Job | None = None  # a cron job's schedule and runs (cron.py)
 
     @property
     def key(self) -> str:

@@ -124,6 +124,19 @@ class ForgetRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RunRequest(Message):
+    """Run the cron job ``service`` now, once; the reply comes when the run ended:
+    ``{"unit": ..., "run": {start, end, pid, exit_code, signal, result, message, ...}}``."""
+
+    verb: ClassVar[str] = "run"
+    config: str | None = None
+    project: str | None = None
+    service: str | None = None
+    drop_privileges: bool = False
+    environ: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class VersionRequest(Message):
     verb: ClassVar[str] = "version"
 
@@ -137,6 +150,7 @@ REQUESTS: tuple[type[Message], ...] = (
     LogsRequest,
     ShutdownRequest,
     ForgetRequest,
+    RunRequest,
     VersionRequest,
 )
 VERBS: dict[str, type[Message]] = {cls.verb: cls for cls in REQUESTS}
@@ -166,6 +180,28 @@ class LastProbe:
 
 
 @dataclass(frozen=True, slots=True)
+class CronRun:
+    start: float  # epoch seconds
+    end: float | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    result: str = "running"  # running | ok | failed | overlap | stopped | skipped | lost
+    message: str = ""
+    manual: bool = False  # `sysg run`
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CronStatus:
+    expression: str  # 6 fields, seconds first
+    timezone: str  # UTC | local | an IANA name
+    scheduled: bool = False  # its project was started (and not stopped since)
+    next_run: float | None = None  # epoch seconds
+    last_run: CronRun | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UnitStatus:
     """One service in ``status``. This is the documented ``status.v1`` unit schema."""
 
@@ -189,6 +225,7 @@ class UnitStatus:
     health: str = "unknown"
     notify_status: str | None = None  # the last STATUS= a notify service sent
     last_probe: LastProbe | None = None
+    cron: CronStatus | None = None  # a cron job: its schedule and last run
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitStatus:
@@ -214,7 +251,21 @@ class UnitStatus:
             last_probe=LastProbe(**probe)
             if isinstance(probe := data.get("last_probe"), dict)
             else None,
+            cron=_cron(data.get("cron")),
         )
+
+
+def _cron(data: object) -> CronStatus | None:
+    if not isinstance(data, dict):
+        return None
+    last = data.get("last_run")
+    return CronStatus(
+        expression=str(data.get("expression", "")),
+        timezone=str(data.get("timezone", "")),
+        scheduled=bool(data.get("scheduled", False)),
+        next_run=data.get("next_run"),
+        last_run=CronRun(**last) if isinstance(last, dict) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +287,8 @@ class StatusReply:
                 data["last_exit"] = _shallow(unit.last_exit)
             if unit.last_probe is not None:
                 data["last_probe"] = _shallow(unit.last_probe)
+            if unit.cron is not None:
+                data["cron"] = asdict(unit.cron)
             units.append(data)
         reply = _shallow(self)
         reply["units"] = tuple(units)

@@ -1,10 +1,11 @@
 """The few kernel calls Python 3.11 lacks, via ctypes on the C library. The only ctypes module.
 
-``prctl``, ``capget``/``capset``, ``unshare``, ``setns``, ``mount`` and ``statfs`` are called
-through ``ctypes.CDLL(None, use_errno=True)``; every wrapper raises ``OSError(errno)`` on failure
-so the child can report ``(step, errno)``. Why no library: python-prctl is unmaintained and needs
-the libcap headers to build, ``pyroute2``/``unshare`` packages cover one call each, and
-``os.unshare``/``os.setns`` only arrive in Python 3.12. Thin wrappers are less than any of those.
+``prctl``, ``capget``/``capset``, ``unshare``, ``setns``, ``mount``, ``statfs`` and ``timerfd``
+are called through ``ctypes.CDLL(None, use_errno=True)``; every wrapper raises
+``OSError(errno)`` on failure so the child can report ``(step, errno)``. Why no library:
+python-prctl is unmaintained and needs the libcap headers to build, ``pyroute2``/``unshare``
+packages cover one call each, and ``os.unshare``/``os.setns`` only arrive in Python 3.12
+(``os.timerfd_*`` in 3.13). Thin wrappers are less than any of those.
 
 Capability names come from ``manifest.values.CAPABILITIES`` (one table for the project).
 
@@ -163,3 +164,37 @@ def loopback_up() -> None:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+# --- timerfd (os.timerfd_* arrive in Python 3.13) -------------------------------------
+CLOCK_REALTIME = 0
+TFD_CLOEXEC = os.O_CLOEXEC
+TFD_NONBLOCK = os.O_NONBLOCK
+TFD_TIMER_ABSTIME = 1
+TFD_TIMER_CANCEL_ON_SET = 2
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def timerfd_realtime() -> int:
+    """A non-blocking, close-on-exec timerfd on the wall clock."""
+    return _check(_libc.timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC))
+
+
+def timerfd_at(fd: int, epoch_s: float | None) -> None:
+    """Arm ``fd`` to expire at wall-clock time ``epoch_s`` (None disarms). The timer is
+    cancelled when the clock is set (``read`` then fails with ECANCELED), so a clock step
+    is noticed at once; a wall-clock timer also expires right after a suspend ended past
+    its time, which a monotonic wait would not."""
+    spec = _Itimerspec()
+    if epoch_s is not None:
+        sec = max(1, int(epoch_s))  # 0/0 would disarm it
+        spec.it_value = _Timespec(sec, min(int((epoch_s - int(epoch_s)) * 1e9), 999_999_999))
+    flags = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET if epoch_s is not None else 0
+    _check(_libc.timerfd_settime(ctypes.c_int(fd), flags, ctypes.byref(spec), None))

@@ -125,6 +125,18 @@ def render_inspect(data: dict[str, Any], *, now: float) -> str:
                     f"  probe {probe.get('result')} in {probe.get('latency_s')}s: "
                     f"{probe.get('message')}"
                 )
+    runs = data.get("cron_runs") or []
+    if runs:
+        lines.append("cron runs (oldest first):")
+        for run in runs:
+            if isinstance(run, dict):
+                at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(run["start"])))
+                took = "" if run.get("duration_s") is None else f" in {run['duration_s']}s"
+                how = " (sysg run)" if run.get("manual") else ""
+                pid = f" pid {run['pid']}" if run.get("pid") else ""
+                lines.append(
+                    f"  {at}{pid} {run.get('result')}{took}{how}: {run.get('message') or '-'}"
+                )
     lines.extend(_section("requested", data.get("requested")))
     lines.extend(_section("observed", data.get("observed")))
     for title, key in (("mismatch", "mismatch"), ("not applied", "not_applied")):
