@@ -39,6 +39,7 @@ class Svc:
     notify: bool = False  # `notify: true`: up on READY=1 (sysg only)
     probe_retries: int = 0  # health_check retries (0: the default, 3)
     liveness_tcp: str = ""  # HOST:PORT of a `liveness` tcp probe every 1 s (sysg only)
+    cron: str = ""  # a cron job with this expression, UTC (sysg only)
 
 
 @dataclass
@@ -140,6 +141,9 @@ class Sysg(Peer):
             argv = ", ".join(f'"{a}"' for a in s.argv)
             lines.append(f"      {s.name}:")
             lines.append(f"        exec: [{argv}]")
+            if s.cron:
+                lines.append(f'        cron: {{expression: "{s.cron}", timezone: UTC}}')
+                continue
             lines.append(f"        restart_policy: {'always' if s.restart else 'never'}")
             lines.append("        backoff: 0ms")
             if s.big_log:

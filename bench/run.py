@@ -410,16 +410,28 @@ def bench_idle(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
     """N=100 instances idle side by side; CPU and wake-ups over the same windows.
 
     A third instance, sysg with 100 ``notify: true`` services that all sent READY=1, shows
-    that readiness leaves nothing armed once everything is up (spec lifecycle §8).
+    that readiness leaves nothing armed once everything is up (spec lifecycle §8). A fourth,
+    sysg with the 100 sleeps and 100 cron jobs not due in the window (each due at New Year,
+    UTC), that scheduled jobs cost no wake-up until one is due (spec lifecycle §6).
     """
-    out: dict[str, dict[str, list[float]]] = {"sysg": {}, "supervisord": {}, "sysg-notify": {}}
+    out: dict[str, dict[str, list[float]]] = {
+        "sysg": {},
+        "supervisord": {},
+        "sysg-notify": {},
+        "sysg-cron": {},
+    }
     notify = new_peer("sysg", cfg)
     notify.name = "sysg-notify"
-    peers = [new_peer("sysg", cfg), new_peer("supervisord", cfg), notify]
+    cron = new_peer("sysg", cfg)
+    cron.name = "sysg-cron"
+    peers = [new_peer("sysg", cfg), new_peer("supervisord", cfg), notify, cron]
+    jobs = [Svc(f"job{i}", ("/bin/true",), cron="0 0 0 1 1 *") for i in range(cfg.n_big)]
     try:
         for peer in peers:
             peer.configure(
-                notifiers(peer, cfg.n_big) if peer is notify else sleepers(peer, cfg.n_big)
+                notifiers(peer, cfg.n_big)
+                if peer is notify
+                else sleepers(peer, cfg.n_big) + (jobs if peer is cron else [])
             )
             proc = peer.launch()
             wait_launcher(proc, peer)
@@ -429,6 +441,7 @@ def bench_idle(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
         time.sleep(1.0)
         for peer in peers:
             settle(peer, cfg.n_big)
+        check_queued(cron, cfg.n_big)
         for _ in range(cfg.idle_reps):
             before = {}
             for peer in peers:
@@ -448,6 +461,15 @@ def bench_idle(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
         for peer in peers:
             done_with(peer)
     return out
+
+
+def check_queued(peer: Peer, n: int) -> None:
+    """``n`` cron jobs of ``peer`` are scheduled (state queued, a next run)."""
+    done = peer.run([*peer.status_argv(), "--format", "json"])
+    jobs = [u for u in json.loads(done.stdout)["units"] if u.get("cron")]
+    queued = [u for u in jobs if u["state"] == "queued" and u["cron"]["next_run"]]
+    if len(queued) != n:
+        raise RuntimeError(f"{peer.name}: {len(queued)} of {len(jobs)} cron jobs queued, not {n}")
 
 
 def check_health(peer: Peer, n: int, want: str) -> None:
@@ -877,6 +899,7 @@ def main() -> int:
         )
     if idle is not None:
         isy, isu, isn = idle["sysg"], idle["supervisord"], idle["sysg-notify"]
+        isc = idle["sysg-cron"]
         rows.append(
             Row(
                 f"idle CPU per 20 s, N={cfg.n_big}",
@@ -910,6 +933,17 @@ def main() -> int:
             Row(
                 f"idle wake-ups, N={cfg.n_big} notify services up",
                 m(isn, "wake"),
+                None,
+                "/s",
+                "≤ 0.2/s",
+                lambda a, b: None if a is None else a <= 0.2,
+                sysg_only=True,
+            )
+        )
+        rows.append(
+            Row(
+                f"idle wake-ups, N={cfg.n_big} services + {cfg.n_big} cron jobs not due",
+                m(isc, "wake"),
                 None,
                 "/s",
                 "≤ 0.2/s",
