@@ -260,7 +260,7 @@ class ProcessSide:
     ) -> None:
         key = self.holder_key(unit)
         if pipes:
-            self._ensure_log(unit)
+            self.ensure_log(unit)
 
         def on_output(stream: str, data: bytes) -> None:
             self.log_output(unit, stream, data)
@@ -289,7 +289,15 @@ class ProcessSide:
             if put:
                 self.holder.put(key, watched.fds())
 
-    def _ensure_log(self, unit: Unit) -> None:
+    def log_note(self, unit: Unit, text: str) -> None:
+        """A ``[sysg]`` line of the supervisor's own in the unit's log (and to followers)."""
+        self.ensure_log(unit)
+        if unit.log is not None:
+            block = unit.log.note(text, self.clock())
+            if block and self.listeners:
+                self._publish(unit, block)
+
+    def ensure_log(self, unit: Unit) -> None:
         if unit.log is not None or unit.service.logs.sink is not LogSink.FILE:
             return
         path = self.paths.service_log(unit.project_id, unit.service.name)
@@ -303,7 +311,7 @@ class ProcessSide:
 
     def log_output(self, unit: Unit, stream: str, data: bytes) -> None:
         """Output of the unit's process, or of what runs for it (``probe``, hooks)."""
-        self._ensure_log(unit)
+        self.ensure_log(unit)
         log = unit.log
         if log is not None:
             block = log.feed(stream, data, self.clock())
