@@ -159,7 +159,32 @@ def test_stop_during_a_rollout_stops_both_generations(rt: Runtime) -> None:
     )
     new = int(rows[0]["pid"])  # type: ignore[call-overload]
     assert new != old
+    table = rt.sysg("status", check=True).stdout
+    assert any("draining" in line and str(old) in line for line in table.splitlines()), table
     rt.sysg("stop", check=True, timeout=60)
     restart.communicate(timeout=60)
     assert not pid_alive(old)
     assert not pid_alive(new)
+
+
+def test_reconcile_and_project_restart_roll_too(rt: Runtime) -> None:
+    port = free_port()
+    path = setup(rt, port)
+    first = int(rt.unit("web")["pid"])
+    with Load("127.0.0.1", port) as load:
+        load.wait_requests(200)
+        path.write_text(manifest(port).replace("GENERATION: g", "GENERATION: g2"))
+        done = rt.sysg("restart", "-c", str(path), timeout=60)
+        assert done.returncode == 0, done.stderr
+        second = int(rt.unit("web")["pid"])
+        load.wait_requests(200)
+        # The registered manifest, re-read: a project restart (unchanged services keep
+        # their pids, as before; a changed rolling one rolls).
+        path.write_text(manifest(port).replace("GENERATION: g", "GENERATION: g3"))
+        done = rt.sysg("restart", timeout=60)
+        assert done.returncode == 0, done.stderr
+        third = int(rt.unit("web")["pid"])
+        load.wait_requests(200)
+    assert len({first, second, third}) == 3
+    assert load.failed == 0, f"{load.failures} of {load.total()} requests failed"
+    assert {second, third} <= load.pids

@@ -197,18 +197,23 @@ class Rollouts:
         sup.journal.info(
             f"{unit.key}: pid {candidate.state.pid} is up; pid {unit.state.pid} drains {grace:g}s"
         )
-        sup.loop.call_later(grace, lambda: self._drain(candidate, unit, done))
+        old_pid = unit.state.pid
 
-    def _drain(self, new: Unit, old: Unit, done: Done) -> None:
-        sup = self.sup
-        old_pid = old.state.pid
-        if old.state.phase in ALIVE:
-            sup.apply(old, lc.Stop(StopReason.MANUAL, sup.clock()))
+        def drain() -> None:
+            if unit.state.phase in ALIVE:
+                sup.apply(unit, lc.Stop(StopReason.MANUAL, sup.clock()))
+
+        # Down by the grace timer's stop, or sooner (it died, or a stop took it down).
+        timer = sup.loop.call_later(grace, drain)
 
         def finished() -> None:
-            if new.draining is old:
-                new.draining = None
-            sup.log_note(new, f"rolling restart: pid {old_pid} stopped; pid {new.state.pid} serves")
+            timer.cancel()
+            if candidate.draining is unit:
+                candidate.draining = None
+            sup.log_note(
+                candidate,
+                f"rolling restart: pid {old_pid} stopped; pid {candidate.state.pid} serves",
+            )
             done()
 
-        self.when(lambda: old.state.phase not in ALIVE, finished)
+        self.when(lambda: unit.state.phase not in ALIVE, finished)
