@@ -10,7 +10,8 @@ It tells sysg it is up with ``READY=1`` on ``$NOTIFY_SOCKET`` (``notify: true``)
 shared socket, an HTTP health check could be answered by the *old* generation, while
 READY=1 comes from the new process itself. ``GET /`` answers ``<pid> <GENERATION>``.
 Without ``LISTEN_FDS`` it binds ``$PORT`` itself (the immediate-restart comparison); with
-``BROKEN`` set it exits 3 at once (a failing new generation).
+``BROKEN`` set it exits 3 at once, with ``NO_READY`` it never sends READY=1 (two ways for
+a new generation to fail).
 """
 
 import http.server
@@ -68,7 +69,8 @@ def main() -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     print(f"pid {os.getpid()} serving on {sock.getsockname()}", flush=True)
-    notify_ready()
+    if not os.environ.get("NO_READY"):  # NO_READY: serves, but never says so (a test)
+        notify_ready()
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_READ)
         while not stopping:
