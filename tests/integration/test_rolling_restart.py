@@ -110,6 +110,9 @@ def test_rolling_restart_under_load_drops_nothing(rt: Runtime) -> None:
     for old, new in pairwise(pids):
         assert f"pid {new} is up; pid {old} drains" in log
         assert f"pid {old} stopped; pid {new} serves" in log
+        # While both run, the other generation's lines say which pid wrote them.
+        assert f"stdout [pid {new}] pid {new} serving on" in log
+        assert f"stdout [pid {old}] pid {old} stopped accepting" in log
     data = json.loads(rt.sysg("status", "--format", "json", check=True).stdout)
     assert [u["state"] for u in data["units"] if u["service"] == "web"] == ["running"]
 

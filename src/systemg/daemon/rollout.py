@@ -23,8 +23,8 @@ Invariants:
   any unit that is not the table's), and its restart policy is ``never`` (a candidate that
   fails, or an old process that dies while draining, is not brought back);
 * the listen sockets and the ``ServiceLog`` are shared by both generations and owned by the
-  record in the table; the log gets a ``[sysg]`` line at each step naming the pids, so the
-  file says which generation was serving when;
+  record in the table; the log gets a ``[sysg]`` line at each step naming the pids, and the
+  shadow's own lines start with ``[pid N]`` (``processes``), so the file says who wrote what;
 * a rollout always finishes (calls ``done``): the grace timer is the loop's, not the unit's,
   so no ``DoCancelTimers`` of either generation can lose it.
 

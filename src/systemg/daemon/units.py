@@ -55,6 +55,7 @@ class Unit:
     shadow: bool = False  # a candidate or draining record: it never moves dependents
     generation: int = 0  # counts rolling switches; picks the notify socket's slot
     rollout_problems: tuple[Diagnostic, ...] = ()  # the last rolling restart's failure or warning
+    open_lines: set[str] = field(default_factory=set)  # streams whose tagged line is unfinished
 
     @property
     def key(self) -> str:
