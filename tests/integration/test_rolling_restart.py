@@ -18,7 +18,9 @@ No wall-time assertion: the counts are of requests, the waits are polls with dea
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 from itertools import pairwise
@@ -217,3 +219,27 @@ def test_reconcile_and_project_restart_roll_too(rt: Runtime) -> None:
     assert len({first, second, third}) == 3
     assert load.failed == 0, f"{load.failures} of {load.total()} requests failed"
     assert {second, third} <= load.pids
+
+
+def test_supervisor_killed_mid_switch_leaves_one_generation(rt: Runtime) -> None:
+    """kill -9 of the supervisor while the old generation drains: the next supervisor adopts
+    the recorded (new) pid and stops the old one it finds in the state file."""
+    port = free_port()
+    path = setup(rt, port)
+    path.write_text(manifest(port).replace("grace_period: 300ms", "grace_period: 60s"))
+    old = int(rt.unit("web")["pid"])
+    restart = rt.popen("restart", "-s", "web")
+    rows = wait_for(
+        lambda: [r for r in web_rows(rt) if r["state"] == "draining"] and web_rows(rt),
+        timeout=60,
+        what="a draining generation",
+    )
+    new = int(rows[0]["pid"])  # type: ignore[call-overload]
+    sup = rt.supervisor_pid()
+    assert sup is not None
+    os.kill(sup, signal.SIGKILL)
+    restart.communicate(timeout=60)
+    wait_for(lambda: not pid_alive(sup), what="the supervisor to be gone")
+    assert [(r["state"], r["pid"]) for r in web_rows(rt)] == [("running", new)]  # revives it
+    wait_for(lambda: not pid_alive(old), timeout=30, what="the old generation to be stopped")
+    assert pid_alive(new)

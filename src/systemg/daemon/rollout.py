@@ -32,9 +32,10 @@ No overlap is possible when the service binds a fixed port itself (no ``listen:`
 health-check port or ``PORT`` in its env), when ``listen`` changes in the new definition, or
 when it has a cgroup (the old one's exit clears the cgroup the new one would share): the
 restart is then stop-then-start, with the upstream's warning ``switching to immediate
-restart semantics`` on the journal and in the reply. Not covered: a supervisor killed in the
-middle of a switch records only the table's record, so a candidate or draining process it
-leaves behind is not re-adopted.
+restart semantics`` on the journal and in the reply. A supervisor killed in the middle of a
+switch: the state file records the table's process as the unit and the other generation's
+(pid, start time) in ``others``; the next supervisor adopts the first and stops the second
+(``daemon.main.recover``) — the rollout itself is not resumed.
 """
 
 from __future__ import annotations
