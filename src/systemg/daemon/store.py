@@ -315,9 +315,8 @@ def _as_json(record: ProjectRecord) -> dict[str, Any]:
             "stop_reason": svc.stop_reason,
             "definition": svc.definition,
             "invocation": svc.invocation,
+            "others": [list(o) for o in svc.others],
         }
-        if svc.others:
-            services[name]["others"] = [list(o) for o in svc.others]
     return {
         "project_id": record.project_id,
         "manifest_path": record.manifest_path,
