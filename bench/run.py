@@ -640,6 +640,26 @@ def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def bench_rolling(cfg: Cfg) -> dict[str, list[float]]:
+    """Failed requests per run of 3 restarts under an HTTP load (``rolling.py``)."""
+    from rolling import restart_under_load
+
+    out: dict[str, list[float]] = {"sysg": [], "supervisord": [], "total": []}
+    for rep in range(cfg.reps):
+        for kind in ("sysg", "supervisord") if rep % 2 == 0 else ("supervisord", "sysg"):
+            peer = new_peer(kind, cfg)
+            try:
+                failed, total, ok = restart_under_load(peer, 3)
+                if ok != 3:
+                    raise RuntimeError(f"{kind}: {3 - ok} of 3 restarts failed")
+                out[kind].append(failed)
+                out["total"].append(total)
+                log(f"restart under load {kind}: {failed} of {total} requests failed")
+            finally:
+                done_with(peer)
+    return out
+
+
 def bench_version(cfg: Cfg) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"sysg": [], "supervisord": []}
     argvs = {
@@ -765,7 +785,17 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-METRICS = ("cold10", "cold100", "crash", "logs", "idle", "version", "privileged", "probes")
+METRICS = (
+    "cold10",
+    "cold100",
+    "crash",
+    "logs",
+    "idle",
+    "version",
+    "privileged",
+    "probes",
+    "rolling",
+)
 
 
 def main() -> int:
@@ -801,7 +831,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # cleaned up like Ctrl-C
     started = time.time()
     small = big = logs_ = idle = probes = None
-    crash = ver = priv = None
+    crash = ver = priv = rolling = None
     try:
         install(cfg, args.sysg_bin)
         versions = {
@@ -833,6 +863,8 @@ def main() -> int:
             priv = bench_privileged(cfg) if os.geteuid() == 0 else None
         if "probes" in only:
             probes = bench_probes(cfg)
+        if "rolling" in only:
+            rolling = bench_rolling(cfg)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130
@@ -1117,6 +1149,22 @@ def main() -> int:
             "bench's listener accepted): within the run-to-run noise of 100 spawns, hence "
             "the steady-window row; steady samples (µs/attempt) "
             f"{[round(x * 1e6) for x in ps.get('cpu_per', [])]}"
+        )
+    if rolling is not None:
+        rows.append(
+            Row(
+                "requests failed during a restart under load (3 restarts; sysg rolling + "
+                "listen vs supervisorctl restart)",
+                median(rolling["sysg"]),
+                median(rolling["supervisord"]),
+                "count",
+                "0",
+                lambda a, b: None if a is None else a == 0,
+            )
+        )
+        res.notes.append(
+            f"restart under load: failed requests per run sysg {rolling['sysg']}, "
+            f"supervisord {rolling['supervisord']}, of {rolling['total']} requests per run"
         )
     if big is not None:
         res.notes.append(

@@ -149,3 +149,15 @@ def test_next_due_is_strictly_after_and_in_utc_when_asked() -> None:
     at = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
     assert next_due("0 0 10 * * *", "UTC", at) == datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
     assert next_due("*/3 * * * * *", "UTC", at).second == 3
+
+
+def test_a_job_has_no_rolling_strategy(tmp_path: Path) -> None:
+    found = one(
+        tmp_path,
+        '    cron: {expression: "* * * * *"}\n    deployment: {strategy: rolling}\n',
+    )
+    assert found.code is Code.INVALID_VALUE
+    assert found.path == "services.job.deployment.strategy"
+    assert job(
+        tmp_path, '    cron: {expression: "* * * * *"}\n    deployment: {strategy: immediate}\n'
+    ).cron

@@ -10,7 +10,7 @@ import pytest
 
 from systemg.errors import Code, Diagnostic, ManifestError
 from systemg.manifest.load import load_manifest
-from systemg.manifest.model import Condition, ProbeKind, ProbeSpec, Service
+from systemg.manifest.model import Condition, ProbeKind, ProbeSpec, Service, Strategy
 from systemg.manifest.probe import parse_probe_tcp, parse_probe_url
 from systemg.manifest.values import GrammarError
 
@@ -299,8 +299,7 @@ def test_total_timeout_and_timeout_together(tmp_path: Path) -> None:
     ("keys", "path", "guess"),
     [
         ("    notfy: true\n", "services.web.notfy", "notify"),
-        ("    deployment: {strategy: rolling}\n", "services.web.deployment.strategy", ""),
-        ("    deployment: {grace_period: 5s}\n", "services.web.deployment.grace_period", ""),
+        ("    deployment: {blue_green: {}}\n", "services.web.deployment.blue_green", ""),
         (
             "    deployment: {health_check: {tcp: 'h:1', intervall: 2s}}\n",
             f"{HC}.intervall",
@@ -315,6 +314,23 @@ def test_not_yet_implemented_keys_stay_unknown(
     assert (d.code, d.path) == (Code.UNKNOWN_KEY, path)
     if guess:
         assert f"did you mean '{guess}'?" in d.message
+
+
+def test_strategy_and_grace_period(tmp_path: Path) -> None:
+    default = web(tmp_path, "")
+    assert (default.strategy, default.grace_period_ms) == (Strategy.IMMEDIATE, 5000)
+    svc = web(tmp_path, "    deployment: {strategy: rolling, grace_period: 250ms}\n")
+    assert (svc.strategy, svc.grace_period_ms) == (Strategy.ROLLING, 250)
+    assert web(tmp_path, "    deployment: {grace_period: 0}\n").grace_period_ms == 0
+
+
+def test_strategy_and_grace_period_refusals(tmp_path: Path) -> None:
+    keys = "    deployment: {strategy: rollin, grace_period: 5x}\n"
+    assert refused(tmp_path, keys) == [
+        (Code.INVALID_VALUE, "services.web.deployment.strategy"),
+        (Code.INVALID_VALUE, "services.web.deployment.grace_period"),
+    ]
+    assert "did you mean 'rolling'" in one(tmp_path, "    deployment: {strategy: rollin}\n").hint
 
 
 def test_depends_on_refusals(tmp_path: Path) -> None:

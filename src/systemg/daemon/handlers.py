@@ -272,6 +272,12 @@ class Handlers:
                 return
             units = [u for pid in touched_ids for u in self.ops.units(pid)]
             result = self._result(touched_ids, units)
+            # A rolling restart's failed new generation, or its fallback to immediate: said
+            # once, by the restart that met it (the unit itself serves on).
+            rolled = [p.to_json() for u in units for p in u.rollout_problems]
+            for u in units:
+                u.rollout_problems = ()
+            result["problems"] = [*rolled, *result["problems"]]
             result["message"] = (
                 f"Service '{service}' restarted"
                 if service

@@ -147,6 +147,14 @@ class ServiceLog:
         self._write(out)
         return out
 
+    def note(self, text: str, now: float) -> bytes:
+        """A line the supervisor writes itself (``[sysg] ...``, stderr-tagged like the drop
+        notice): which pid a rolling restart started, and which one it stopped."""
+        self._last_now = now
+        out = self._prefix("stderr", now) + NOTICE_TAG + b" " + text.encode() + b"\n"
+        self._write(out)
+        return out
+
     def finish(self, stream: str, now: float) -> bytes:
         """EOF on ``stream``: store the held partial line, if any, as a line."""
         self._last_now = now

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import sys
 from dataclasses import replace
 
@@ -154,6 +155,13 @@ def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> N
                 pid, started = orphans[saved.invocation or ""]
                 sup.journal.info(f"{unit.key}: found pid {pid}, launched but not recorded")
                 saved = replace(saved, pid=pid, start_time=started)
+            for pid, started in saved.others:
+                # A rolling restart's other generation, cut short by the crash: its unit
+                # is the recorded pid; this one is stopped (SIGTERM: it finishes requests).
+                if proc.start_time(pid) == started:
+                    sup.journal.warn(f"{unit.key}: stopping pid {pid}, left by a rolling restart")
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGTERM)
             key = f"{unit.key}/{saved.invocation}"
             pipes_list = held.pop(key, [])
             pipes = dict(zip(("stdout", "stderr"), pipes_list, strict=False))

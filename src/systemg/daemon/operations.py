@@ -16,6 +16,12 @@ or blocked itself. Both are re-evaluated on every phase change of a dependency, 
 blocked unit starts by itself when its dependency comes up; ``blocked`` is a settled
 phase, so a request never waits for a dependency that is not coming (spec lifecycle §2).
 
+Rolling restarts: a ``strategy: rolling`` unit that a restart or reconcile would bounce is
+rolled instead (``rollout``): the other units of the group are stopped first, then the
+rolling ones are switched to their new generation, then the group is started as usual (a
+rolled unit is running already). A stop takes a unit's candidate and draining generations
+down with it.
+
 Shutdown is bounded: every unit is stopped in reverse order, and whatever is still alive
 after the longest ``stop_timeout`` plus a grace period is killed and the shutdown ends
 regardless of what state any unit is in.
@@ -33,6 +39,7 @@ from systemg.daemon import lifecycle as lc
 from systemg.daemon.lifecycle import Announce, StopReason
 from systemg.daemon.ordering import closure_with_dependencies, reconcile, with_dependents
 from systemg.daemon.phases import ALIVE, BLOCKING, HELD, SETTLED, Phase
+from systemg.daemon.rollout import Rollouts
 from systemg.daemon.supervisor import ProjectRuntime, Supervisor, Unit
 from systemg.errors import Code, Diagnostic
 from systemg.manifest.graph import start_layers
@@ -56,6 +63,7 @@ class _Waiter:
 class Operations:
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
+        self.rollouts = Rollouts(sup, self.when)
         sup.subscribers.append(self._on_announce)
         sup.phase_listeners.append(self._on_phase)
 
@@ -238,6 +246,8 @@ class Operations:
         # A wave is done when each unit is down, or has gone down once since this stop:
         # a `start` that came while it was stopping restarts it at once, and a stop that
         # waited for it to be down would wait for ever.
+        # The other generations of a unit in a rolling restart go down with it.
+        wave = [*wave, *(g for u in wave for g in (u.candidate, u.draining) if g is not None)]
         marks = [u.stops_done + 1 for u in wave]
         for unit in wave:
             self.sup.apply(unit, lc.Stop(reason, now))
@@ -263,9 +273,19 @@ class Operations:
         group = with_dependents(runtime.project, names)
         touched: list[Unit] = []
 
+        def definition(name: str) -> Service:
+            service = None if new is None else new.service(name)
+            return service if service is not None else runtime.units[name].service
+
+        rolling = {
+            n
+            for n in group
+            if n in runtime.units and self.rollouts.rolls(runtime.units[n], definition(n))
+        }
+
         def start_again() -> None:
             if new is not None:
-                for name in group:
+                for name in group - rolling:
                     service = new.service(name)
                     if service is not None and name in runtime.units:
                         self._redefine(runtime.units[name], service)
@@ -274,10 +294,29 @@ class Operations:
                     services=tuple(runtime.units[s.name].service for s in runtime.project.services),
                 )
                 self.sup.mark_dirty(project_id)
+            self._roll(project_id, {n: definition(n) for n in rolling}, start_rest)
+
+        def start_rest() -> None:
             touched.extend(self.start(project_id, group, then))
 
-        self.stop(project_id, group, start_again)
+        self.stop(project_id, group - rolling, start_again)
         return touched
+
+    def _roll(self, project_id: str, services: dict[str, Service], then: Done) -> None:
+        """Roll each of ``services`` (by name) into its new definition, all at once."""
+        runtime = self.sup.projects.get(project_id)
+        pending = [len(services)]
+        if runtime is None or not services:
+            self.sup.loop.call_later(0, then)
+            return
+
+        def one_done() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                then()
+
+        for name, service in services.items():
+            self.rollouts.roll(runtime.units[name], service, one_done)
 
     def reconcile(self, new: Project, environ: dict[str, str], drop: bool, then: Done) -> str:
         """Apply a changed manifest: returns a one-line summary of what will change."""
@@ -296,6 +335,11 @@ class Operations:
         }
         bounce = changed | set(diff.removed)
         bounce |= with_dependents(runtime.project, changed) - set(diff.removed)
+        rolling: dict[str, Service] = {}
+        for name in bounce - set(diff.removed):
+            service = new.service(name)
+            if service is not None and self.rollouts.rolls(runtime.units[name], service):
+                rolling[name] = service
 
         def apply_new_definitions() -> None:
             for name in diff.removed:
@@ -305,13 +349,13 @@ class Operations:
                 existing = runtime.units.get(service.name)
                 if existing is None:
                     runtime.units[service.name] = Unit(new.id, service)
-                else:
+                elif service.name not in rolling:
                     self._redefine(existing, service)
             runtime.project = new
             self.sup.mark_dirty(new.id)
-            self.start(new.id, None, then)
+            self._roll(new.id, rolling, lambda: self._start_all(new.id, then))
 
-        self.stop(new.id, bounce, apply_new_definitions)
+        self.stop(new.id, bounce - set(rolling), apply_new_definitions)
         parts = [
             f"{label}: {', '.join(sorted(names))}"
             for label, names in (
@@ -322,6 +366,9 @@ class Operations:
             if names
         ]
         return "; ".join(parts) or "no changes"
+
+    def _start_all(self, project_id: str, then: Done) -> None:
+        self.start(project_id, None, then)
 
     def forget(self, project_id: str, then: Done) -> None:
         def drop() -> None:
@@ -380,7 +427,7 @@ class Operations:
     # --- dependency reactions ---------------------------------------------------------
     def _on_announce(self, unit: Unit, what: Announce) -> None:
         runtime = self.sup.projects.get(unit.project_id)
-        if runtime is None:
+        if runtime is None or unit.shadow:
             return
         now = self.sup.clock()
         if what is Announce.DOWN:
@@ -402,7 +449,7 @@ class Operations:
     def _on_phase(self, unit: Unit, before: Phase) -> None:
         """Any phase change of a unit re-evaluates its held dependents."""
         runtime = self.sup.projects.get(unit.project_id)
-        if runtime is None or unit.service.name not in runtime.units:
+        if runtime is None or unit.shadow or unit.service.name not in runtime.units:
             return
         for dependent in runtime.units.values():
             if unit.service.name not in dependent.service.depends_on:

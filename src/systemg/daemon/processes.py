@@ -10,7 +10,8 @@ journal, holder, accounts and ``apply``), kept apart so each file stays readable
   after leaves nothing unrecorded. ``_spawn`` never raises: it returns the lifecycle event
   that says how it went, or None while something asynchronous runs first.
 - **Output**: each pipe read end is non-blocking and watched (``watch.Watched``); lines go
-  to the service's ``ServiceLog`` and to log followers. Pipe inodes belong to the user
+  to the service's ``ServiceLog`` and to log followers (a rolling restart's other
+  generation's lines start with ``[pid N]``). Pipe inodes belong to the user
   the service runs as, so it can reopen ``/dev/stdout``.
 - **Exit**: the pidfd wakes the loop at once; pipes are drained first; leftovers of the
   process group and of the cgroup are killed; hooks run (``onerr``, ``onstop``).
@@ -264,9 +265,11 @@ class ProcessSide:
     ) -> None:
         key = self.holder_key(unit)
         if pipes:
-            self._ensure_log(unit)
+            self.ensure_log(unit)
 
         def on_output(stream: str, data: bytes) -> None:
+            if unit.shadow:
+                data = _tagged(unit, stream, data, pid)
             self.log_output(unit, stream, data)
 
         def on_eof(stream: str) -> None:
@@ -293,7 +296,15 @@ class ProcessSide:
             if put:
                 self.holder.put(key, watched.fds())
 
-    def _ensure_log(self, unit: Unit) -> None:
+    def log_note(self, unit: Unit, text: str) -> None:
+        """A ``[sysg]`` line of the supervisor's own in the unit's log (and to followers)."""
+        self.ensure_log(unit)
+        if unit.log is not None:
+            block = unit.log.note(text, self.clock())
+            if block and self.listeners:
+                self._publish(unit, block)
+
+    def ensure_log(self, unit: Unit) -> None:
         if unit.log is not None or unit.service.logs.sink is not LogSink.FILE:
             return
         path = self.paths.service_log(unit.project_id, unit.service.name)
@@ -307,7 +318,7 @@ class ProcessSide:
 
     def log_output(self, unit: Unit, stream: str, data: bytes) -> None:
         """Output of the unit's process, or of what runs for it (``probe``, hooks)."""
-        self._ensure_log(unit)
+        self.ensure_log(unit)
         log = unit.log
         if log is not None:
             block = log.feed(stream, data, self.clock())
@@ -385,6 +396,21 @@ class ProcessSide:
             self.journal.error(f"{unit.key}: cannot signal pid {pid}: {exc}")
 
     # --- adoption -------------------------------------------------------------------
+
+
+def _tagged(unit: Unit, stream: str, data: bytes, pid: int) -> bytes:
+    """A rolling restart's other generation (``Unit.shadow``: the new one while it starts,
+    the old one while it drains) shares the unit's log: each of its lines starts with
+    ``[pid N]``, so the file says which process wrote what while both run."""
+    tag = b"[pid %d] " % pid
+    head = b"" if stream in unit.open_lines else tag
+    body = data.replace(b"\n", b"\n" + tag)
+    if data.endswith(b"\n"):
+        body = body[: -len(tag)]
+        unit.open_lines.discard(stream)
+    else:
+        unit.open_lines.add(stream)
+    return head + body
 
 
 def _give_pipe(fd: int, plan: SpawnPlan) -> None:

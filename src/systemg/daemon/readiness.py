@@ -94,7 +94,9 @@ class Readiness:
         self._close_notify(health)
         if plan.uid is not None:
             _let_traverse(self.sup.paths.state_dir)
-        path = socket_path(self.sup.paths.state_dir, unit.project_id, service.name)
+        # Two generations of a rolling restart run at once, each with its own socket.
+        name = service.name if unit.generation % 2 == 0 else f"{service.name}~1"
+        path = socket_path(self.sup.paths.state_dir, unit.project_id, name)
         health.notify = NotifySocket(
             self.sup.loop,
             path,

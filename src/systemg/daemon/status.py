@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 from systemg import proc
 from systemg.daemon.lifecycle import checks_readiness
-from systemg.daemon.phases import DEGRADED, FAILING, Phase
+from systemg.daemon.phases import ALIVE, DEGRADED, FAILING, Phase
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code
 from systemg.protocol.messages import (
@@ -28,6 +29,7 @@ from systemg.protocol.messages import (
     UnitStatus,
 )
 
+DRAINING = "draining"  # the old generation of a rolling restart, until it has exited
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -146,8 +148,20 @@ def _last_probe(unit: Unit) -> LastProbe | None:
     return LastProbe(last.at, str(last.outcome), round(last.latency_s, 4), last.message)
 
 
+def _generations(unit: Unit, now: float) -> list[UnitStatus]:
+    """The unit's row, then, during a rolling restart, the new generation starting beside it
+    (state ``starting``) or the old one serving out its grace period (state ``draining``)."""
+    rows = [unit_status(unit, now)]
+    if unit.candidate is not None and unit.candidate.state.phase in ALIVE:
+        rows.append(unit_status(unit.candidate, now))
+    old = unit.draining
+    if old is not None and old.state.pid is not None:
+        rows.append(replace(unit_status(old, now), state=DRAINING))
+    return rows
+
+
 def snapshot(sup: Supervisor, units: list[Unit], now: float) -> StatusReply:
-    statuses = tuple(unit_status(u, now) for u in units)
+    statuses = tuple(row for u in units for row in _generations(u, now))
     health = {unit_health(u) for u in units}
     overall = (
         "failing" if "failing" in health else "degraded" if "degraded" in health else "healthy"

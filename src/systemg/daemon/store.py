@@ -59,6 +59,9 @@ class ServiceRecord:
     stop_reason: str | None = None
     definition: str | None = None  # ordering.definition_id of what the live process runs
     invocation: str | None = None  # INVOCATION_ID of the last launch, recorded before it
+    # (pid, start time) of a rolling restart's other generation (starting or draining): a
+    # supervisor that finds one alive after a crash stops it (``daemon.main.recover``).
+    others: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,7 @@ _SERVICE_TYPES: dict[str, tuple[type, ...]] = {
     "stop_reason": (str, _NONE),
     "definition": (str, _NONE),
     "invocation": (str, _NONE),
+    "others": (list,),
 }
 _EXIT_TYPES: dict[str, tuple[type, ...]] = {
     "code": (int, _NONE),
@@ -265,6 +269,14 @@ def _parse(data: bytes) -> ProjectRecord:
         reason = fields.get("stop_reason")
         if reason is not None and reason not in _STOP_REASONS:
             raise ValueError(f"{where}.stop_reason: unknown value {reason!r}")
+        if "others" in fields:
+            others = fields["others"]
+            if not all(
+                isinstance(o, list) and len(o) == 2 and all(type(x) is int for x in o)
+                for o in others
+            ):
+                raise ValueError(f"{where}.others: not a list of [pid, start_time]")
+            fields["others"] = tuple((o[0], o[1]) for o in others)
         services[name] = ServiceRecord(**fields)
     return ProjectRecord(services=services, **raw)
 
@@ -291,7 +303,7 @@ def _checked(
 def _as_json(record: ProjectRecord) -> dict[str, Any]:
     """``dataclasses.asdict(record)`` without the deep copies (values are JSON scalars,
     ``environ`` is str -> str and ``last_exit`` a flat dict)."""
-    services = {}
+    services: dict[str, dict[str, Any]] = {}
     for name, svc in record.services.items():
         services[name] = {
             "pid": svc.pid,
@@ -303,6 +315,7 @@ def _as_json(record: ProjectRecord) -> dict[str, Any]:
             "stop_reason": svc.stop_reason,
             "definition": svc.definition,
             "invocation": svc.invocation,
+            "others": [list(o) for o in svc.others],
         }
     return {
         "project_id": record.project_id,

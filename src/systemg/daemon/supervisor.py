@@ -310,6 +310,11 @@ class Supervisor(ProcessSide):
                 stop_reason=None if st.stop_reason is None else str(st.stop_reason),
                 definition=unit.definition,
                 invocation=unit.invocation,
+                others=tuple(
+                    (g.state.pid, g.start_time)
+                    for g in (unit.candidate, unit.draining)
+                    if g is not None and g.state.pid is not None and g.start_time is not None
+                ),
             )
         return ProjectRecord(
             project_id=runtime.project.id,

@@ -50,6 +50,14 @@ class Unit:
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
     stops_done: int = 0  # times it left `stopping` (a stop request waits for one more)
     job: Job | None = None  # a cron job's schedule and runs (cron.py)
+    # Rolling restarts (rollout.py): the other generation of the same service, a whole Unit
+    # record of its own that is not in the project's table (``shadow``).
+    candidate: Unit | None = None  # the new generation, starting beside this one
+    draining: Unit | None = None  # the old generation, serving out its grace period
+    shadow: bool = False  # a candidate or draining record: it never moves dependents
+    generation: int = 0  # counts rolling switches; picks the notify socket's slot
+    rollout_problems: tuple[Diagnostic, ...] = ()  # the last rolling restart's failure or warning
+    open_lines: set[str] = field(default_factory=set)  # streams whose tagged line is unfinished
 
     @property
     def key(self) -> str:

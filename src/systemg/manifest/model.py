@@ -31,12 +31,20 @@ DEFAULT_LIVENESS_ATTEMPT_TIMEOUT_MS = 2_000
 DEFAULT_LIVENESS_FAILURES = 3
 PRE_START_TIMEOUT_MS = 300_000  # upstream's pre_start budget; deployment.pre_start is bounded by it
 DEFAULT_HOOK_TIMEOUT_MS = 300_000  # upstream: a hook's timeout defaults to the pre_start budget
+DEFAULT_GRACE_PERIOD_MS = 5_000  # deployment.grace_period: the old generation serves on this long
 
 
 class RestartPolicy(enum.StrEnum):
     ALWAYS = "always"
     ON_FAILURE = "on-failure"
     NEVER = "never"
+
+
+class Strategy(enum.StrEnum):
+    """``deployment.strategy``: how ``restart`` replaces a running process."""
+
+    IMMEDIATE = "immediate"  # stop, then start
+    ROLLING = "rolling"  # start the new one beside the old; stop the old once the new is up
 
 
 class LogSink(enum.StrEnum):
@@ -235,6 +243,8 @@ class Service:
     # hooks, pre_start, skip and liveness (spec/lifecycle.md sections 1, 4 and 5)
     liveness: Liveness | None = None
     pre_start: str | None = None  # deployment.pre_start: /bin/sh -c, before every launch
+    strategy: Strategy = Strategy.IMMEDIATE  # deployment.strategy (spec/lifecycle.md section 7)
+    grace_period_ms: int = DEFAULT_GRACE_PERIOD_MS  # rolling: old one serves on after the new is up
     hooks: Hooks = field(default_factory=Hooks)
     skip: bool = False  # skip: true; never set together with skip_command
     skip_command: str | None = None  # skip: COMMAND: /bin/sh -c at every start, exit 0 = skipped

@@ -12,8 +12,8 @@ and the functions return what they could parse. Invariants of the result:
 * ``depends_on`` names every dependency once, in manifest order; ``completed_deps`` is the
   ordered subset whose condition is ``completed``.
 
-Only ``health_check`` and ``pre_start`` are accepted inside ``deployment`` for now; the other
-keys of §1 (``strategy``, ``grace_period``, ``cron``) are unknown keys until they are
+Inside ``deployment``: ``health_check``, ``pre_start``, ``strategy`` (``immediate`` | ``rolling``,
+§7) and ``grace_period`` (a duration, 0 allowed); ``blue_green`` is an unknown key until it is
 implemented, so a manifest never silently loses one.
 """
 
@@ -31,13 +31,14 @@ from systemg.manifest.model import (
     Condition,
     ProbeKind,
     ProbeSpec,
+    Strategy,
 )
 from systemg.manifest.probe import parse_probe_tcp, parse_probe_url
 from systemg.manifest.tree import Key, Map, Node
 from systemg.manifest.values import GrammarError, format_duration, parse_duration
 
 READINESS_KEYS = ("notify", "watchdog", "start_timeout", "deployment")
-DEPLOYMENT_KEYS = ("health_check", "pre_start")
+DEPLOYMENT_KEYS = ("strategy", "pre_start", "health_check", "grace_period")
 PROBE_KINDS = tuple(k.value for k in ProbeKind)
 HEALTH_CHECK_KEYS = (
     *PROBE_KINDS,
@@ -161,8 +162,9 @@ def settings(ck: Checker, f: Fields, path: str) -> dict[str, Any]:
 
 
 def deployment(ck: Checker, node: Node, path: str) -> dict[str, Any]:
-    """``health_check`` and ``pre_start`` (a command for ``/bin/sh -c``, bounded by
-    ``PRE_START_TIMEOUT_MS``, as upstream) as ``Service`` fields."""
+    """``health_check``, ``pre_start`` (a command for ``/bin/sh -c``, bounded by
+    ``PRE_START_TIMEOUT_MS``, as upstream), ``strategy`` and ``grace_period`` as ``Service``
+    fields."""
     out: dict[str, Any] = {}
     m = ck.mapping(node, path)
     if m is None:
@@ -176,6 +178,14 @@ def deployment(ck: Checker, node: Node, path: str) -> dict[str, Any]:
         command = ck.command(f["pre_start"][1], child(path, "pre_start"))
         if command is not None:
             out["pre_start"] = command
+    if "strategy" in f:
+        chosen = ck.choice(f["strategy"][1], child(path, "strategy"), list(Strategy))
+        if chosen is not None:
+            out["strategy"] = Strategy(chosen)
+    if "grace_period" in f:
+        ms = ck.grammar(f["grace_period"][1], child(path, "grace_period"), parse_duration)
+        if ms is not None:
+            out["grace_period_ms"] = ms
     return out
 
 

@@ -30,6 +30,7 @@ from systemg.manifest.model import (
     LogSpec,
     RestartPolicy,
     Service,
+    Strategy,
 )
 from systemg.manifest.tree import (
     FileReadError,
@@ -294,6 +295,14 @@ class Context:
         kw: dict[str, Any] = readiness.settings(ck, f, path)
         kw.update(hooks.settings(ck, f, path))
         kw.update(schedule.settings(ck, f, path))
+        if "cron" in kw and kw.get("strategy") is Strategy.ROLLING:
+            ck.error(
+                Code.INVALID_VALUE,
+                child(child(path, "deployment"), "strategy"),
+                "a cron job is not restarted, so it has no rolling strategy",
+                f["deployment"][0],
+                "remove deployment.strategy from the job (each run is a launch of its own)",
+            )
         if "working_dir" in f:
             wd_path, wd_node = child(path, "working_dir"), f["working_dir"][1]
             wd = ck.string(wd_node, wd_path, what="a directory")

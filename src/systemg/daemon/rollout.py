@@ -1,0 +1,220 @@
+"""Rolling restarts (spec lifecycle §7): the new generation starts beside the old one.
+
+A rollout replaces the running process of one ``strategy: rolling`` unit without a gap:
+
+1. the **candidate** — a second ``Unit`` record for the same service, not in the project's
+   table (``Unit.shadow``) — goes through the ordinary lifecycle: ``pre_start``, a spawn
+   given the unit's held ``listen`` sockets, readiness (READY=1 / health check / 250 ms);
+2. up → it *becomes* the unit: the table points at it (its pid is in status and in the state
+   file), and the old record hangs off it as ``Unit.draining``; the old process serves on for
+   ``grace_period``, then gets its ordinary stop (SIGTERM, ``stop_timeout``, SIGKILL);
+3. not up (it exited, or readiness failed) → it is stopped and dropped; the old unit is
+   untouched (same record, pid and state), and keeps the candidate's problems in
+   ``Unit.rollout_problems`` for the restart's reply.
+
+Why a whole second ``Unit`` rather than a second process field: a candidate needs everything
+a launch has (pidfd watch, notify socket, probe state, timers, pre_start sequencing), and all
+of that already hangs off ``Unit``; a shadow record reuses lifecycle and readiness unchanged.
+
+Invariants:
+
+* at most one candidate and one draining record per unit, and a shadow never has its own;
+* a shadow's announcements and phase changes never move dependents (``Operations`` ignores
+  any unit that is not the table's), and its restart policy is ``never`` (a candidate that
+  fails, or an old process that dies while draining, is not brought back);
+* the listen sockets and the ``ServiceLog`` are shared by both generations and owned by the
+  record in the table; the log gets a ``[sysg]`` line at each step naming the pids, and the
+  shadow's own lines start with ``[pid N]`` (``processes``), so the file says who wrote what;
+* a rollout always finishes (calls ``done``): the grace timer is the loop's, not the unit's,
+  so no ``DoCancelTimers`` of either generation can lose it.
+
+No overlap is possible when the service binds a fixed port itself (no ``listen:``, and a
+health-check port or ``PORT`` in its env), when ``listen`` changes in the new definition, or
+when it has a cgroup (the old one's exit clears the cgroup the new one would share): the
+restart is then stop-then-start, with the upstream's warning ``switching to immediate
+restart semantics`` on the journal and in the reply. A supervisor killed in the middle of a
+switch: the state file records the table's process as the unit and the other generation's
+(pid, start time) in ``others``; the next supervisor adopts the first and stops the second
+(``daemon.main.recover``) — the rollout itself is not resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from systemg.daemon import lifecycle as lc
+from systemg.daemon.lifecycle import StopReason
+from systemg.daemon.ordering import definition_id
+from systemg.daemon.phases import ALIVE, SETTLED, Phase
+from systemg.daemon.report import unit_problems
+from systemg.daemon.units import Unit
+from systemg.errors import Code, Diagnostic
+from systemg.manifest.model import ProbeKind, RestartPolicy, Service, Strategy
+
+if TYPE_CHECKING:
+    from systemg.daemon.supervisor import Supervisor
+
+Done = Callable[[], None]
+When = Callable[[Callable[[], bool], Done], None]
+
+FALLBACK = "switching to immediate restart semantics"
+
+
+def fixed_port(service: Service) -> str | None:
+    """Why two generations of ``service`` could not run at once, if it binds a fixed port
+    itself (upstream: a health-check port, or ``PORT`` in its environment)."""
+    if service.listen:
+        return None
+    check = service.health_check
+    if check is not None and check.kind in (ProbeKind.URL, ProbeKind.TCP) and check.port:
+        return f"it binds port {check.port} itself (its health_check) and has no listen:"
+    for key, value in (*service.env.file_vars, *service.env.vars):
+        if key == "PORT":
+            return f"it binds PORT={value} itself and has no listen:"
+    return None
+
+
+def no_overlap(unit: Unit, service: Service) -> str | None:
+    """Why ``unit`` cannot run ``service`` beside its current process, if it cannot."""
+    port = fixed_port(service)
+    if port is not None:
+        return port
+    if service.listen != unit.service.listen:
+        return "its listen: sockets change"
+    if service.limits.cgroup is not None or unit.service.limits.cgroup is not None:
+        return "it has a cgroup, which two generations cannot share"
+    return None
+
+
+class Rollouts:
+    def __init__(self, sup: Supervisor, when: When) -> None:
+        self.sup = sup
+        self.when = when
+
+    def rolls(self, unit: Unit, service: Service) -> bool:
+        """Whether the restart of ``unit`` into ``service`` rolls. A rolling service that
+        cannot is restarted the immediate way, with the warning kept for the reply."""
+        if service.strategy is not Strategy.ROLLING:
+            return False
+        unit.rollout_problems = ()
+        st = unit.state
+        if st.phase is not Phase.RUNNING or st.pid is None:
+            return False  # nothing is serving: an ordinary start
+        if unit.candidate is not None or unit.draining is not None:
+            return False  # a rollout is under way: this restart stops both and starts anew
+        why = no_overlap(unit, service)
+        if why is None:
+            return True
+        message = f"service '{service.name}': {why}; {FALLBACK}"
+        self.sup.journal.warn(f"{unit.key}: {why}; {FALLBACK}")
+        unit.rollout_problems = (
+            Diagnostic(
+                Code.INVALID_VALUE,
+                message,
+                path=f"services.{service.name}.deployment.strategy",
+                hint="hand the port to sysg with listen: (the process gets it as LISTEN_FDS), "
+                "so both generations share it",
+                severity="warning",
+            ),
+        )
+        return False
+
+    def roll(self, unit: Unit, service: Service, done: Done) -> None:
+        """Start ``service`` beside ``unit``'s process; switch once it is up (see above)."""
+        sup = self.sup
+        sup.ensure_log(unit)
+        candidate = Unit(
+            unit.project_id,
+            replace(service, restart_policy=RestartPolicy.NEVER),
+            shadow=True,
+            generation=unit.generation + 1,
+            log=unit.log,
+            listen_fds=unit.listen_fds,
+            listen_names=unit.listen_names,
+            skip_override=True,  # the restart asked for this launch
+        )
+        unit.candidate = candidate
+        sup.log_note(
+            unit, f"rolling restart: starting a new generation beside pid {unit.state.pid}"
+        )
+        sup.journal.info(f"{unit.key}: rolling restart beside pid {unit.state.pid}")
+        sup.apply(candidate, lc.Start(sup.clock()))
+        self.when(
+            lambda: candidate.state.phase in SETTLED,
+            lambda: self._settled(unit, candidate, service, done),
+        )
+
+    def _settled(self, unit: Unit, candidate: Unit, service: Service, done: Done) -> None:
+        sup = self.sup
+        if unit.candidate is candidate:
+            unit.candidate = None
+        runtime = sup.projects.get(unit.project_id)
+        serving = runtime is not None and runtime.units.get(unit.service.name) is unit
+        if candidate.state.phase is not Phase.RUNNING or not serving:
+            if candidate.state.phase in ALIVE:
+                sup.apply(candidate, lc.Stop(StopReason.MANUAL, sup.clock()))
+            problems = unit_problems(candidate, sup.paths) or [
+                Diagnostic(
+                    Code.EXITED_AT_START,
+                    f"service '{service.name}': the new generation did not come up "
+                    f"({candidate.state.phase} {candidate.state.message})".rstrip(),
+                    path=unit.key,
+                    hint=f"see: sysg logs -s {unit.key}",
+                )
+            ]
+            unit.rollout_problems = tuple(problems)
+            sup.log_note(
+                unit, f"rolling restart: the new generation failed; pid {unit.state.pid} serves on"
+            )
+            sup.journal.warn(
+                f"{unit.key}: rolling restart failed ({problems[0].message}); "
+                f"pid {unit.state.pid} serves on"
+            )
+            done()
+            return
+        assert runtime is not None
+        # The switch: the candidate is the unit from now on.
+        candidate.service = service
+        candidate.definition = definition_id(service)
+        candidate.shadow = False
+        unit.shadow = True
+        unit.service = replace(unit.service, restart_policy=RestartPolicy.NEVER)
+        unit.listen_fds = None  # the sockets are the candidate's now
+        candidate.draining = unit
+        runtime.units[service.name] = candidate
+        runtime.project = replace(
+            runtime.project,
+            services=tuple(runtime.units[s.name].service for s in runtime.project.services),
+        )
+        sup.save_now(unit.project_id)
+        grace = service.grace_period_ms / 1000.0
+        sup.log_note(
+            candidate,
+            f"rolling restart: pid {candidate.state.pid} is up; "
+            f"pid {unit.state.pid} drains for {grace:g}s",
+        )
+        sup.journal.info(
+            f"{unit.key}: pid {candidate.state.pid} is up; pid {unit.state.pid} drains {grace:g}s"
+        )
+        old_pid = unit.state.pid
+
+        def drain() -> None:
+            if unit.state.phase in ALIVE:
+                sup.apply(unit, lc.Stop(StopReason.MANUAL, sup.clock()))
+
+        # Down by the grace timer's stop, or sooner (it died, or a stop took it down).
+        timer = sup.loop.call_later(grace, drain)
+
+        def finished() -> None:
+            timer.cancel()
+            if candidate.draining is unit:
+                candidate.draining = None
+            sup.log_note(
+                candidate,
+                f"rolling restart: pid {old_pid} stopped; pid {candidate.state.pid} serves",
+            )
+            done()
+
+        self.when(lambda: unit.state.phase not in ALIVE, finished)

@@ -1,0 +1,90 @@
+"""A rolling restart in system mode drops no request (spec lifecycle §7, privileged §8).
+
+``sysg --sys``: the service runs as ``www-data`` with ``capabilities: [NET_BIND_SERVICE]`` and
+serves port 80 (or another free port below 1024) on the socket the supervisor binds as root
+and holds (``listen:``). An HTTP load from 127.0.0.1 runs through three ``sysg --sys restart
+-s web``; every request is answered, each restart gives a new pid running as www-data, and
+the old pid is gone after it.
+"""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.privileged.system_helpers import port_free, proc_status, sys_status
+from tests.support.httpload import Load
+from tests.support.runtime import Runtime, pid_alive, wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rolling" / "server.py"
+
+
+@pytest.fixture
+def srt() -> Iterator[Runtime]:
+    runtime = Runtime(base=Path("/srv"))  # www-data must reach server.py
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _privileged_port() -> int:
+    for port in (80, *range(81, 1024)):
+        if port_free(port):
+            return port
+    pytest.skip("no free privileged port on 127.0.0.1")
+
+
+def _web(rt: Runtime) -> dict[str, object]:
+    """The unit's own row (the first; a draining generation comes after it)."""
+    return next(u for u in sys_status(rt)["units"] if u["service"] == "web")
+
+
+def test_system_rolling_restart_under_load_drops_nothing(srt: Runtime) -> None:
+    try:
+        uid = pwd.getpwnam("www-data").pw_uid
+    except KeyError:
+        pytest.skip("no www-data account")
+    port = _privileged_port()
+    shutil.copy(EXAMPLE, srt.work / "server.py")
+    manifest = srt.write(
+        "web.yaml",
+        f"""version: "2"
+projects:
+  roll:
+    services:
+      web:
+        exec: ["/usr/bin/python3", "server.py"]
+        user: www-data
+        capabilities: [NET_BIND_SERVICE]
+        listen: ["127.0.0.1:{port}"]
+        notify: true
+        start_timeout: 20s
+        deployment:
+          strategy: rolling
+          grace_period: 300ms
+""",
+    )
+    srt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True, timeout=60)
+    first = wait_for(lambda: (u := _web(srt))["state"] == "running" and u, what="web running")
+    pids = [int(first["pid"])]  # type: ignore[call-overload]
+    with Load("127.0.0.1", port) as load:
+        load.wait_requests(200)
+        for _ in range(3):
+            done = srt.sysg("--sys", "restart", "-s", "web", timeout=90)
+            assert done.returncode == 0, (done.stdout, done.stderr)
+            unit = _web(srt)
+            pid = int(unit["pid"])  # type: ignore[call-overload]
+            assert unit["state"] == "running"
+            assert pid != pids[-1]
+            assert not pid_alive(pids[-1])
+            assert proc_status(pid)["Uid"].split() == [str(uid)] * 4
+            pids.append(pid)
+            load.wait_requests(200)
+    assert load.failed == 0, f"{load.failures} of {load.total()} requests failed"
+    assert load.ok >= 800
+    assert set(pids) <= load.pids | {pids[0]}
