@@ -186,6 +186,45 @@ def test_a_supervisor_frozen_while_a_long_request_waits_fails_it_within_seconds(
             os.killpg(service, signal.SIGKILL)
 
 
+@pytest.mark.parametrize("verb", ["run", "stop"])
+def test_a_request_without_deadline_still_fails_when_the_supervisor_freezes(
+    rt: Runtime, verb: str
+) -> None:
+    """`sysg run` has no deadline (a job may run for hours), nor has `--timeout 0`: a
+    supervisor frozen while they wait is still SG0205 within seconds, not a wait for ever."""
+    rt.write(
+        "systemg.yaml",
+        'version: "2"\n'
+        "services:\n"
+        "  job:\n"
+        "    command: \"trap '' TERM; while true; do sleep 0.2; done\"\n"
+        "    stop_timeout: 60s\n"
+        + ('    cron: {expression: "0 0 0 1 1 *", timezone: UTC}\n' if verb == "run" else ""),
+    )
+    rt.sysg("start", "--daemonize", check=True)
+    sup = rt.supervisor_pid()
+    assert sup is not None
+    argv = ["run", "-s", "job"] if verb == "run" else ["stop", "-s", "job", "--timeout", "0"]
+    proc = rt.popen(*argv)
+    service: int | None = None
+    try:
+        rt.wait_state("job", "running" if verb == "run" else "stopping")
+        service = rt.unit("job")["pid"]
+        assert proc.poll() is None  # working, not stuck: the CLI waits
+        with frozen(sup):
+            _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1
+        assert f"error[SG0205]: supervisor {sup} is stopped (state T)" in err
+        assert f"no reply to '{verb}'" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if service is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service, signal.SIGKILL)
+
+
 # --- a stand-in that accepts and never answers -------------------------------------------
 
 

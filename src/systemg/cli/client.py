@@ -284,7 +284,15 @@ def exchange(
     frozen_since: float | None = None
     while True:
         try:
-            line = lines.next(None if deadline is None else min(deadline, _now() + SLICE))
+            # In slices even without a deadline (`--timeout 0`, `sysg run`): a supervisor
+            # frozen after it took the request must not keep us waiting for ever. A live
+            # stream (`logs -f` past its first line) may wait as long as it likes.
+            slice_end: float | None = _now() + SLICE
+            if deadline is not None:
+                slice_end = min(deadline, _now() + SLICE)
+            elif wait.first_line_only:
+                slice_end = None
+            line = lines.next(slice_end)
         except TimeoutError:
             now = _now()
             if deadline is not None and now >= deadline:
