@@ -108,18 +108,15 @@ class Scheduler:
             job.current.result, job.current.end = "lost", now  # the supervisor died meanwhile
             job.current.message = "the supervisor stopped while it ran"
             job.current = None
-        missed = (
-            unit.service.persistent
-            and job.last_due is not None
-            and (due := self._next(unit, job.last_due)) is not None
-            and due <= now
-        )
+        persistent = unit.service.persistent and job.last_due is not None
+        due = self._next(unit, job.last_due) if persistent and job.last_due else None
+        missed = due is not None and due <= now
         job.next_due = self._next(unit, max(now, job.last_due or now))
         self.sup.journal.info(f"{unit.key}: cron job scheduled, next run {_iso(job.next_due)}")
         if missed:
             self.sup.journal.info(f"{unit.key}: a run was due while no supervisor ran (persistent)")
             job.last_due = now
-            self._due(unit, job)
+            self.run(unit)  # an overlap record if one still runs
         elif job.last_due is None:
             job.last_due = now  # persistent counts from here
         self._arm()
@@ -172,7 +169,7 @@ class Scheduler:
                 continue
             job.last_due = job.next_due
             job.next_due = self._next(unit, max(now, job.last_due))
-            self._due(unit, job)
+            self.run(unit)  # an overlap record if one still runs
             self.save(project_id)
         self._arm()
 
@@ -189,12 +186,6 @@ class Scheduler:
         return unit if unit is not None and unit.service.cron is not None else None
 
     # --- runs ---------------------------------------------------------------------------
-    def _due(self, unit: Unit, job: Job) -> None:
-        if job.current is not None or unit.state.phase in ALIVE:
-            self._record_overlap(unit, job)
-            return
-        self.run(unit)
-
     def run(self, unit: Unit, done: Callable[[Run], None] | None = None) -> Run:
         """Start a run now; ``done`` gets it when it ended (an ``overlap`` at once)."""
         job = self.job(unit)
