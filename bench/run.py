@@ -505,6 +505,19 @@ def drain(lsock: socket.socket) -> int:
         count += 1
 
 
+def probe_window(cfg: Cfg, pid: int) -> tuple[float, int, int]:
+    """One window of ``idle_s`` on the supervisor ``pid``: its CPU seconds and context
+    switches over it, and the most tasks it had (sampled every 250 ms)."""
+    threads = 0
+    cpu0, sw0 = procs.cpu_and_switches(pid)
+    deadline = time.perf_counter() + cfg.idle_s
+    while time.perf_counter() < deadline:
+        time.sleep(0.25)
+        threads = max(threads, len(os.listdir(f"/proc/{pid}/task")))
+    cpu1, sw1 = procs.cpu_and_switches(pid)
+    return cpu1 - cpu0, sw1 - sw0, threads
+
+
 def liveness_window(
     cfg: Cfg, peer: Peer, n: int, lsock: socket.socket, acc: dict[str, list[float]]
 ) -> int:
@@ -514,19 +527,13 @@ def liveness_window(
     time.sleep(1.5)
     pid = peer.daemon_pid()
     assert pid is not None
-    threads = 0
     drain(lsock)
-    cpu0, sw0 = procs.cpu_and_switches(pid)
-    deadline = time.perf_counter() + cfg.idle_s
-    while time.perf_counter() < deadline:
-        time.sleep(0.25)
-        threads = max(threads, len(os.listdir(f"/proc/{pid}/task")))
-    cpu1, sw1 = procs.cpu_and_switches(pid)
+    cpu, switches, threads = probe_window(cfg, pid)
     attempts = drain(lsock)
     if attempts < n:
         raise RuntimeError(f"probes liveness: {attempts} attempts in the window, expected ~{n}/s")
-    acc.setdefault("cpu_per", []).append((cpu1 - cpu0) / attempts)
-    acc.setdefault("wake", []).append((sw1 - sw0) / cfg.idle_s)
+    acc.setdefault("cpu_per", []).append(cpu / attempts)
+    acc.setdefault("wake", []).append(switches / cfg.idle_s)
     acc.setdefault("attempts", []).append(attempts)
     return threads
 
@@ -586,15 +593,10 @@ def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
                     time.sleep(1.5)
                     pid = peer.daemon_pid()
                     assert pid is not None
-                    cpu0, sw0 = procs.cpu_and_switches(pid)
-                    deadline = time.perf_counter() + cfg.idle_s
-                    while time.perf_counter() < deadline:
-                        time.sleep(0.25)
-                        threads = max(threads, len(os.listdir(f"/proc/{pid}/task")))
-                    cpu1, sw1 = procs.cpu_and_switches(pid)
+                    cpu, switches, threads = probe_window(cfg, pid)
                     attempts = n * cfg.idle_s / 1.0
-                    acc.setdefault("cpu_per", []).append((cpu1 - cpu0) / attempts)
-                    acc.setdefault("wake", []).append((sw1 - sw0) / cfg.idle_s)
+                    acc.setdefault("cpu_per", []).append(cpu / attempts)
+                    acc.setdefault("wake", []).append(switches / cfg.idle_s)
                     lsock.listen(4096)  # now every next attempt passes
                 threads = max(threads, watch_threads(proc, peer))
                 t_up = time.perf_counter()
