@@ -119,6 +119,8 @@ def _wait_for_boot(paths: Paths, pid: int) -> None:
     status: int | None = None
     while time.monotonic() < deadline:
         if accepts(paths, 1.0):
+            if status is None and supervisor_pid(paths) not in (None, pid):
+                _reap_loser(pid, deadline)
             return
         if status is None:
             done, raw = os.waitpid(pid, os.WNOHANG)
@@ -139,6 +141,19 @@ def _wait_for_boot(paths: Paths, pid: int) -> None:
         f"the supervisor did not open {paths.socket} within {BOOT_TIMEOUT:.0f}s",
         hint=f"see {paths.supervisor_log}:\n{log_tail(paths.supervisor_log)}",
     )
+
+
+def _reap_loser(pid: int, deadline: float) -> None:
+    """Ours lost the race to another CLI's supervisor: it exits at the lock; wait for that.
+
+    Returning while it still boots would leave, for a moment, a second ``sysg supervise``
+    process that a user (or ``pgrep``) sees beside the real one.
+    """
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        time.sleep(0.005)
 
 
 def _boot_failed(paths: Paths, status: int) -> SysgError:
