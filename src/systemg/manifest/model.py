@@ -189,9 +189,28 @@ class Isolation:
     private_tmp: bool = False
     private_devices: bool = False
     no_new_privileges: bool = False
-    seccomp: str | None = None
-    apparmor_profile: str | None = None
+    # sandbox (docs/security.md): enforced by the kernel and read back
+    seccomp: tuple[str, ...] | None = None  # systemd SystemCallFilter= entries, in order
+    seccomp_action: str = "errno"  # "errno" or "kill"
+    seccomp_errno: str = "EPERM"  # the errno name a denied call returns (action errno)
+    address_families: tuple[str, ...] | None = None  # AF_* names; allowed (or denied, below)
+    address_families_deny: bool = False  # the list was written ["~AF_PACKET", ...]
+    protect_system: str = "false"  # false | true | full | strict
+    protect_home: str = "false"  # false | true | read-only | tmpfs
+    read_only_paths: tuple[str, ...] = ()  # "-/path" = ignore a missing one
+    read_write_paths: tuple[str, ...] = ()
+    inaccessible_paths: tuple[str, ...] = ()
+    apparmor_profile: str | None = None  # "-name" = not_applied when AppArmor is not active
     selinux_context: str | None = None
+
+    @property
+    def protects_paths(self) -> bool:
+        """True when a key needs read-only / inaccessible bind mounts."""
+        return (
+            self.protect_system != "false"
+            or self.protect_home != "false"
+            or bool(self.read_only_paths or self.read_write_paths or self.inaccessible_paths)
+        )
 
     @property
     def any_namespace(self) -> bool:

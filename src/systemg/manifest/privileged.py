@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from systemg.errors import Code
 from systemg.manifest.check import Checker, child, describe, item
@@ -213,7 +213,7 @@ def isolation(ck: Checker, node: Node, path: str) -> Isolation:
     if m is None:
         return Isolation()
     f = ck.fields(m, path, ISOLATION_BOOLS + ISOLATION_PLACEHOLDERS)
-    flags: dict[str, bool] = {}
+    flags: dict[str, Any] = {}
     for key in ISOLATION_BOOLS:
         if key in f:
             flag = ck.boolean(f[key][1], child(path, key))
@@ -229,7 +229,7 @@ def isolation(ck: Checker, node: Node, path: str) -> Isolation:
                 _not_enforced(ck, child(path, key), k)
     return Isolation(
         **flags,
-        seccomp=texts.get("seccomp"),
+        seccomp=(texts["seccomp"],) if "seccomp" in texts else None,
         apparmor_profile=texts.get("apparmor_profile"),
         selinux_context=texts.get("selinux_context"),
     )
