@@ -17,7 +17,9 @@ def test_observe_matches_plan_for_a_confined_service(spawner: Spawner) -> None:
         user="nobody",
         capabilities=("CAP_NET_BIND_SERVICE",),
         limits=Limits(nofile=1000, nice=3, cpu_affinity=(0,)),
-        isolation=Isolation(network=True, pid=True, no_new_privileges=True, seccomp="x"),
+        isolation=Isolation(
+            network=True, pid=True, no_new_privileges=True, seccomp=("@system-service",)
+        ),
     )
     run = spawner.start(svc)
     run.read_until("ready")
@@ -34,9 +36,8 @@ def test_observe_matches_plan_for_a_confined_service(spawner: Spawner) -> None:
     assert seen["namespaces"]["pid"]["own"]
     assert seen["no_new_privs"] == 1
     assert list(seen["fds"]) == ["0", "1", "2"]
-    assert compare(run.plan, seen) == (
-        "not applied: isolation.seccomp: accepted, not enforced by this build",
-    )
+    assert seen["seccomp"] == {"mode": 2, "filters": 1}
+    assert compare(run.plan, seen) == ()
 
 
 def test_compare_reports_a_difference(spawner: Spawner) -> None:

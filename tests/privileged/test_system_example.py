@@ -118,7 +118,8 @@ projects:
         isolation:
           network: true
           no_new_privileges: true
-          seccomp: "baseline"
+          seccomp: baseline-v1
+          apparmor_profile: "-sysg-test"
       plain:
         exec: ["/usr/bin/python3", "-c", "import time\\nwhile True: time.sleep(1)"]
         user: nobody
@@ -134,7 +135,9 @@ def test_system_inspect_equals_proc_and_reports_unapplied_keys(rt: Runtime) -> N
 
         proc = rt.sysg("--sys", "inspect", "-s", "web", "--format", "json")
         data = json.loads(proc.stdout)
-        assert proc.returncode == 1, "a mismatch (the unapplied seccomp) makes inspect exit 1"
+        assert proc.returncode == 1, (
+            "a mismatch (the unapplied AppArmor profile) makes inspect exit 1"
+        )
         obs = data["observed"]
         st = proc_status(pid)
         # identity
@@ -172,23 +175,25 @@ def test_system_inspect_equals_proc_and_reports_unapplied_keys(rt: Runtime) -> N
             assert info["own"] == (ns == "net"), (ns, info)
         assert obs["namespaces"]["net"]["own"] is True
         assert obs["no_new_privs"] == int(st["NoNewPrivs"]) == 1
+        assert obs["seccomp"] == {"mode": int(st["Seccomp"]), "filters": 1}
+        assert st["Seccomp"] == "2"
         # requested = plan
         req = data["requested"]
         assert req["uid"] == 65534
         assert req["gid"] == 65534
         assert sorted(req["groups"]) == [33, 65534]
         # the deliberately unapplied key
-        assert any("isolation.seccomp" in line for line in data["not_applied"]), data
-        assert any("isolation.seccomp" in line for line in data["mismatch"]), data
-        assert all("seccomp" in line for line in data["mismatch"]), data["mismatch"]
+        assert any("isolation.apparmor_profile" in line for line in data["not_applied"]), data
+        assert any("isolation.apparmor_profile" in line for line in data["mismatch"]), data
+        assert all("apparmor" in line for line in data["mismatch"]), data["mismatch"]
 
         status = sys_status(rt)
         web_unit = units(status)["web"]
         assert web_unit["enforcement"] == "partial"
-        assert any("isolation.seccomp" in line for line in web_unit["not_applied"])
+        assert any("isolation.apparmor_profile" in line for line in web_unit["not_applied"])
         assert units(status)["plain"]["enforcement"] == "full"
         table = rt.sysg("--sys", "status").stdout
-        assert "partial" in table or "seccomp" in table, table
+        assert "partial" in table or "apparmor" in table, table
 
         plain = rt.sysg("--sys", "inspect", "-s", "plain", "--format", "json")
         assert plain.returncode == 0, plain.stdout + plain.stderr

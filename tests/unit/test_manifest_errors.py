@@ -236,11 +236,14 @@ def test_untrusted_when_not_root_owned_or_writable(tmp_path: Path) -> None:
         assert "writable" in only(path, Code.UNTRUSTED_CONFIG, require_trusted=True).message
 
 
-def test_not_enforced_is_a_warning_not_an_error(tmp_path: Path) -> None:
-    path = manifest(tmp_path, HEAD + "  web: {command: x, isolation: {seccomp: strict}}\n")
-    (warning,) = load_manifest(path, environ={}).warnings
-    assert warning.code is Code.NOT_ENFORCED
-    assert warning.path == "services.web.isolation.seccomp"
+def test_an_unknown_seccomp_name_is_an_error_with_its_path(tmp_path: Path) -> None:
+    path = manifest(
+        tmp_path, HEAD + "  web: {command: x, isolation: {seccomp: [read, '@privileged', mkdri]}}\n"
+    )
+    problem = only(path, Code.INVALID_VALUE)
+    assert problem.path == "services.web.isolation.seccomp[2]"
+    assert "unknown system call 'mkdri'" in problem.message
+    assert "mkdir" in problem.hint
 
 
 def test_too_many_nodes_refused_before_composing(tmp_path: Path) -> None:

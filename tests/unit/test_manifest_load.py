@@ -165,17 +165,27 @@ def test_include_splices_relative_to_including_file(tmp_path: Path) -> None:
     assert svc.command == "serve"
 
 
-def test_not_enforced_keys_are_warnings(tmp_path: Path) -> None:
+def test_sandbox_keys_load_without_warnings(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "version: '2'\nservices:\n  a:\n    command: x\n    isolation:\n"
-        "      seccomp: default\n      apparmor_profile: p\n      selinux_context: c\n",
+        "      seccomp: [baseline-v1, '~@privileged']\n      seccomp_action: kill\n"
+        "      address_families: ['~AF_PACKET']\n      protect_system: strict\n"
+        "      protect_home: read-only\n      read_write_paths: [/var/lib/a, -/srv/a/]\n"
+        "      apparmor_profile: -p\n      selinux_context: c\n",
     )
     result = load_manifest(path, environ={})
-    assert [w.code for w in result.warnings] == [Code.NOT_ENFORCED] * 3
-    assert all(w.severity == "warning" for w in result.warnings)
-    assert result.warnings[0].line == 6
-    assert result.manifest.projects[0].services[0].isolation.seccomp == "default"
+    assert result.warnings == ()
+    iso = result.manifest.projects[0].services[0].isolation
+    assert iso.seccomp == ("@system-service", "~@privileged")
+    assert (iso.seccomp_action, iso.address_families, iso.address_families_deny) == (
+        "kill",
+        ("AF_PACKET",),
+        True,
+    )
+    assert (iso.protect_system, iso.protect_home) == ("strict", "read-only")
+    assert iso.read_write_paths == ("/var/lib/a", "-/srv/a")
+    assert (iso.apparmor_profile, iso.selinux_context) == ("-p", "c")
 
 
 def test_merge_keys_and_extension_blocks(tmp_path: Path) -> None:

@@ -134,14 +134,16 @@ def test_capability_mask_and_lists() -> None:
 def test_not_root_warns_and_skips_privileged_keys() -> None:
     service = svc(
         capabilities=("CAP_NET_BIND_SERVICE",),
-        isolation=Isolation(network=True, apparmor_profile="x"),
+        isolation=Isolation(network=True, apparmor_profile="-x", protect_system="strict"),
         limits=Limits(nofile=100, cgroup=CgroupSpec(memory_max=1 << 20)),
     )
     result = build_plan(service, "p", USER)
     assert result.not_applied == (
         "capabilities: sysg is not running as root",
         "isolation.network: sysg is not running as root",
-        "isolation.apparmor_profile: accepted, not enforced by this build",
+        "isolation.protect_system: sysg is not running as root",
+        "isolation.apparmor_profile: AppArmor is not active on this host "
+        "(no /proc/self/attr/apparmor/)",
         "limits.cgroup: sysg is not running as root",
     )
     assert all(w.severity == "warning" for w in result.warnings)
@@ -151,6 +153,27 @@ def test_not_root_warns_and_skips_privileged_keys() -> None:
     assert not plan.network
     assert plan.cgroup is None
     assert [r.value for r in plan.rlimits] == [100]  # rlimits still apply
+
+
+def test_seccomp_applies_without_root_and_implies_no_new_privs() -> None:
+    iso = Isolation(seccomp=("@system-service",), address_families=("AF_UNIX",))
+    plan = build_plan(svc(isolation=iso), "p", USER).plan
+    assert len(plan.seccomp_programs) == 2
+    assert all(p and len(p) % 8 == 0 for p in plan.seccomp_programs)  # struct sock_filter[]
+    assert plan.no_new_privs
+    root = build_plan(svc(isolation=iso), "p", ROOT).plan  # keeps CAP_SYS_ADMIN: no NNP
+    assert not root.no_new_privs
+    dropped = build_plan(svc(isolation=iso, capabilities=()), "p", ROOT).plan
+    assert dropped.no_new_privs
+
+
+def test_lsm_key_on_a_host_without_the_lsm_fails_naming_it() -> None:
+    with pytest.raises(SpawnError) as err:
+        build_plan(svc(isolation=Isolation(selinux_context="u:r:t:s0")), "p", ROOT)
+    diag = err.value.diagnostics[0]
+    assert diag.code is Code.LSM
+    assert diag.path == "services.web.isolation.selinux_context"
+    assert "SELinux is not active" in diag.message
 
 
 def test_drop_privileges_makes_nobody() -> None:

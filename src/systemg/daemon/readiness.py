@@ -47,6 +47,7 @@ from systemg.errors import Code, Diagnostic
 from systemg.manifest.model import ProbeKind, ProbeSpec
 from systemg.spawn.environ import encode_environment
 from systemg.spawn.plan import SpawnPlan
+from systemg.spawn.sandbox_plan import notify_path
 
 if TYPE_CHECKING:
     from systemg.daemon.supervisor import Supervisor, Unit
@@ -107,7 +108,8 @@ class Readiness:
         )
         health.notify.service_uid = plan.uid if plan.uid is not None else os.geteuid()
         watchdog_usec = service.watchdog_ms * 1000 if service.watchdog_ms else None
-        extra, _ = encode_environment(environment(path, watchdog_usec))
+        plan, visible = notify_path(plan, str(path))
+        extra, _ = encode_environment(environment(Path(visible), watchdog_usec))
         return replace(plan, env=(*plan.env, *extra), watchdog_pid=watchdog_usec is not None)
 
     def launched(self, unit: Unit, pid: int) -> None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from typing import Any, Literal
 
 from systemg.errors import Code
+from systemg.manifest import sandbox
 from systemg.manifest.check import Checker, child, describe, item
 from systemg.manifest.kernel import Kind
 from systemg.manifest.model import UNLIMITED, CgroupSpec, Isolation, Limits, ListenSpec
-from systemg.manifest.tree import Key, Node, Scalar
+from systemg.manifest.tree import Node, Scalar
 from systemg.manifest.values import (
     MAX_RLIMIT,
     GrammarError,
@@ -36,7 +38,18 @@ ISOLATION_BOOLS = (
     "private_devices",
     "no_new_privileges",
 )
-ISOLATION_PLACEHOLDERS = ("seccomp", "apparmor_profile", "selinux_context")
+ISOLATION_SANDBOX = (
+    "seccomp",
+    "seccomp_action",
+    "address_families",
+    "protect_system",
+    "protect_home",
+    "read_only_paths",
+    "read_write_paths",
+    "inaccessible_paths",
+    "apparmor_profile",
+    "selinux_context",
+)
 PIDS_MAX_LIMIT = 4 * 1024 * 1024
 """The largest ``pids.max`` the kernel takes (``PID_MAX_LIMIT`` on 64-bit)."""
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$")
@@ -212,37 +225,119 @@ def isolation(ck: Checker, node: Node, path: str) -> Isolation:
     m = ck.mapping(node, path)
     if m is None:
         return Isolation()
-    f = ck.fields(m, path, ISOLATION_BOOLS + ISOLATION_PLACEHOLDERS)
-    flags: dict[str, Any] = {}
+    f = ck.fields(m, path, ISOLATION_BOOLS + ISOLATION_SANDBOX)
+    values: dict[str, Any] = {}
     for key in ISOLATION_BOOLS:
         if key in f:
             flag = ck.boolean(f[key][1], child(path, key))
             if flag is not None:
-                flags[key] = flag
-    texts: dict[str, str] = {}
-    for key in ISOLATION_PLACEHOLDERS:
+                values[key] = flag
+    if "seccomp" in f:
+        seccomp = _seccomp(ck, f["seccomp"][1], child(path, "seccomp"))
+        if seccomp is not None:
+            values["seccomp"] = seccomp
+    if "seccomp_action" in f:
+        action = ck.grammar(
+            f["seccomp_action"][1], child(path, "seccomp_action"), sandbox.parse_seccomp_action
+        )
+        if action is not None:
+            values["seccomp_action"], values["seccomp_errno"] = action
+    if "address_families" in f:
+        families = _families(ck, f["address_families"][1], child(path, "address_families"))
+        if families is not None:
+            values["address_families"], values["address_families_deny"] = families
+    for key, choices in (
+        ("protect_system", sandbox.PROTECT_SYSTEM),
+        ("protect_home", sandbox.PROTECT_HOME),
+    ):
         if key in f:
-            k, v = f[key]
-            text = ck.string(v, child(path, key))
-            if text is not None and ck.kernel(text, Kind.TEXT, child(path, key), v):
-                texts[key] = text
-                _not_enforced(ck, child(path, key), k)
-    return Isolation(
-        **flags,
-        seccomp=(texts["seccomp"],) if "seccomp" in texts else None,
-        apparmor_profile=texts.get("apparmor_profile"),
-        selinux_context=texts.get("selinux_context"),
-    )
+            level = ck.grammar(
+                f[key][1],
+                child(path, key),
+                partial(sandbox.parse_protect, choices=choices, key=key),
+            )
+            if level is not None:
+                values[key] = level
+    for key in ("read_only_paths", "read_write_paths", "inaccessible_paths"):
+        if key in f:
+            values[key] = _paths(ck, f[key][1], child(path, key))
+    for key in ("apparmor_profile", "selinux_context"):
+        if key in f:
+            text = ck.string(f[key][1], child(path, key))
+            if text is not None and ck.kernel(text, Kind.TEXT, child(path, key), f[key][1]):
+                values[key] = text
+    return Isolation(**values)
 
 
-def _not_enforced(ck: Checker, path: str, key: Key) -> None:
-    ck.warn(
-        Code.NOT_ENFORCED,
-        path,
-        "accepted but not enforced by this version of systemg",
-        key,
-        "the service runs without this confinement; remove the key to silence this warning",
-    )
+def _seccomp(ck: Checker, node: Node, path: str) -> tuple[str, ...] | None:
+    """One string (a single entry) or a list of entries, in order."""
+    if isinstance(node, Scalar) and isinstance(node.value, str):
+        entry = ck.grammar(node, path, sandbox.parse_seccomp_entry)
+        return None if entry is None else (entry,)
+    seq = ck.sequence(node, path, '["@system-service", "~@privileged"]')
+    if seq is None:
+        return None
+    entries = [
+        ck.grammar(e, item(path, i), sandbox.parse_seccomp_entry) for i, e in enumerate(seq.items)
+    ]
+    if any(e is None for e in entries):
+        return None
+    if not entries:
+        ck.error(
+            Code.INVALID_VALUE,
+            path,
+            "an empty list filters nothing",
+            node,
+            'list what the service may call, e.g. ["@system-service"], or remove the key',
+        )
+        return None
+    return tuple(e for e in entries if e is not None)
+
+
+def _families(ck: Checker, node: Node, path: str) -> tuple[tuple[str, ...], bool] | None:
+    seq = ck.sequence(node, path, "[AF_UNIX, AF_INET, AF_INET6]")
+    if seq is None:
+        return None
+    deny = False
+    out: list[str] = []
+    for i, entry in enumerate(seq.items):
+        value = ck.value(entry, item(path, i))
+        negate = isinstance(value, str) and value.strip().startswith("~")
+        if i == 0:
+            deny = negate
+        elif negate != deny:
+            ck.error(
+                Code.INVALID_VALUE,
+                item(path, i),
+                "mixes allowed and denied (~) families",
+                entry,
+                "list only the families to allow, or start every entry with ~ to deny them",
+            )
+            return None
+        text = value.strip()[1:] if negate and isinstance(value, str) else value
+        name = ck.grammar(entry, item(path, i), partial(_family_text, text))
+        if name is None:
+            return None
+        if name not in out:
+            out.append(name)
+    return tuple(out), deny
+
+
+def _family_text(text: object, _value: object) -> str:
+    return sandbox.parse_family(text)
+
+
+def _paths(ck: Checker, node: Node, path: str) -> tuple[str, ...]:
+    seq = ck.sequence(node, path, '["/srv/app", "-/var/cache/app"]')
+    if seq is None:
+        return ()
+    out: list[str] = []
+    for i, entry in enumerate(seq.items):
+        text = ck.grammar(entry, item(path, i), sandbox.parse_sandbox_path)
+        usable = text is not None and ck.kernel(text.lstrip("-"), Kind.PATH, item(path, i), entry)
+        if usable and text is not None and text not in out:
+            out.append(text)
+    return tuple(out)
 
 
 def listen(ck: Checker, node: Node, path: str) -> tuple[ListenSpec, ...]:

@@ -10,8 +10,10 @@ The order is spec/privileged.md section 5; each step has a ``fault.Step`` number
    (``plan.join_netns``); then one ``unshare`` of net/mount/pid; with ``pid`` a fork follows —
    the grandchild is PID 1 of the new namespace and continues, the intermediate process
    relays signals to it and exits with its status (``_relay``); then private mount
-   propagation, a private ``/proc`` (pid), tmpfs ``/tmp`` + ``/var/tmp`` (private_tmp), a
-   minimal ``/dev`` (private_devices), ``lo`` up (network);
+   propagation, the protected paths (``protect_system``, ``protect_home``, ``*_paths``:
+   read-only and inaccessible mounts, ``spawn.protect``), a private ``/proc`` (pid), tmpfs
+   ``/tmp`` + ``/var/tmp`` (private_tmp), a minimal ``/dev`` (private_devices), ``lo`` up
+   (network);
 4. rlimits NOFILE, NPROC, MEMLOCK, soft = hard;
 5. ``setpriority``, ``sched_setaffinity``;
 6. capabilities part 1: ``PR_SET_KEEPCAPS``, drop from the bounding set everything not listed
@@ -25,8 +27,10 @@ The order is spec/privileged.md section 5; each step has a ``fault.Step`` number
    (narrowing E/P before ``setuid`` would drop CAP_SETUID and break step 7);
 9. ``PR_SET_NO_NEW_PRIVS`` when requested; parent-death signal under a pid namespace (set after
    the switch, because changing credentials clears it);
-10. ``chdir``, ``execve`` of each PATH candidate with the prebuilt environment, ``LISTEN_PID``
-    and ``WATCHDOG_PID`` completed with our own pid (1 under a pid namespace).
+10. ``chdir``, ``LISTEN_PID`` and ``WATCHDOG_PID`` completed with our own pid (1 under a pid
+    namespace), the LSM label for the exec (``/proc/self/attr/...``), then, last, the
+    seccomp programs (system calls, address families), and ``execve`` of each PATH
+    candidate with the prebuilt environment.
 
 On failure: one ``(step, errno)`` record to the fault pipe and ``os._exit(127)``. No logging, no
 name lookups: everything was resolved by ``plan.build_plan`` and ``launcher.launch``.
@@ -42,7 +46,7 @@ import signal
 import stat
 from typing import NoReturn
 
-from systemg.spawn import linux
+from systemg.spawn import linux, protect
 from systemg.spawn.fault import Step, encode
 from systemg.spawn.plan import SpawnPlan
 
@@ -120,6 +124,10 @@ def run(
             env[b"LISTEN_PID"] = str(os.getpid()).encode()
         if plan.watchdog_pid:
             env[b"WATCHDOG_PID"] = str(os.getpid()).encode()
+        if plan.lsm_attr is not None:
+            _do(Step.LSM, _write_file, *plan.lsm_attr)
+        for program in plan.seccomp_programs:  # last: from here on only execve
+            _do(Step.SECCOMP, linux.seccomp_load, program)
         err = 0
         for candidate in plan.exec_candidates:
             try:
@@ -206,6 +214,11 @@ def _step_namespaces(plan: SpawnPlan, fault: int) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _RELAYED)
     if plan.mount:
         _do(Step.MOUNT, linux.mount, "none", "/", None, linux.MS_REC | linux.MS_PRIVATE, None)
+    notify = -1
+    if plan.notify_bind is not None:  # opened before any mount can hide it
+        notify = _open_path(plan.notify_bind[0])
+    if plan.protect is not None:
+        _do(Step.PROTECT, protect.apply, plan.protect)
     nosuid = linux.MS_NOSUID | linux.MS_NODEV
     if plan.pid:
         _do(Step.MOUNT, linux.mount, "proc", "/proc", "proc", nosuid | linux.MS_NOEXEC, None)
@@ -220,6 +233,17 @@ def _step_namespaces(plan: SpawnPlan, fault: int) -> None:
             raise _FaultError(Step.MOUNT, exc.errno or 0) from None
     if plan.network and not plan.join_netns:
         _do(Step.LOOPBACK, linux.loopback_up)
+    if notify >= 0 and plan.notify_bind is not None:
+        _do(Step.MOUNT, linux.mount, f"/proc/self/fd/{notify}", plan.notify_bind[1], None,
+            linux.MS_BIND, None)  # fmt: skip
+        os.close(notify)
+
+
+def _open_path(path: str) -> int:
+    try:
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _FaultError(Step.MOUNT, exc.errno or 0) from None
 
 
 def _join_netns(path: str) -> None:

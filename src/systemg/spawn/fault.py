@@ -28,6 +28,7 @@ class Step(enum.IntEnum):
     PID_NAMESPACE_FORK = 6
     MOUNT = 7
     LOOPBACK = 8
+    PROTECT = 9
     RLIMIT_NOFILE = 10
     RLIMIT_NPROC = 11
     RLIMIT_MEMLOCK = 12
@@ -44,6 +45,8 @@ class Step(enum.IntEnum):
     NO_NEW_PRIVS = 23
     CHDIR = 24
     EXEC = 25
+    LSM = 26
+    SECCOMP = 27
     INTERNAL = 99
 
     @property
@@ -69,6 +72,9 @@ _LABELS = {
     Step.NO_NEW_PRIVS: "isolation.no_new_privileges",
     Step.USER_NAMESPACE: "isolation.user",
     Step.CHDIR: "working_dir",
+    Step.PROTECT: "isolation (protected paths)",
+    Step.LSM: "isolation (LSM label)",
+    Step.SECCOMP: "isolation.seccomp",
 }
 
 _CODES = {
@@ -91,6 +97,9 @@ _CODES = {
     Step.SETGID: Code.SETGID,
     Step.SETUID: Code.SETUID,
     Step.NO_NEW_PRIVS: Code.NO_NEW_PRIVS,
+    Step.PROTECT: Code.PROTECT,
+    Step.LSM: Code.LSM,
+    Step.SECCOMP: Code.SECCOMP,
 }
 
 

@@ -149,6 +149,9 @@ def _plain(plan: SpawnPlan) -> bool:
         or plan.inherited_fds
         or plan.listen_pid_index >= 0
         or plan.watchdog_pid
+        or plan.protect is not None
+        or plan.lsm_attr is not None
+        or plan.seccomp_programs
     )
 
 

@@ -35,6 +35,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 
 # clone flags (linux/sched.h)
 CLONE_NEWNS = 0x00020000
@@ -43,6 +45,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 # mount flags (linux/mount.h)
+MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
@@ -129,6 +132,26 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     return eff, prm, inh
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def seccomp_load(program: bytes) -> None:
+    """Install a classic BPF seccomp program (``struct sock_filter[]``, 8 bytes each) on the
+    calling thread. Needs NoNewPrivs or CAP_SYS_ADMIN; stays across ``execve``."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(
+        _libc.prctl(
+            ctypes.c_int(PR_SET_SECCOMP),
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.byref(prog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+    )
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)))
 
@@ -147,6 +170,35 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
             None if fstype is None else fstype.encode(),
             ctypes.c_ulong(flags),
             None if data is None else data.encode(),
+        )
+    )
+
+
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (a syscall of 5.12+)
+_AT_FDCWD = -100
+_MOUNT_ATTR_RDONLY = 0x1
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def mount_setattr_readonly(path: str) -> None:
+    """Make the mount at ``path`` read-only, keeping its other flags (``mount_setattr(2)``)."""
+    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+    _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_MOUNT_SETATTR),
+            ctypes.c_int(_AT_FDCWD),
+            path.encode(),
+            ctypes.c_uint(0),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
         )
     )
 

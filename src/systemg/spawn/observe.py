@@ -17,7 +17,7 @@ import resource
 from typing import Any
 
 from systemg.manifest.values import format_cpu_list
-from systemg.spawn import linux
+from systemg.spawn import linux, protect
 from systemg.spawn.cgroups import read_limits
 from systemg.spawn.cgroups import read_text as _read
 from systemg.spawn.plan import SpawnPlan, describe_limit
@@ -99,8 +99,30 @@ def observe(pid: int) -> dict[str, Any]:
         "namespaces": namespaces,
         "nspid": st.get("NSpid", "").split(),
         "no_new_privs": int(st.get("NoNewPrivs", "0")),
+        "seccomp": {
+            "mode": int(st.get("Seccomp", "0")),
+            "filters": int(st.get("Seccomp_filters", "0")),
+        },
+        "mounts": _mounts(real) if namespaces.get("mnt", {}).get("own") else {},
         "fds": fds,
     }
+
+
+def _mounts(pid: int) -> dict[str, str]:
+    """Mount point -> "ro" / "rw" in the service's own mount namespace (the top mount)."""
+    out: dict[str, str] = {}
+    for line in _read(f"/proc/{pid}/mountinfo").splitlines():
+        fields = line.split(" ")
+        if len(fields) > 5:
+            point = protect.unescape(fields[4])
+            out[point] = "ro" if "ro" in fields[5].split(",") else "rw"
+    return out
+
+
+def covering(mounts: dict[str, str], path: str) -> str:
+    """ "ro" / "rw" of the mount that holds ``path`` (the longest mount point above it)."""
+    best = max((m for m in mounts if protect.under(path, m)), key=len, default="")
+    return mounts.get(best, "")
 
 
 def compare(plan: SpawnPlan, observed: dict[str, Any]) -> tuple[str, ...]:
@@ -145,6 +167,19 @@ def compare(plan: SpawnPlan, observed: dict[str, Any]) -> tuple[str, ...]:
             out.append(f"isolation.{key}: the service shares the supervisor's {ns} namespace")
     if plan.no_new_privs and observed.get("no_new_privs") != 1:
         out.append("isolation.no_new_privileges: NoNewPrivs is 0")
+    seccomp = observed.get("seccomp", {})
+    if plan.seccomp_programs and (
+        seccomp.get("mode") != 2 or seccomp.get("filters", 0) < len(plan.seccomp_programs)
+    ):
+        out.append(
+            f"isolation.seccomp: the kernel shows Seccomp {seccomp.get('mode')} with "
+            f"{seccomp.get('filters')} filter(s), requested {len(plan.seccomp_programs)}"
+        )
+    if plan.protect is not None:
+        mounts = observed.get("mounts", {})
+        for path in (*plan.protect.read_only, *plan.protect.hidden_dirs):
+            if covering(mounts, path) != "ro":
+                out.append(f"isolation: {path} is not read-only in the service's mounts")
     fds = observed.get("fds", {})
     for i, _name in enumerate(plan.listen_fd_names):
         if str(3 + i) not in fds:

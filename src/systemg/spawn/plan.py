@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import UNLIMITED, Service
 from systemg.manifest.values import format_cpu_list, parse_cpu_list
-from systemg.spawn import linux
+from systemg.spawn import linux, sandbox_plan
 from systemg.spawn.accounts import SYSTEM, AccountSource, UserEntry
 from systemg.spawn.cgroups import CgroupPlan, prepare_cgroup
 from systemg.spawn.environ import Account, build_environment, encode_environment
 from systemg.spawn.fault import Step
+from systemg.spawn.protect import ProtectPlan
 
 _NAMESPACE_KEYS = ("network", "mount", "pid", "user", "private_tmp", "private_devices")
 _NS_FILES = {"network": "net", "mount": "mnt", "pid": "pid", "user": "user"}
@@ -88,6 +89,10 @@ class SpawnPlan:
     map_uid: int = 0  # ids mapped 1:1 in a user namespace
     map_gid: int = 0
     no_new_privs: bool = False
+    protect: ProtectPlan | None = None  # read-only / inaccessible mounts (spawn.protect)
+    notify_bind: tuple[str, str] | None = None  # (notify socket, where it shows when hidden)
+    lsm_attr: tuple[str, str] | None = None  # (/proc/self/attr/... file, text) before exec
+    seccomp_programs: tuple[bytes, ...] = ()  # BPF, loaded last before exec (spawn.seccomp)
     cgroup: CgroupPlan | None = None
     inherited_fds: tuple[int, ...] = ()  # placed at 3.. in this order
     listen_fd_names: tuple[str, ...] = ()
@@ -298,10 +303,25 @@ def build_plan(
         if reason:
             skip(f"isolation.{key}", reason)
         applied[key] = not reason
-    for key in ("seccomp", "apparmor_profile", "selinux_context"):
-        if getattr(iso, key):
-            skip(f"isolation.{key}", "accepted, not enforced by this build")
-    mount_ns = any(applied.get(k) for k in ("mount", "pid", "private_tmp", "private_devices"))
+    protect: ProtectPlan | None = None
+    if iso.protects_paths:
+        reason = _namespace_unavailable("mount", ctx.is_root)
+        if reason:
+            for key in sandbox_plan.PATH_KEYS:
+                if sandbox_plan.sets(iso, key):
+                    skip(f"isolation.{key}", reason)
+        else:
+            protect = sandbox_plan.protect_plan(iso, prefix)
+    lsm_attr = sandbox_plan.lsm(iso, prefix, skip)
+    # A seccomp filter needs NoNewPrivs unless the service keeps CAP_SYS_ADMIN (docs/security.md).
+    sys_admin = 1 << linux.CAPABILITIES["CAP_SYS_ADMIN"]
+    keeps_sys_admin = (
+        ctx.is_root and uid in (None, 0) if cap_mask is None else bool(cap_mask & sys_admin)
+    )
+    programs = sandbox_plan.seccomp_programs(iso, prefix)
+    mount_ns = protect is not None or any(
+        applied.get(k) for k in ("mount", "pid", "private_tmp", "private_devices")
+    )
 
     # --- cgroup -------------------------------------------------------------------------------
     cgroup: CgroupPlan | None = None
@@ -340,7 +360,10 @@ def build_plan(
         private_devices=applied.get("private_devices", False),
         map_uid=uid if uid is not None else os.geteuid(),
         map_gid=gid if gid is not None else os.getegid(),
-        no_new_privs=iso.no_new_privileges,
+        no_new_privs=iso.no_new_privileges or bool(programs and not keeps_sys_admin),
+        protect=protect,
+        lsm_attr=lsm_attr,
+        seccomp_programs=programs,
         cgroup=cgroup,
         inherited_fds=inherited_fds,
         listen_fd_names=fd_names,

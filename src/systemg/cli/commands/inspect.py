@@ -62,9 +62,11 @@ def _value(value: Any) -> str:
 
 
 def _pair(value: Any) -> str:
-    """Inside ``k=v`` a list reads better as ``soft/hard``."""
+    """Inside ``k=v`` a pair of limits reads as ``soft/hard``, other lists as ``[a b]``."""
     if isinstance(value, list | tuple) and value:
-        return "/".join(_value(v) for v in value)
+        if all(isinstance(v, int) or str(v).isdigit() or v == "unlimited" for v in value):
+            return "/".join(_value(v) for v in value)
+        return "[" + " ".join(_value(v) for v in value) + "]"
     return _value(value)
 
 
