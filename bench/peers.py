@@ -35,6 +35,7 @@ class Svc:
     restart: bool = True
     big_log: bool = False  # no rotation (log throughput)
     privileged: bool = False  # the full privileged plan (sysg only)
+    sandbox: bool = False  # and the sandbox: seccomp @system-service + address families
     tcp_check: str = ""  # HOST:PORT of a deployment.health_check tcp probe (sysg only)
     notify: bool = False  # `notify: true`: up on READY=1 (sysg only)
     probe_retries: int = 0  # health_check retries (0: the default, 3)
@@ -171,6 +172,12 @@ class Sysg(Peer):
                     "          nice: 5",
                     "          cpu_affinity: [0]",
                     f"          cgroup: {{root: {self.cgroot}, memory_max: 256M}}",
+                ]
+            if s.sandbox:
+                lines += [
+                    "        isolation:",
+                    '          seccomp: ["@system-service", "~@privileged"]',
+                    "          address_families: [AF_UNIX, AF_INET, AF_INET6]",
                 ]
         with open(self.manifest, "w") as f:
             f.write("\n".join(lines) + "\n")

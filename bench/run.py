@@ -677,14 +677,16 @@ def bench_version(cfg: Cfg) -> dict[str, list[float]]:
 
 
 def bench_privileged(cfg: Cfg) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"plain": [], "priv": []}
+    out: dict[str, list[float]] = {"plain": [], "priv": [], "seccomp": []}
     n = cfg.n_big
+    kinds = ("plain", "priv", "seccomp")
     for rep in range(cfg.reps):
-        for kind in ("plain", "priv") if rep % 2 == 0 else ("priv", "plain"):
+        for kind in kinds if rep % 2 == 0 else kinds[::-1]:
             peer = new_peer("sysg", cfg)
             try:
                 services = [
-                    Svc(s.name, s.argv, privileged=kind == "priv") for s in sleepers(peer, n)
+                    Svc(s.name, s.argv, privileged=kind != "plain", sandbox=kind == "seccomp")
+                    for s in sleepers(peer, n)
                 ]
                 peer.configure(services)
                 t0 = time.perf_counter()
@@ -693,8 +695,8 @@ def bench_privileged(cfg: Cfg) -> dict[str, list[float]]:
                 wait_launcher(proc, peer)
                 if t1 is None:
                     raise RuntimeError(f"{kind}: services did not start")
-                if kind == "priv":
-                    check_privileged(peer)
+                if kind != "plain":
+                    check_privileged(peer, seccomp=kind == "seccomp")
                 out[kind].append(t1 - t0)
                 log(f"spawn {kind} N={n}: {(t1 - t0) * 1000:.0f} ms")
             finally:
@@ -702,13 +704,15 @@ def bench_privileged(cfg: Cfg) -> dict[str, list[float]]:
     return out
 
 
-def check_privileged(peer: Peer) -> None:
+def check_privileged(peer: Peer, *, seccomp: bool = False) -> None:
     """The plan really applied (one service checked through /proc)."""
     pid = next(iter(procs.scan_sleeps(peer.prefix).values()))
     with open(f"/proc/{pid}/status") as f:
         status = f.read()
     if "\nUid:\t65534" not in status or "Cpus_allowed_list:\t0\n" not in status:
         raise RuntimeError(f"privileged plan not applied to pid {pid}:\n{status}")
+    if seccomp and "\nSeccomp_filters:\t2\n" not in status:
+        raise RuntimeError(f"seccomp filters not loaded in pid {pid}:\n{status}")
 
 
 # --- report -----------------------------------------------------------------------------
@@ -1058,6 +1062,26 @@ def main() -> int:
                 lambda a, b: None if a is None else a <= 0.001,
                 sysg_only=True,
             )
+        )
+        sec = None
+        if priv["priv"] and priv["seccomp"]:
+            sec = (median(priv["seccomp"]) - median(priv["priv"])) / cfg.n_big  # type: ignore[operator]
+        rows.append(
+            Row(
+                f"seccomp filter overhead over privileged (N={cfg.n_big}, per service)",
+                sec,
+                None,
+                "ms",
+                "",
+                None,
+                sysg_only=True,
+            )
+        )
+        res.notes.append(
+            f"privileged + seccomp cold start N={cfg.n_big}: {fmt(median(priv['seccomp']), 'ms')}"
+            " (the privileged plan plus seccomp [@system-service, ~@privileged] and"
+            " address_families [AF_UNIX, AF_INET, AF_INET6]: two BPF programs per service,"
+            " built once by libseccomp and loaded by each child)"
         )
         res.notes.append(
             f"privileged vs plain cold start N={cfg.n_big}: "

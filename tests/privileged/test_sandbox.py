@@ -300,6 +300,7 @@ def test_sandbox_composes_with_namespaces_listen_and_notify(rt: Runtime) -> None
             "n.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])",
             "while True:",
             "    c, _ = s.accept()",
+            "    c.recv(4096)",
             "    c.sendall(b'HTTP/1.0 200 OK\\\\r\\\\n\\\\r\\\\nhi')",
             "    c.close()",
         ]

@@ -223,3 +223,16 @@ def test_the_supervisors_own_notify_socket_never_reaches_a_service() -> None:
             else (env_of(build_plan(svc(), "p", ctx).plan))
         )
         assert not {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} & env.keys()
+
+
+def test_lsm_label_written_on_exec_where_the_lsm_is_active(monkeypatch) -> None:
+    """The applying path, reviewed here since these hosts have neither LSM: the plan names the
+    exact /proc/self/attr file and text the child writes just before the filters and exec."""
+    from systemg.spawn import sandbox_plan
+
+    monkeypatch.setattr(sandbox_plan, "lsm_active", lambda name: "")
+    aa = build_plan(svc(isolation=Isolation(apparmor_profile="-web")), "p", ROOT).plan
+    assert aa.lsm_attr == ("/proc/self/attr/apparmor/exec", "exec web")
+    se = build_plan(svc(isolation=Isolation(selinux_context="u:r:web_t:s0")), "p", ROOT).plan
+    assert se.lsm_attr == ("/proc/self/attr/exec", "u:r:web_t:s0")
+    assert aa.not_applied == se.not_applied == ()

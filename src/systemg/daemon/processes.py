@@ -133,6 +133,8 @@ class ProcessSide:
             )
             for warning in result.warnings:
                 self.journal.warn(f"{unit.key}: [{warning.code}] {warning.message}")
+            for note in result.notes:
+                self.journal.info(f"{unit.key}: note: {note}")
             unit.plan = result.plan
             unit.not_applied = result.not_applied
             pid = self._launch(unit, result.plan)

@@ -121,6 +121,7 @@ class PlanResult:
     plan: SpawnPlan
     warnings: tuple[Diagnostic, ...] = ()
     not_applied: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # for the supervisor log only (a skipped unknown syscall)
 
 
 def _fail(code: Code, message: str, path: str, hint: str = "") -> SpawnError:
@@ -318,7 +319,7 @@ def build_plan(
     keeps_sys_admin = (
         ctx.is_root and uid in (None, 0) if cap_mask is None else bool(cap_mask & sys_admin)
     )
-    programs = sandbox_plan.seccomp_programs(iso, prefix)
+    programs, notes = sandbox_plan.seccomp_programs(iso, prefix)
     mount_ns = protect is not None or any(
         applied.get(k) for k in ("mount", "pid", "private_tmp", "private_devices")
     )
@@ -371,7 +372,7 @@ def build_plan(
         capability_names=tuple(names),
         not_applied=tuple(not_applied),
     )
-    return PlanResult(plan, tuple(warnings), tuple(not_applied))
+    return PlanResult(plan, tuple(warnings), tuple(not_applied), notes)
 
 
 def _nobody_group(accounts: AccountSource) -> str:

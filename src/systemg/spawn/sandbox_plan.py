@@ -60,15 +60,21 @@ def _blank_file() -> str:
     return ""
 
 
-def seccomp_programs(iso: Isolation, prefix: str) -> tuple[bytes, ...]:
+def seccomp_programs(iso: Isolation, prefix: str) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """The BPF programs, and a note naming the syscalls libseccomp did not know (skipped)."""
     programs: list[bytes] = []
+    notes: list[str] = []
     try:
         if iso.seccomp:
-            programs.append(
-                seccomp.syscall_program(
-                    resolve(iso.seccomp), iso.seccomp_action, iso.seccomp_errno
-                ).bpf
+            program = seccomp.syscall_program(
+                resolve(iso.seccomp), iso.seccomp_action, iso.seccomp_errno
             )
+            programs.append(program.bpf)
+            if program.skipped:
+                notes.append(
+                    f"{prefix}.isolation.seccomp: {len(program.skipped)} system call(s) unknown "
+                    f"to this libseccomp skipped: {', '.join(program.skipped)}"
+                )
         if iso.address_families is not None:
             programs.append(
                 seccomp.family_program(iso.address_families, iso.address_families_deny).bpf
@@ -81,7 +87,7 @@ def seccomp_programs(iso: Isolation, prefix: str) -> tuple[bytes, ...]:
             str(exc),
             "install libseccomp2 (apt-get install libseccomp2), or remove the key",
         ) from None
-    return tuple(programs)
+    return tuple(programs), tuple(notes)
 
 
 def lsm_active(name: str) -> str:
