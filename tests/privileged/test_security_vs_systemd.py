@@ -168,3 +168,14 @@ def test_text_report_is_a_table_with_the_overall_line(report: Any) -> None:
     assert "✓ AmbientCapabilities=" in text
     assert text.rstrip().endswith("UNSAFE")
     assert "→ Overall exposure level for sec/bare: " in text
+
+
+def test_config_selects_its_projects_and_unknown_service_fails(report: Any) -> None:
+    rt, doc, _ = report
+    by_config = rt.sysg("security", "-c", str(rt.work / "sec.yaml"), "--format", "json")
+    assert by_config.returncode == 0, by_config.stderr
+    names = {s["service"] for s in json.loads(by_config.stdout)["services"]}
+    assert names == set(CONFIGS) == {s["service"] for s in doc["services"]}
+    missing = rt.sysg("security", "-s", "nope")
+    assert missing.returncode == 1
+    assert "SG0202" in missing.stderr
