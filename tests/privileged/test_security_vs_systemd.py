@@ -10,20 +10,14 @@ the few differences listed in ``KNOWN`` with the reason.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from systemg.security.checks import CHECKS
+from tests.privileged.security_helpers import differences, needs_systemd_analyze, systemd_analyze
 from tests.support.runtime import Runtime, wait_for
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (systemd 252)"
-)
+pytestmark = needs_systemd_analyze
 
 SLEEP = '["/bin/sleep", "3600"]'
 LOCKED_KEYS = """\
@@ -67,7 +61,6 @@ KNOWN = {
     # systemg gives no service a private session keyring: it shares the supervisor's.
     "KeyringMode": "systemd's default is private",
 }
-SYSTEMD_FIELDS = {c.json_field for c in CHECKS if c.systemd}
 
 
 def _manifest() -> str:
@@ -76,25 +69,6 @@ def _manifest() -> str:
         for name, (keys, _) in CONFIGS.items()
     )
     return f'version: "2"\nprojects:\n  sec:\n    services:\n{body}'
-
-
-def systemd_analyze(unit_dir: Path, name: str, settings: str) -> tuple[float, dict[str, Any]]:
-    path = unit_dir / f"sec-{name}.service"
-    path.write_text(f"[Unit]\nDescription={name}\n[Service]\nExecStart=/bin/sleep 3600\n{settings}")
-    env = {**os.environ, "SYSTEMD_ANALYZE_DEBUG": "1", "SYSTEMD_COLORS": "0"}
-    cmd = ["systemd-analyze", "security", "--offline=yes", "--no-pager"]
-    rows = json.loads(
-        subprocess.run([*cmd, "--json=short", str(path)], env=env, capture_output=True,
-                       text=True, check=True).stdout
-    )  # fmt: skip
-    text = subprocess.run([*cmd, str(path)], capture_output=True, text=True, check=True).stdout
-    overall = text.strip().splitlines()[-1]  # "→ Overall exposure level for X: 9.6 UNSAFE 😨"
-    value = float(overall.split(": ", 1)[1].split()[0])
-    return value, {r["json_field"]: r for r in rows}
-
-
-def _badness(row: dict[str, Any]) -> int | None:
-    return None if row["badness"] > 1000 else int(row["badness"])  # UINT64_MAX: n/a
 
 
 @pytest.fixture(scope="module")
@@ -116,15 +90,7 @@ def test_same_items_and_score_as_systemd(report: Any, name: str) -> None:
     _, doc, unit_dir = report
     ours = next(s for s in doc["services"] if s["service"] == name)
     theirs_value, theirs = systemd_analyze(unit_dir, name, CONFIGS[name][1])
-    assert set(theirs) == SYSTEMD_FIELDS
-    checks = {c["json_field"]: c for c in ours["checks"]}
-    for field, row in theirs.items():
-        assert (checks[field]["weight"], checks[field]["range"]) == (row["weight"], row["range"])
-    differ = {
-        field: (checks[field]["badness"], _badness(row))
-        for field, row in theirs.items()
-        if checks[field]["badness"] != _badness(row)
-    }
+    differ = differences(ours, theirs)
     assert set(differ) == set(KNOWN), (name, differ)
     assert abs(ours["exposure"] - theirs_value) <= 1.0, (name, ours["exposure"], theirs_value)
     print(f"{name}: sysg {ours['exposure']} {ours['label']}, systemd {theirs_value}")
