@@ -200,6 +200,9 @@ def observe(unit: Mapping[str, Any], supervisor: int | None) -> tuple[int, Facts
     if not st:
         raise ProcessLookupError(pid)
     ref = reference_pid(supervisor)
+    if _ns(pid, "mnt") is None:
+        # Another user's service: its namespaces (and so most verdicts) are hidden from us.
+        raise PermissionError(f"/proc/{pid}/ns: permission denied")
     uid = int(st.get("Uid", "0").split()[0])
     gid = int(st.get("Gid", "0").split()[0])
     groups = frozenset(int(g) for g in st.get("Groups", "").split()) - {gid}
