@@ -146,3 +146,11 @@ def test_mountinfo_unescapes_and_skips_garbage() -> None:
     (m,) = parse_mountinfo("garbage\n1 0 0:1 / /a\\040b rw - tmpfs x rw\n")
     assert m.point == "/a b"
     assert m.fstype == "tmpfs"
+
+
+def test_capability_checks_name_what_is_still_held() -> None:
+    setuid_only = (1 << 7) | (1 << 10)
+    items = by_field(judge(Facts(cap_bnd=setuid_only, cap_amb=1 << 10)))
+    assert items["CapabilityBoundingSet_CAP_SET_UID_GID_PCAP"].description.endswith("(CAP_SETUID)")
+    assert items["AmbientCapabilities"].description.endswith("(CAP_NET_BIND_SERVICE)")
+    assert items["CapabilityBoundingSet_CAP_SYS_ADMIN"].good

@@ -19,15 +19,10 @@ small weights so that the total stays close to systemd's. Pure: a check is a fun
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from systemg.security.facts import Facts
-from systemg.security.syscalls import GROUPS
-
-NA = None  # badness of a check that does not apply (systemd's UINT64_MAX)
-
-Judge = Callable[[Facts], "tuple[int | None, str | None]"]
+from systemg.security import judges as j
+from systemg.security.judges import Judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,140 +39,6 @@ class Check:
     systemd: bool = True  # False: a systemg-only check
 
 
-def _flag(ok: Callable[[Facts], bool]) -> Judge:
-    return lambda f: (0 if ok(f) else 1, None)
-
-
-def _never(f: Facts) -> tuple[int | None, str | None]:
-    return 1, None
-
-
-def _always(f: Facts) -> tuple[int | None, str | None]:
-    return 0, None
-
-
-def _unshared(kind: str) -> Judge:
-    return _flag(lambda f: kind in f.unshared)
-
-
-def _user(f: Facts) -> tuple[int | None, str | None]:
-    if f.uid == 0:
-        return 10, None
-    if f.user == "nobody":
-        return 9, "Service runs under as 'nobody' user, which should not be used for services"
-    return 0, "Service runs under a static non-root user identity"
-
-
-def _unless_root(ok: Callable[[Facts], bool]) -> Judge:
-    return lambda f: (NA, None) if f.uid == 0 else (0 if ok(f) else 1, None)
-
-
-_HOME = {
-    "yes": (0, "Service has no access to home directories"),
-    "tmpfs": (1, "Service has access to fake empty home directories"),
-    "read-only": (5, "Service has read-only access to home directories"),
-    "no": (10, "Service has full access to home directories"),
-}
-_SYSTEM = {
-    "strict": (0, "Service has strict read-only access to the OS file hierarchy"),
-    "full": (3, "Service has very limited write access to the OS file hierarchy"),
-    "yes": (5, "Service has limited write access to the OS file hierarchy"),
-    "no": (10, "Service has full access to the OS file hierarchy"),
-}
-
-
-def _home(f: Facts) -> tuple[int | None, str | None]:
-    return _HOME[f.mounts.protect_home]
-
-
-def _system(f: Facts) -> tuple[int | None, str | None]:
-    return _SYSTEM[f.mounts.protect_system]
-
-
-def _umask(f: Facts) -> tuple[int | None, str | None]:
-    m = f.umask
-    for bit, badness, what in (
-        (0o002, 10, "world-writable"),
-        (0o004, 5, "world-readable"),
-        (0o020, 2, "group-writable"),
-        (0o040, 1, "group-readable"),
-    ):
-        if not m & bit:
-            return badness, f"Files created by service are {what} by default"
-    return 0, "Files created by service are accessible only by service's own user by default"
-
-
-def _proc(f: Facts) -> tuple[int | None, str | None]:
-    hidepid = f.mounts.hidepid
-    if hidepid in ("invisible", "ptraceable", "2", "4"):
-        return 0, None
-    return (1, None) if hidepid in ("noaccess", "1") else (3, None)
-
-
-def _caps(*numbers: int) -> Judge:
-    mask = sum(1 << n for n in numbers)
-    return _flag(lambda f: not f.cap_bnd & mask)
-
-
-def _syscalls(group: str) -> Judge:
-    members = GROUPS[group]
-
-    def judge(f: Facts) -> tuple[int | None, str | None]:
-        if f.syscalls_allowed is None:
-            return 10, "Service does not filter system calls"
-        offender = sorted(members & f.syscalls_allowed)
-        if offender:
-            return 10, (
-                f"System call filter defined for service, and {group} is not excluded "
-                f"(e.g. {offender[0]} is allowed)"
-            )
-        return 0, f"System call filter defined for service, and {group} is excluded"
-
-    return judge
-
-
-def _families(*names: str) -> Judge:
-    def judge(f: Facts) -> tuple[int | None, str | None]:
-        allowed = f.families_allowed
-        if allowed is None:
-            return 1, None
-        if names:
-            return (1 if allowed & set(names) else 0), None
-        common = {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK", "AF_PACKET"}
-        return (1 if allowed - common else 0), None
-
-    return judge
-
-
-def _clock(f: Facts) -> bool:
-    no_caps = not f.cap_bnd & ((1 << 25) | (1 << 35))
-    return no_caps and f.syscalls_allowed is not None and not f.syscalls_allowed & GROUPS["@clock"]
-
-
-def _devices(f: Facts) -> tuple[int | None, str | None]:
-    if f.device_acl:
-        return 0, "Service has a device ACL (devices cgroup)"
-    if f.mounts.private_dev and not f.cap_bnd & (1 << 27):
-        return 0, "Service has a minimal /dev of its own and cannot create device nodes"
-    return 10, None
-
-
-_LIMITS = {
-    "memory": "Service has a memory limit of {} bytes (memory cgroup)",
-    "cpu": "Service has a CPU quota of {} µs per period (cpu cgroup)",
-    "tasks": "Service has a task limit of {} (pids cgroup)",
-    "nproc": "Service has a process limit of {} (RLIMIT_NPROC)",
-}
-
-
-def _limit(value: Callable[[Facts], object], what: str) -> Judge:
-    def judge(f: Facts) -> tuple[int | None, str | None]:
-        v = value(f)
-        return (0, _LIMITS[what].format(v)) if v is not None else (1, None)
-
-    return judge
-
-
 def _c(  # noqa: PLR0917 - one table row per call keeps the table readable
     name: str, field: str, weight: int, rng: int, judge: Judge, basis: str, good: str = "",
     bad: str = "", na: str = "", systemd: bool = True,
@@ -192,12 +53,12 @@ CAPF = "CapabilityBoundingSet_"
 
 
 def _cap(suffix: str, field: str, weight: int, good: str, bad: str, *numbers: int) -> Check:
-    return _c(CAP + suffix, CAPF + field, weight, 1, _caps(*numbers), "observed", good, bad)
+    return _c(CAP + suffix, CAPF + field, weight, 1, j.caps(bad, *numbers), "observed", good, bad)
 
 
 def _ns(kind: str, weight: int, what: str) -> Check:
     return _c(
-        f"RestrictNamespaces=~{kind}", f"RestrictNamespaces_{kind}", weight, 1, _never,
+        f"RestrictNamespaces=~{kind}", f"RestrictNamespaces_{kind}", weight, 1, j.never,
         "assumed", f"Service cannot create {what} namespaces",
         f"Service may create {what} namespaces" + _ASSUMED,
     )  # fmt: skip
@@ -206,64 +67,64 @@ def _ns(kind: str, weight: int, what: str) -> Check:
 def _af(suffix: str, field: str, weight: int, what: str, *names: str) -> Check:
     return _c(
         f"RestrictAddressFamilies=~{suffix}", f"RestrictAddressFamilies_{field}", weight, 1,
-        _families(*names), "filter", f"Service cannot allocate {what} sockets",
+        j.families(*names), "filter", f"Service cannot allocate {what} sockets",
         f"Service may allocate {what} sockets",
     )  # fmt: skip
 
 
 def _scf(group: str, weight: int) -> Check:
     field = "SystemCallFilter_" + group[1:].replace("-", "_")
-    return _c(f"SystemCallFilter=~{group}", field, weight, 10, _syscalls(group), "filter")
+    return _c(f"SystemCallFilter=~{group}", field, weight, 10, j.syscalls(group), "filter")
 
 
 CHECKS: tuple[Check, ...] = (
-    _c("User=/DynamicUser=", "UserOrDynamicUser", 2000, 10, _user, "observed",
+    _c("User=/DynamicUser=", "UserOrDynamicUser", 2000, 10, j.user, "observed",
        bad="Service runs as root user"),
     _c("SupplementaryGroups=", "SupplementaryGroups", 200, 1,
-       _unless_root(lambda f: not f.groups), "observed", "Service has no supplementary groups",
+       j.unless_root(lambda f: not f.groups), "observed", "Service has no supplementary groups",
        "Service runs with supplementary groups", "Service runs as root, option does not matter"),
-    _c("PrivateDevices=", "PrivateDevices", 1000, 1, _flag(lambda f: f.mounts.private_dev),
+    _c("PrivateDevices=", "PrivateDevices", 1000, 1, j.flag(lambda f: f.mounts.private_dev),
        "observed", "Service has no access to hardware devices",
        "Service potentially has access to hardware devices"),
-    _c("PrivateMounts=", "PrivateMounts", 1000, 1, _unshared("mnt"), "observed",
+    _c("PrivateMounts=", "PrivateMounts", 1000, 1, j.unshared("mnt"), "observed",
        "Service cannot install system mounts", "Service may install system mounts"),
-    _c("PrivateNetwork=", "PrivateNetwork", 2500, 1, _unshared("net"), "observed",
+    _c("PrivateNetwork=", "PrivateNetwork", 2500, 1, j.unshared("net"), "observed",
        "Service has no access to the host's network", "Service has access to the host's network"),
-    _c("PrivateTmp=", "PrivateTmp", 1000, 1, _flag(lambda f: f.mounts.private_tmp), "observed",
+    _c("PrivateTmp=", "PrivateTmp", 1000, 1, j.flag(lambda f: f.mounts.private_tmp), "observed",
        "Service has no access to other software's temporary files",
        "Service has access to other software's temporary files"),
-    _c("PrivateUsers=", "PrivateUsers", 1000, 1, _unshared("user"), "observed",
+    _c("PrivateUsers=", "PrivateUsers", 1000, 1, j.unshared("user"), "observed",
        "Service does not have access to other users", "Service has access to other users"),
     _c("ProtectControlGroups=", "ProtectControlGroups", 1000, 1,
-       _flag(lambda f: f.mounts.cgroup_read_only), "observed",
+       j.flag(lambda f: f.mounts.cgroup_read_only), "observed",
        "Service cannot modify the control group file system",
        "Service may modify the control group file system"),
     _c("ProtectKernelModules=", "ProtectKernelModules", 1000, 1,
-       _flag(lambda f: f.mounts.modules_hidden and not f.cap_bnd & (1 << 16)), "observed",
+       j.flag(lambda f: f.mounts.modules_hidden and not f.cap_bnd & (1 << 16)), "observed",
        "Service cannot load or read kernel modules", "Service may load or read kernel modules"),
     _c("ProtectKernelTunables=", "ProtectKernelTunables", 1000, 1,
-       _flag(lambda f: f.mounts.proc_sys_read_only), "observed",
+       j.flag(lambda f: f.mounts.proc_sys_read_only), "observed",
        "Service cannot alter kernel tunables (/proc/sys, …)", "Service may alter kernel tunables"),
     _c("ProtectKernelLogs=", "ProtectKernelLogs", 1000, 1,
-       _flag(lambda f: f.mounts.kmsg_hidden and not f.cap_bnd & (1 << 34)), "observed",
+       j.flag(lambda f: f.mounts.kmsg_hidden and not f.cap_bnd & (1 << 34)), "observed",
        "Service cannot read from or write to the kernel log ring buffer",
        "Service may read from or write to the kernel log ring buffer"),
-    _c("ProtectClock=", "ProtectClock", 1000, 1, _flag(_clock), "filter",
+    _c("ProtectClock=", "ProtectClock", 1000, 1, j.flag(j.clock), "filter",
        "Service cannot write to the hardware clock or system clock",
        "Service may write to the hardware clock or system clock"),
-    _c("ProtectHome=", "ProtectHome", 1000, 10, _home, "observed"),
-    _c("ProtectHostname=", "ProtectHostname", 50, 1, _unshared("uts"), "observed",
+    _c("ProtectHome=", "ProtectHome", 1000, 10, j.home, "observed"),
+    _c("ProtectHostname=", "ProtectHostname", 50, 1, j.unshared("uts"), "observed",
        "Service cannot change system host/domainname", "Service may change system host/domainname"),
-    _c("ProtectSystem=", "ProtectSystem", 1000, 10, _system, "observed"),
+    _c("ProtectSystem=", "ProtectSystem", 1000, 10, j.system, "observed"),
     _c("RootDirectory=/RootImage=", "RootDirectoryOrRootImage", 200, 1,
-       _flag(lambda f: f.own_root), "observed", "Service has its own root directory/image",
+       j.flag(lambda f: f.own_root), "observed", "Service has its own root directory/image",
        "Service runs within the host's root directory"),
-    _c("LockPersonality=", "LockPersonality", 100, 1, _never, "assumed",
+    _c("LockPersonality=", "LockPersonality", 100, 1, j.never, "assumed",
        "Service cannot change ABI personality", "Service may change ABI personality" + _ASSUMED),
-    _c("MemoryDenyWriteExecute=", "MemoryDenyWriteExecute", 100, 1, _never, "assumed",
+    _c("MemoryDenyWriteExecute=", "MemoryDenyWriteExecute", 100, 1, j.never, "assumed",
        "Service cannot create writable executable memory mappings",
        "Service may create writable executable memory mappings" + _ASSUMED),
-    _c("NoNewPrivileges=", "NoNewPrivileges", 1000, 1, _flag(lambda f: f.no_new_privs),
+    _c("NoNewPrivileges=", "NoNewPrivileges", 1000, 1, j.flag(lambda f: f.no_new_privs),
        "observed", "Service processes cannot acquire new privileges",
        "Service processes may acquire new privileges"),
     _cap("CAP_SYS_ADMIN", "CAP_SYS_ADMIN", 1500, "Service has no administrator privileges",
@@ -325,31 +186,31 @@ CHECKS: tuple[Check, ...] = (
          "Service may use acct()", 20),
     _cap("CAP_BPF", "CAP_BPF", 25, "Service cannot load BPF programs",
          "Service may load BPF programs", 39),
-    _c("UMask=", "UMask", 100, 10, _umask, "observed"),
-    _c("KeyringMode=", "KeyringMode", 1000, 1, _never, "systemg",
+    _c("UMask=", "UMask", 100, 10, j.umask, "observed"),
+    _c("KeyringMode=", "KeyringMode", 1000, 1, j.never, "systemg",
        "Service doesn't share key material with other services",
        "Service shares key material with other service" + _SG),
-    _c("ProtectProc=", "ProtectProc", 1000, 3, _proc, "observed",
+    _c("ProtectProc=", "ProtectProc", 1000, 3, j.proc, "observed",
        "Service has restricted access to process tree (/proc hidepid=)",
        "Service has full access to process tree (/proc hidepid=)"),
-    _c("ProcSubset=", "ProcSubset", 10, 1, _flag(lambda f: f.mounts.proc_subset_pid), "observed",
+    _c("ProcSubset=", "ProcSubset", 10, 1, j.flag(lambda f: f.mounts.proc_subset_pid), "observed",
        "Service has no access to non-process /proc files (/proc subset=)",
        "Service has full access to non-process /proc files (/proc subset=)"),
-    _c("NotifyAccess=", "NotifyAccess", 1000, 1, _flag(lambda f: not f.notify_socket),
+    _c("NotifyAccess=", "NotifyAccess", 1000, 1, j.flag(lambda f: not f.notify_socket),
        "observed", "Service child processes cannot alter service state",
        "Service child processes may alter service state (NOTIFY_SOCKET, any process of the "
        "service)"),
-    _c("RemoveIPC=", "RemoveIPC", 100, 1, _unless_root(lambda f: False), "systemg",
+    _c("RemoveIPC=", "RemoveIPC", 100, 1, j.unless_root(lambda f: False), "systemg",
        "Service user cannot leave SysV IPC objects around",
        "Service user may leave SysV IPC objects around" + _SG,
        "Service runs as root, option does not apply"),
-    _c("Delegate=", "Delegate", 100, 1, _always, "systemg",
+    _c("Delegate=", "Delegate", 100, 1, j.always, "systemg",
        "Service does not maintain its own delegated control group subtree",
        "Service maintains its own delegated control group subtree"),
-    _c("RestrictRealtime=", "RestrictRealtime", 500, 1, _never, "assumed",
+    _c("RestrictRealtime=", "RestrictRealtime", 500, 1, j.never, "assumed",
        "Service realtime scheduling access is restricted",
        "Service may acquire realtime scheduling" + _ASSUMED),
-    _c("RestrictSUIDSGID=", "RestrictSUIDSGID", 1000, 1, _never, "assumed",
+    _c("RestrictSUIDSGID=", "RestrictSUIDSGID", 1000, 1, j.never, "assumed",
        "SUID/SGID file creation by service is restricted",
        "Service may create SUID/SGID files" + _ASSUMED),
     _ns("user", 1500, "user"),
@@ -379,22 +240,22 @@ CHECKS: tuple[Check, ...] = (
     _scf("@resources", 700),
     _c("IPAddressDeny=", "IPAddressDeny", 1000, 10,
        lambda f: (10, "Service does not define an IP address allow list" + _SG), "systemg"),
-    _c("DeviceAllow=", "DeviceAllow", 1000, 10, _devices, "observed",
+    _c("DeviceAllow=", "DeviceAllow", 1000, 10, j.devices, "observed",
        bad="Service has no device ACL"),
-    _c("AmbientCapabilities=", "AmbientCapabilities", 500, 1, _flag(lambda f: not f.cap_amb),
-       "observed", "Service process does not receive ambient capabilities",
+    _c("AmbientCapabilities=", "AmbientCapabilities", 500, 1, j.ambient, "observed",
+       "Service process does not receive ambient capabilities",
        "Service process receives ambient capabilities"),
     # systemg's own (systemd 252 has no such item); small weights, counted in the score.
-    _c("PrivatePIDs=", "PrivatePIDs", 100, 1, _unshared("pid"), "observed",
+    _c("PrivatePIDs=", "PrivatePIDs", 100, 1, j.unshared("pid"), "observed",
        "Service sees only its own processes (pid namespace)",
        "Service shares the host's process tree", systemd=False),
-    _c("MemoryMax=", "MemoryMax", 200, 1, _limit(lambda f: f.limits.memory_max, "memory"),
+    _c("MemoryMax=", "MemoryMax", 200, 1, j.limit(lambda f: f.limits.memory_max, "memory"),
        "observed", bad="Service has no memory limit (memory cgroup)", systemd=False),
-    _c("CPUQuota=", "CPUQuota", 100, 1, _limit(lambda f: f.limits.cpu_quota, "cpu"),
+    _c("CPUQuota=", "CPUQuota", 100, 1, j.limit(lambda f: f.limits.cpu_quota, "cpu"),
        "observed", bad="Service has no CPU quota (cpu cgroup)", systemd=False),
-    _c("TasksMax=", "TasksMax", 200, 1, _limit(lambda f: f.limits.tasks_max, "tasks"),
+    _c("TasksMax=", "TasksMax", 200, 1, j.limit(lambda f: f.limits.tasks_max, "tasks"),
        "observed", bad="Service has no task limit (pids cgroup): a fork bomb is not contained",
        systemd=False),
-    _c("LimitNPROC=", "LimitNPROC", 100, 1, _limit(lambda f: f.limits.nproc, "nproc"),
+    _c("LimitNPROC=", "LimitNPROC", 100, 1, j.limit(lambda f: f.limits.nproc, "nproc"),
        "observed", bad="Service has no process limit (RLIMIT_NPROC)", systemd=False),
 )  # fmt: skip
