@@ -43,13 +43,19 @@ def status(pid: int) -> dict[str, str]:
     return out
 
 
+def field_int(st: Mapping[str, str], key: str) -> int:
+    """The first number of a ``status`` line (``Uid:	33	33	33	33`` -> 33); 0 if absent."""
+    first = (st.get(key) or "0").split()[0]
+    return int(first) if first.isdigit() else 0
+
+
 def seccomp_allowed(unit: Mapping[str, Any], st: Mapping[str, str]) -> frozenset[str] | None:
     """THE seam for ``SystemCallFilter=``: the syscall names the service may still call, or
     None when it runs without a seccomp filter.
 
     The kernel shows only that a filter is loaded. Until this reads the filter systemg built
     for ``unit`` (``isolation.seccomp``), a loaded filter is taken to allow everything."""
-    if st.get("Seccomp", "0").split()[0] != "2":
+    if field_int(st, "Seccomp") != 2:
         return None
     return ALL_SYSCALLS
 
@@ -145,7 +151,7 @@ def _first(dirs: list[str], name: str, unlimited: set[str]) -> str | None:
 def _nproc(pid: int | str) -> int | None:
     for line in read(f"/proc/{pid}/limits").splitlines():
         if line.startswith("Max processes"):
-            soft = line[len("Max processes") :].split()[0]
+            soft = (line[len("Max processes") :].split() or ["unlimited"])[0]
             return int(soft) if soft.isdigit() else None
     return None
 
@@ -203,8 +209,7 @@ def observe(unit: Mapping[str, Any], supervisor: int | None) -> tuple[int, Facts
     if _ns(pid, "mnt") is None:
         # Another user's service: its namespaces (and so most verdicts) are hidden from us.
         raise PermissionError(f"/proc/{pid}/ns: permission denied")
-    uid = int(st.get("Uid", "0").split()[0])
-    gid = int(st.get("Gid", "0").split()[0])
+    uid, gid = field_int(st, "Uid"), field_int(st, "Gid")
     groups = frozenset(int(g) for g in st.get("Groups", "").split()) - {gid}
     own = parse_mountinfo(read(f"/proc/{pid}/mountinfo"))
     ref_mounts = parse_mountinfo(read(f"/proc/{ref}/mountinfo"))
@@ -225,7 +230,7 @@ def observe(unit: Mapping[str, Any], supervisor: int | None) -> tuple[int, Facts
         cap_bnd=_mask(st, "CapBnd"),
         cap_amb=_mask(st, "CapAmb"),
         no_new_privs=st.get("NoNewPrivs", "0") == "1",
-        seccomp_mode=int(st.get("Seccomp", "0").split()[0] or 0),
+        seccomp_mode=field_int(st, "Seccomp"),
         umask=int(umask, 8) if umask.isdigit() else 0o022,
         unshared=unshared,
         own_root=own_root,
