@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "status": "show every service: state, pid, uptime, restarts, last exit, CPU, RSS",
     "logs": "show or follow service logs (works without a supervisor)",
     "inspect": "one service in depth: what was requested and what the kernel shows",
+    "security": "exposure report of each running service, scored as systemd-analyze security",
     "run": "run a cron job now, once, and exit with its exit code",
     "validate": "check a manifest and report every problem with its line",
     "purge": "stop supervisors and remove state and logs",
