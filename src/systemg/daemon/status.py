@@ -118,7 +118,22 @@ def unit_status(unit: Unit, now: float) -> UnitStatus:
         notify_status=None if unit.health is None else unit.health.status_text,
         last_probe=_last_probe(unit),
         cron=cron,
+        **_filters(unit, pid),
     )
+
+
+def _filters(unit: Unit, pid: int | None) -> dict[str, tuple[str, ...] | None]:
+    """The seccomp filters this launch loaded (none when it runs without, or is not running)."""
+    iso = unit.service.isolation
+    if pid is None or unit.plan is None or not unit.plan.seccomp_programs:
+        return {}
+    deny = "~" if iso.address_families_deny else ""
+    return {
+        "seccomp": iso.seccomp,
+        "address_families": None
+        if iso.address_families is None
+        else tuple(deny + f for f in iso.address_families),
+    }
 
 
 def _cron(unit: Unit) -> CronStatus | None:

@@ -226,6 +226,10 @@ class UnitStatus:
     notify_status: str | None = None  # the last STATUS= a notify service sent
     last_probe: LastProbe | None = None
     cron: CronStatus | None = None  # a cron job: its schedule and last run
+    # The seccomp filters loaded into this process (docs/security.md §10, for `sysg security`):
+    # the isolation.seccomp entries, and the address families (all "~"-prefixed: denied).
+    seccomp: tuple[str, ...] | None = None
+    address_families: tuple[str, ...] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitStatus:
@@ -252,7 +256,13 @@ class UnitStatus:
             if isinstance(probe := data.get("last_probe"), dict)
             else None,
             cron=_cron(data.get("cron")),
+            seccomp=_strings(data.get("seccomp")),
+            address_families=_strings(data.get("address_families")),
         )
+
+
+def _strings(data: object) -> tuple[str, ...] | None:
+    return tuple(str(x) for x in data) if isinstance(data, list | tuple) else None
 
 
 def _cron(data: object) -> CronStatus | None:

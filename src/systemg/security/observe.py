@@ -18,6 +18,7 @@ import pwd
 from collections.abc import Mapping
 from typing import Any
 
+from systemg.manifest.sandbox import ADDRESS_FAMILIES, resolve
 from systemg.security.facts import Facts, Limits
 from systemg.security.mounts import HOME_PATHS, Mount, mount_view, parse_mountinfo
 from systemg.security.syscalls import ALL_SYSCALLS
@@ -53,20 +54,33 @@ def seccomp_allowed(unit: Mapping[str, Any], st: Mapping[str, str]) -> frozenset
     """THE seam for ``SystemCallFilter=``: the syscall names the service may still call, or
     None when it runs without a seccomp filter.
 
-    The kernel shows only that a filter is loaded. Until this reads the filter systemg built
-    for ``unit`` (``isolation.seccomp``), a loaded filter is taken to allow everything."""
+    The kernel shows only that filters are loaded (``Seccomp: 2``, ``Seccomp_filters``), not
+    what they allow. The status reply names the filter systemg loaded into that very process
+    (``unit["seccomp"]``, its entries); resolved exactly as the supervisor resolved them
+    (``manifest.sandbox.resolve``). A filter systemg did not load (the service installed its
+    own) is taken to allow everything."""
     if field_int(st, "Seccomp") != 2:
         return None
-    return ALL_SYSCALLS
+    entries = unit.get("seccomp")
+    if not entries:
+        return ALL_SYSCALLS
+    resolved = resolve(tuple(entries))
+    return resolved.names if resolved.allow else ALL_SYSCALLS - resolved.names
 
 
 def address_families_allowed(
     unit: Mapping[str, Any], st: Mapping[str, str]
 ) -> frozenset[str] | None:
     """THE seam for ``RestrictAddressFamilies=``: the AF_* names ``socket(2)`` still accepts,
-    or None for every family. Not visible in ``/proc``: None until wired to
-    ``isolation.address_families``."""
-    return None
+    or None for every family: from the family filter systemg loaded (``unit["address_families"]``,
+    ``~``-prefixed when it denies), confirmed loaded by ``Seccomp: 2``."""
+    entries = unit.get("address_families")
+    if field_int(st, "Seccomp") != 2 or entries is None:
+        return None
+    names = frozenset(e.lstrip("~") for e in entries)
+    if entries and all(e.startswith("~") for e in entries):
+        return frozenset(ADDRESS_FAMILIES) - names
+    return names
 
 
 def reference_pid(supervisor: int | None) -> int | str:
