@@ -73,7 +73,7 @@ def test_system_example_serves_port_80_as_www_data_with_one_capability(rt: Runti
         assert web_unit["user"] == "www-data"
         assert web_unit["enforcement"] == "full"
         worker = units(data)["worker"]
-        assert proc_status(worker["pid"])["Uid"].split() == ["65534"] * 4
+        assert proc_status(worker["pid"])["Uid"].split() == ["1"] * 4  # daemon
         assert cap_masks(worker["pid"]) == dict.fromkeys(CAP_SETS, 0)
 
         stopped = rt.sysg("--sys", "stop", "--supervisor", check=True)

@@ -40,6 +40,7 @@ class Facts:
     mounts: MountView = field(default_factory=MountView)
     syscalls_allowed: frozenset[str] | None = None  # None: no seccomp filter
     families_allowed: frozenset[str] | None = None  # None: every address family
+    native_only: bool = False  # an allow-list filter: calls of other ABIs get its deny action
     notify_socket: bool = False  # NOTIFY_SOCKET in its environment
     device_acl: bool = False  # a devices cgroup that does not allow everything
     limits: Limits = field(default_factory=Limits)

@@ -168,3 +168,22 @@ def limit(value: Callable[[Facts], object], what: str) -> Judge:
         return (0, _LIMITS[what].format(v)) if v is not None else (1, None)
 
     return judge
+
+
+def denied(names: frozenset[str], yes: str, no: str) -> Judge:
+    """Good when the loaded syscall filter allows none of ``names`` (so the thing the systemd
+    setting restricts by argument cannot be done at all)."""
+
+    def judge(f: Facts) -> tuple[int | None, str | None]:
+        allowed = f.syscalls_allowed
+        if allowed is not None and not names & allowed:
+            return 0, yes
+        return 1, no
+
+    return judge
+
+
+def architectures(f: Facts) -> tuple[int | None, str | None]:
+    if f.native_only:
+        return 0, "Service may execute system calls only with the native ABI (allow-list filter)"
+    return 10, "Service may execute system calls with all ABIs"

@@ -83,6 +83,14 @@ def address_families_allowed(
     return names
 
 
+def native_only(unit: Mapping[str, Any], st: Mapping[str, str]) -> bool:
+    """True when systemg loaded an allow-list syscall filter into the process: a call of any
+    other ABI (i386 ``int 0x80`` on x86_64) matches no allow rule, so it gets the deny action,
+    as with systemd's ``SystemCallArchitectures=native``."""
+    entries: list[str] = list(unit.get("seccomp") or [])
+    return field_int(st, "Seccomp") == 2 and bool(entries) and not entries[0].startswith("~")
+
+
 def reference_pid(supervisor: int | None) -> int | str:
     for candidate in (supervisor, 1):
         if candidate and _readable_ns(candidate):
@@ -251,6 +259,7 @@ def observe(unit: Mapping[str, Any], supervisor: int | None) -> tuple[int, Facts
         mounts=mount_view(own, ref_mounts, _home_modes(pid, ref)),
         syscalls_allowed=seccomp_allowed(unit, st),
         families_allowed=address_families_allowed(unit, st),
+        native_only=native_only(unit, st),
         notify_socket=_environ_has(pid, "NOTIFY_SOCKET"),
         device_acl=acl,
         limits=limits,
