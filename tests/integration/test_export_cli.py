@@ -142,7 +142,7 @@ def test_install_writes_into_the_unit_dir_and_only_prints_systemctl(tmp_path: Pa
     assert (units / "shop.target").is_file()
     assert (units / "shop-api.socket").is_file()
     assert done.stdout.splitlines()[-1] == (
-        "now run: systemctl daemon-reload && systemctl enable --now shop.target"
+        "systemctl daemon-reload && systemctl enable --now shop.target"
     )
     assert not marker.exists()  # it never runs systemctl itself
 

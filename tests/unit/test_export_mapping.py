@@ -244,3 +244,14 @@ def test_a_first_word_that_looks_like_a_systemd_prefix_is_quoted() -> None:
 
 def test_environment_assignments_are_quoted_without_dollar_doubling() -> None:
     assert quoting.assignment("A", 'x $y "z" 5%') == '"A=x $y \\"z\\" 5%%"'
+
+
+def test_free_text_and_control_characters_never_break_a_unit_line() -> None:
+    project = Project("p", "Two\nlines 100%", (_svc(working_dir="/srv/a\nb"),), "/m.yaml")
+    exported = export_project(project)
+    target = exported.units[-1].text
+    assert "Description=sysg project p (Two lines 100%%)\n" in target
+    service = exported.units[0].text
+    assert "WorkingDirectory=" not in service
+    assert [d.path for d in exported.dropped] == ["p-web.service: WorkingDirectory"]
+    assert all(line.startswith(("#", "[", "")) or "=" in line for line in service.splitlines())

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from systemg.export import quoting
 from systemg.export.calendar import CalendarError, on_calendar
 from systemg.export.service import Where, map_service
 from systemg.export.units import Draft, Dropped, Export, UnitFile
@@ -88,7 +89,7 @@ def export_project(project: Project, options: Options = Options()) -> Export:
 
 def _target(project: Project, target: str, wants: list[str]) -> UnitFile:
     d = Draft(target, project.manifest_path, "Unit", "Install")
-    d.set("Unit", "Description", f"sysg project {project.id} ({project.name})")
+    d.set("Unit", "Description", quoting.description(f"sysg project {project.id} ({project.name})"))
     if wants:
         d.set("Unit", "Wants", " ".join(wants))
     d.set("Install", "WantedBy", "multi-user.target")

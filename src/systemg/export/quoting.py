@@ -35,6 +35,11 @@ def specifiers(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def description(text: str) -> str:
+    """Free text for ``Description=`` (taken as is, specifiers expanded): one line."""
+    return specifiers(" ".join(text.split()))
+
+
 def quoted(text: str) -> str:
     """One word (or one list item) in double quotes, C-escaped, ``%`` doubled."""
     return '"' + specifiers(_c_escape(text)) + '"'

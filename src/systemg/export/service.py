@@ -79,7 +79,7 @@ def _hook_argv(where: Where, service: Service, script: str) -> tuple[str, ...]:
 
 
 def unit_section(d: Draft, service: Service, where: Where) -> None:
-    d.set(U, "Description", f"sysg {where.project}/{service.name}")
+    d.set(U, "Description", quoting.description(f"sysg {where.project}/{service.name}"))
     d.set(U, "PartOf", where.target)
     needs = [f"{where.unit_of[dep]}.service" for dep in service.depends_on]
     if where.socket:

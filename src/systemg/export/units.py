@@ -63,11 +63,16 @@ class Draft:
         self.listens = 0  # a .socket draft: how many Listen lines it has
 
     def set(self, section: str, key: str, value: str) -> None:
+        """``key=value``; a value with a control character (a line break would start a new
+        setting) is not written but dropped: the escaping helpers never produce one."""
+        if any(ord(ch) < 0x20 for ch in value):
+            self.drop(section, f"{self.name}: {key}", value, "it holds a control character")
+            return
         self.sections[section].lines.append(f"{key}={value}")
 
     def note(self, section: str, text: str) -> None:
         """A comment for the reader: a behavioural difference, not a dropped setting."""
-        self.sections[section].lines.append(f"# sysg: {text}")
+        self.sections[section].lines.append(f"# sysg: {show(text)}")
 
     def drop(self, section: str, path: str, value: object, reason: str) -> None:
         found = Dropped(path, show(value), reason)

@@ -130,10 +130,9 @@ def _emit(args: argparse.Namespace, units: list[UnitFile], targets: list[str]) -
             ) from None
         sys.stdout.writelines(f"wrote {p}\n" for p in written)
         if args.install:
+            # The last line, bare, so a script can run it: sysg never runs systemctl.
             sys.stdout.write(
-                "now run: systemctl daemon-reload && systemctl enable --now "
-                + " ".join(targets)
-                + "\n"
+                "systemctl daemon-reload && systemctl enable --now " + " ".join(targets) + "\n"
             )
         return
     sys.stdout.write(writer.stream(files))
