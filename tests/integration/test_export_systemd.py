@@ -275,3 +275,14 @@ def test_a_wall_time_skipped_by_spring_forward_is_where_they_differ() -> None:
     first = datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
     assert systemd.calendar(text, autumn, 1) == [first]
     assert next_due("0 30 2 * * *", "Europe/Berlin", autumn).astimezone(UTC) == first
+
+
+def test_systemd_security_offline_rates_what_the_manifest_locks_down(tmp_path: Path) -> None:
+    """The exported units are what ``systemd-analyze security --offline=yes`` can score (the
+    anchor of sandbox.md §4): from a bare root service to a locked-down one, exposure falls."""
+    done = export(EVERY_KEY, tmp_path)
+    assert done.returncode == 0, done.stderr
+    bare = systemd.exposure(tmp_path / "shop-root.service")
+    confined = systemd.exposure(tmp_path / "shop-db.service")
+    assert bare >= 9.0  # root, every capability, no namespace
+    assert confined < bare - 3.0

@@ -178,3 +178,20 @@ def calendar(expression: str, base: datetime, count: int) -> list[datetime]:
     assert proc.returncode == 0, proc.stderr
     found = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC", proc.stdout)
     return [datetime.fromisoformat(t).replace(tzinfo=UTC) for t in found]
+
+
+def exposure(unit: Path) -> float:
+    """``systemd-analyze security --offline=yes``'s overall exposure (0.0-10.0) of a unit:
+    the anchor sandbox.md §4 sets for ``sysg security``."""
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=unit.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
+    assert m is not None, proc.stdout[-500:]
+    return float(m.group(1))
