@@ -75,6 +75,16 @@ def test_identity_and_capabilities(every_key: dict[str, systemd.Parsed]) -> None
     assert "CapabilityBoundingSet" not in every_key["shop-root.service"].props  # full set
 
 
+def test_the_sandbox_keys_the_parser_takes_today(every_key: dict[str, systemd.Parsed]) -> None:
+    root = every_key["shop-filtered.service"]
+    allowed = set(root.one("SystemCallFilter").split())
+    assert "read" in allowed
+    assert "reboot" not in allowed
+    assert root.one("SystemCallErrorNumber") == "EPERM"
+    assert root.one("AppArmorProfile") == "-sysg-test"
+    assert root.one("SELinuxContext") == "-system_u:system_r:httpd_t:s0"
+
+
 def test_limits_and_cgroup(every_key: dict[str, systemd.Parsed]) -> None:
     db = every_key["shop-db.service"]
     assert db.one("LimitNOFILE") == db.one("LimitNOFILESoft") == "65536"

@@ -9,6 +9,7 @@ Unit names are ``<prefix>-<service>``; the prefix defaults to the project id.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,8 +24,6 @@ Resolver = Callable[[str], "str | None"]
 
 def literal_only(host: str) -> str | None:
     """The default resolver: an IP literal or ``localhost`` only."""
-    import ipaddress
-
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -105,7 +104,7 @@ def _socket(
     if not service.listen:
         return None
     d = Draft(f"{base}.socket", project.manifest_path, "Unit", "Socket")
-    d.set("Unit", "Description", f"sysg {project.id}/{service.name} listen sockets")
+    d.set("Unit", "Description", quoting.description(f"sysg {project.id}/{service.name} sockets"))
     d.set("Unit", "PartOf", target)
     unix = False
     for i, spec in enumerate(service.listen):
@@ -159,7 +158,7 @@ def _timer(
         unit.drop("Service", f"{path}.cron.expression", cron.written or cron.expression, str(exc))
         return None
     d = Draft(f"{base}.timer", project.manifest_path, "Unit", "Timer")
-    d.set("Unit", "Description", f"sysg {project.id}/{service.name} schedule")
+    d.set("Unit", "Description", quoting.description(f"sysg {project.id}/{service.name} schedule"))
     d.set("Unit", "PartOf", target)
     d.note("Timer", f"cron: {cron.written or cron.expression} ({cron.timezone})")
     for text in calendars:

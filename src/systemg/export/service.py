@@ -13,6 +13,7 @@ directly); hooks get ``SYSG_SERVICE_NAME``/``SYSG_PROJECT`` through ``/usr/bin/e
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from systemg.export import quoting, sandbox
@@ -53,7 +54,7 @@ class Where:
     project: str  # project id, for SYSG_PROJECT
     path: str  # "projects.api.services.web" or "services.web" (loose)
     target: str  # "api.target"
-    unit_of: dict[str, str]  # service name -> unit base name ("api-web")
+    unit_of: Mapping[str, str]  # service name -> unit base name ("api-web")
     oneshot: bool  # a cron job, or waited on with condition: completed
     socket: str | None  # "api-web.socket" when the service has listen entries
 
