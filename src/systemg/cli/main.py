@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "one service in depth: what was requested and what the kernel shows",
     "run": "run a cron job now, once, and exit with its exit code",
     "validate": "check a manifest and report every problem with its line",
-    "export": "write a manifest's services as systemd units (sysg export systemd)",
+    "export": "write systemd units for a manifest's services (export systemd)",
     "purge": "stop supervisors and remove state and logs",
     "version": "show the CLI and supervisor versions",
 }

@@ -27,7 +27,7 @@ EXIT_DROPPED = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", choices=("systemd",), help="the init system to export to")
+    parser.add_argument("to", choices=("systemd",), metavar="systemd", help="what to export to")
     parser.add_argument("-c", "--config", metavar="FILE", help="the manifest (YAML)")
     parser.add_argument("-p", "--project", metavar="PROJECT", help="one project, by id")
     parser.add_argument(
