@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "security": "exposure report of each running service, scored as systemd-analyze security",
     "run": "run a cron job now, once, and exit with its exit code",
     "validate": "check a manifest and report every problem with its line",
+    "export": "write systemd units for a manifest's services (export systemd)",
     "purge": "stop supervisors and remove state and logs",
     "version": "show the CLI and supervisor versions",
 }

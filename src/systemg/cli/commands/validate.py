@@ -11,8 +11,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from systemg.errors import Code, Diagnostic, ManifestError
+
+if TYPE_CHECKING:
+    from systemg.manifest.load import LoadResult
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -27,6 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    loaded, code = load_or_report(args)
+    if loaded is None:
+        return code
+    file, result = loaded
+    projects = result.manifest.projects
+    services = sum(len(p.services) for p in projects)
+    summary = f"({len(projects)} project(s), {services} service(s))"
+    return _report(file, result.warnings, EXIT_VALID, args, summary=summary)
+
+
+def load_or_report(args: argparse.Namespace) -> tuple[tuple[str, LoadResult] | None, int]:
+    """Find and load ``args.config`` as ``validate`` does: ``((file, result), 0)``, or
+    ``(None, exit code)`` once every problem has been reported (``export`` shares this)."""
     from systemg.manifest.load import load_manifest
     from systemg.paths import Mode, Paths, find_config
 
@@ -38,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             "no manifest found: neither ./systemg.yaml nor ./sysg.yaml exists",
             hint="pass the file with -c FILE",
         )
-        return _report("", (missing,), EXIT_UNREADABLE, args, summary=None)
+        return None, _report("", (missing,), EXIT_UNREADABLE, args, summary=None)
     file = str(found)
     try:
         result = load_manifest(found, environ=os.environ)
@@ -46,17 +63,9 @@ def run(args: argparse.Namespace) -> int:
         unreadable = any(
             d.code is Code.CONFIG_UNREADABLE and d.file in ("", file) for d in exc.diagnostics
         )
-        return _report(
-            file,
-            exc.diagnostics,
-            EXIT_UNREADABLE if unreadable else EXIT_INVALID,
-            args,
-            summary=None,
-        )
-    projects = result.manifest.projects
-    services = sum(len(p.services) for p in projects)
-    summary = f"({len(projects)} project(s), {services} service(s))"
-    return _report(file, result.warnings, EXIT_VALID, args, summary=summary)
+        code = EXIT_UNREADABLE if unreadable else EXIT_INVALID
+        return None, _report(file, exc.diagnostics, code, args, summary=None)
+    return (file, result), EXIT_VALID
 
 
 def _report(
@@ -67,7 +76,7 @@ def _report(
     *,
     summary: str | None,
 ) -> int:
-    if args.format == "json":
+    if getattr(args, "format", "text") == "json":
         doc = {
             "file": file,
             "valid": code == EXIT_VALID,
