@@ -94,7 +94,22 @@ def test_seccomp_entries_keep_their_order_and_baseline_is_system_service() -> No
         "SystemCallFilter=@system-service",
         "SystemCallFilter=~@mount",
         "SystemCallFilter=ptrace",
+        "SystemCallArchitectures=native",  # an allow list denies other ABIs in sysg too
     ]  # kill is systemd's default action: no SystemCallErrorNumber=
+
+
+def test_what_the_filter_guarantees_is_said_the_systemd_way() -> None:
+    strict = Isolation(seccomp=("@system-service", "~@resources", "~personality"))
+    lines = _lines(_export(_svc(isolation=strict)), "p-web.service")
+    assert {"SystemCallArchitectures=native", "RestrictRealtime=yes", "LockPersonality=yes"} <= set(
+        lines
+    )
+    loose = Isolation(seccomp=("~@mount",))  # a deny list: other ABIs and sched_* still pass
+    lines = _lines(_export(_svc(isolation=loose)), "p-web.service")
+    assert not any(
+        line.startswith(("SystemCallArchitectures", "RestrictRealtime", "LockPersonality"))
+        for line in lines
+    )
 
 
 def test_pid_namespace_is_dropped_but_its_mount_namespace_is_kept() -> None:

@@ -56,7 +56,7 @@ def test_full_example_resolves_every_key() -> None:
         "GREETING": "hello world",
     }
     assert web.env.strip == ("AWS_SECRET_ACCESS_KEY",)
-    assert (web.user, web.group, web.supplementary_groups) == ("nobody", "65534", ("adm",))
+    assert (web.user, web.group, web.supplementary_groups) == ("daemon", "65534", ("adm",))
     assert web.capabilities == ("CAP_NET_BIND_SERVICE", "CAP_CHOWN")
     assert db.capabilities is None
     lim = web.limits

@@ -14,6 +14,7 @@ from __future__ import annotations
 from systemg.export import quoting
 from systemg.export.units import Draft
 from systemg.manifest.model import UNLIMITED, Service
+from systemg.manifest.sandbox import SyscallSet, resolve
 from systemg.manifest.values import format_cpu_list
 
 S = "Service"
@@ -90,7 +91,9 @@ def isolation(d: Draft, service: Service, path: str) -> None:
     iso = service.isolation
     if iso.network:
         d.set(S, "PrivateNetwork", "yes")
-    if iso.mount or iso.pid:  # pid implies mount in sysg
+    # sysg gives every key that mounts (pid, private_tmp/devices, the protected paths) one
+    # mount namespace with private propagation: that is PrivateMounts=yes.
+    if iso.mount or iso.pid or iso.private_tmp or iso.private_devices or iso.protects_paths:
         d.set(S, "PrivateMounts", "yes")
     if iso.pid:
         d.drop(
@@ -112,6 +115,8 @@ def isolation(d: Draft, service: Service, path: str) -> None:
         d.set(S, "SystemCallFilter", "@system-service" if entry == "baseline-v1" else entry)
     if iso.seccomp is not None and iso.seccomp_action == "errno":
         d.set(S, "SystemCallErrorNumber", iso.seccomp_errno)
+    if iso.seccomp:
+        _implied_by_filter(d, resolve(iso.seccomp))
     if iso.address_families is not None:
         families = " ".join(iso.address_families)
         d.set(S, "RestrictAddressFamilies", ("~" if iso.address_families_deny else "") + families)
@@ -130,3 +135,16 @@ def isolation(d: Draft, service: Service, path: str) -> None:
         d.set(S, "AppArmorProfile", quoting.specifiers(iso.apparmor_profile))
     if iso.selinux_context is not None:
         d.set(S, "SELinuxContext", quoting.specifiers(iso.selinux_context))
+
+
+def _implied_by_filter(d: Draft, syscalls: SyscallSet) -> None:
+    """What sysg's filter already guarantees, said the way systemd says it, so the unit
+    confines (and `systemd-analyze security` scores) exactly what sysg's process shows:
+    an allow list denies every call of another ABI; a filter without ``sched_set*`` or
+    ``personality`` leaves nothing for RestrictRealtime= / LockPersonality= to restrict."""
+    if syscalls.allow:
+        d.set(S, "SystemCallArchitectures", "native")
+    if not any(syscalls.permits(n) for n in ("sched_setscheduler", "sched_setattr")):
+        d.set(S, "RestrictRealtime", "yes")
+    if not syscalls.permits("personality"):
+        d.set(S, "LockPersonality", "yes")

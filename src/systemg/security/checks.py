@@ -209,7 +209,7 @@ CHECKS: tuple[Check, ...] = (
        "Service does not maintain its own delegated control group subtree",
        "Service maintains its own delegated control group subtree"),
     _c("RestrictRealtime=", "RestrictRealtime", 500, 1,
-       j.denied(frozenset({"sched_setscheduler", "sched_setattr", "sched_setparam"}),
+       j.denied(frozenset({"sched_setscheduler", "sched_setattr"}),
                 "Service realtime scheduling access is restricted (sched_set* are filtered)",
                 "Service may acquire realtime scheduling" + _ASSUMED), "filter"),
     _c("RestrictSUIDSGID=", "RestrictSUIDSGID", 1000, 1, j.never, "assumed",
