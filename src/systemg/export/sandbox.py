@@ -141,7 +141,8 @@ def _implied_by_filter(d: Draft, syscalls: SyscallSet) -> None:
     """What sysg's filter already guarantees, said the way systemd says it, so the unit
     confines (and `systemd-analyze security` scores) exactly what sysg's process shows:
     an allow list denies every call of another ABI; a filter without ``sched_set*`` or
-    ``personality`` leaves nothing for RestrictRealtime= / LockPersonality= to restrict."""
+    ``personality`` leaves nothing for RestrictRealtime= / LockPersonality= to restrict.
+    (Not ProtectClock=: systemd's also allows /dev/rtc in a device ACL, which sysg does not.)"""
     if syscalls.allow:
         d.set(S, "SystemCallArchitectures", "native")
     if not any(syscalls.permits(n) for n in ("sched_setscheduler", "sched_setattr")):
