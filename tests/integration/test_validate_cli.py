@@ -108,10 +108,14 @@ def test_text_output_points_at_the_line_with_a_caret() -> None:
 
 def test_text_output_for_a_valid_file_with_warnings(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
-    path.write_text('version: "2"\nservices:\n  a: {command: x, isolation: {seccomp: s}}\n')
+    # Neither LSM is active on these hosts: validate warns that start would refuse it.
+    path.write_text(
+        'version: "2"\nservices:\n  a: {command: x, isolation: {apparmor_profile: p}}\n'
+    )
     proc = sysg("validate", "-c", str(path))
     assert proc.returncode == 0
-    assert "warning[SG0721]" in proc.stdout
+    assert "warning[SG0723]" in proc.stdout
+    assert "services.a.isolation.apparmor_profile" in proc.stdout
     assert f"✓ valid  {path} (1 project(s), 1 service(s))" in proc.stdout
 
 

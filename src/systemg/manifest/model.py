@@ -232,7 +232,8 @@ class CronSpec:
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """One service, fully resolved. ``argv`` is what gets exec'd (``sh -c`` already applied)."""
+    """One service, fully resolved. ``argv`` is what gets exec'd: a ``command`` that is one
+    simple command as its words (``manifest.shellwords``), any other as ``/bin/sh -c``."""
 
     name: str
     argv: tuple[str, ...]

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Literal
 
 from systemg.errors import Code
+from systemg.lsm import unavailable as lsm_unavailable
 from systemg.manifest import sandbox
 from systemg.manifest.check import Checker, child, describe, item
 from systemg.manifest.kernel import Kind
@@ -261,11 +262,20 @@ def isolation(ck: Checker, node: Node, path: str) -> Isolation:
     for key in ("read_only_paths", "read_write_paths", "inaccessible_paths"):
         if key in f:
             values[key] = _paths(ck, f[key][1], child(path, key))
-    for key in ("apparmor_profile", "selinux_context"):
+    for key, lsm in (("apparmor_profile", "apparmor"), ("selinux_context", "selinux")):
         if key in f:
             text = ck.string(f[key][1], child(path, key))
             if text is not None and ck.kernel(text, Kind.TEXT, child(path, key), f[key][1]):
                 values[key] = text
+                reason = "" if text.startswith("-") else lsm_unavailable(lsm)
+                if reason:
+                    ck.warn(
+                        Code.LSM,
+                        child(path, key),
+                        f"{reason}: `sysg start` will refuse this service here",
+                        f[key][0],
+                        f'write "-{text}" to start it without the label on such a host',
+                    )
     return Isolation(**values)
 
 

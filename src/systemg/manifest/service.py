@@ -32,6 +32,7 @@ from systemg.manifest.model import (
     Service,
     Strategy,
 )
+from systemg.manifest.shellwords import simple_argv
 from systemg.manifest.tree import (
     FileReadError,
     Key,
@@ -375,7 +376,8 @@ class Context:
             command = ck.command(f["command"][1], child(path, "command"))
             if command is None:
                 return None, None
-            return ("/bin/sh", "-c", command), command
+            # One simple command runs as itself: no shell left between us and the program.
+            return simple_argv(command) or ("/bin/sh", "-c", command), command
         if "exec" in f:
             epath = child(path, "exec")
             node = f["exec"][1]

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from systemg.errors import Code, Diagnostic, SpawnError
+from systemg.lsm import unavailable as lsm_unavailable
 from systemg.manifest.model import Isolation
 from systemg.manifest.sandbox import resolve
 from systemg.spawn import protect, seccomp
@@ -92,19 +93,7 @@ def seccomp_programs(iso: Isolation, prefix: str) -> tuple[tuple[bytes, ...], tu
 
 def lsm_active(name: str) -> str:
     """Why the LSM ``name`` cannot label a process here ("" = it can)."""
-    if name == "apparmor":
-        if not os.path.exists("/proc/self/attr/apparmor/exec"):
-            return "AppArmor is not active on this host (no /proc/self/attr/apparmor/)"
-        try:
-            with open("/sys/module/apparmor/parameters/enabled") as fh:
-                if fh.read().strip() != "Y":
-                    return "AppArmor is built in but disabled (apparmor=0)"
-        except OSError:
-            pass
-        return ""
-    if not os.path.exists("/sys/fs/selinux/enforce"):
-        return "SELinux is not active on this host (no selinuxfs at /sys/fs/selinux)"
-    return ""
+    return lsm_unavailable(name)
 
 
 def lsm(iso: Isolation, prefix: str, skip: Callable[[str, str], None]) -> tuple[str, str] | None:
