@@ -2,8 +2,9 @@
 
 ``observe(pid)`` reads ``/proc/PID/{status,limits,stat,cgroup,ns/*,fd}`` and the limit files of
 the cgroups the process is in (``pids.max``, ``pids.current``, ``memory.max``, ...) into a
-JSON-able dict; under a pid namespace ``pid`` is the intermediate process and the exec'd service
-is found as its child whose innermost pid is 1 (``service_pid``), which is what is observed.
+JSON-able dict. Under a pid namespace ``pid`` is the service itself (PID 1 there); a relay
+process left by an older sysg (re-adopted after an upgrade) is looked through to its child whose
+innermost pid is 1 (``service_pid``), which is what is observed.
 ``compare(plan, observed)`` lists every difference between the plan and that reading, plus every
 key the plan could not apply — so a partial enforcement is never silent.
 
