@@ -152,9 +152,14 @@ class Watched:
 def reap_strays() -> list[tuple[int, int]]:
     """Reap exited children that nobody watches; ``(pid, raw status)`` of each.
 
-    Costs one read of our ``children`` list when no child is a zombie (the usual case on
-    a SIGCHLD: the watched child that caused it was reaped by its pidfd callback first);
-    the fd table is looked at only when a zombie is found."""
+    One ``waitid`` when no child is a zombie (the usual case on a SIGCHLD: the watched
+    child that caused it was reaped by its pidfd callback first); the children and the
+    fd table are looked at only when a zombie is found."""
+    try:
+        if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return []
+    except ChildProcessError:
+        return []  # no children at all
     me = os.getpid()  # one thread: it is the parent of every child, re-parented ones too
     try:
         with open(f"/proc/{me}/task/{me}/children") as fh:
