@@ -42,7 +42,11 @@ def _status(pid: int) -> dict[str, str]:
 
 
 def service_pid(pid: int) -> int:
-    """The exec'd service: ``pid`` itself, or its child that is PID 1 of a pid namespace."""
+    """The exec'd service: ``pid`` itself, or (an old relay) its child that is PID 1 of a
+    pid namespace."""
+    own = _status(pid).get("NSpid", "").split()
+    if len(own) > 1 and own[-1] == "1":
+        return pid  # the namespace's init: a child of its own may be a nested one's
     for child in _read(f"/proc/{pid}/task/{pid}/children").split():
         nspid = _status(int(child)).get("NSpid", "").split()
         if len(nspid) > 1 and nspid[-1] == "1":
