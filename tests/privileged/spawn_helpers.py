@@ -95,17 +95,6 @@ class Running:
         pairs = [e.decode().split("=", 1) for e in raw.split(b"\0") if e]
         return dict(pairs)
 
-    def service_pid(self) -> int:
-        """The exec'd service (the grandchild under a pid namespace)."""
-        if not self.plan.pid:
-            return self.pid
-
-        def find() -> int | None:
-            kids = self.proc(f"task/{self.pid}/children").split()
-            return int(kids[0]) if kids else None
-
-        return wait(find, what="pid namespace grandchild")
-
 
 def wait(predicate: Any, *, timeout: float = 10.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout

@@ -75,7 +75,7 @@ projects:
     assert data["marked"]["enforcement"] == "partial"
     assert data["pidns"]["enforcement"] == data["boxed"]["enforcement"] == "full"
 
-    # pid: PID 1 of its own namespace, seeing only itself; inspect finds it behind the relay.
+    # pid: PID 1 of its own namespace, seeing only itself; the very pid status reports.
     logs = rt.logs / "iso"
     assert "me: 1 pids: [1]" in read_until(logs / "pidns.log", "me:")
     inspect = json.loads(rt.sysg("--sys", "inspect", "-s", "pidns", "--format", "json").stdout)
@@ -85,6 +85,7 @@ projects:
     assert obs["namespaces"]["mnt"]["own"] is True  # a private /proc needs its own mount ns
     assert inspect["mismatch"] == []
     service_pid = obs["service_pid"]
+    assert service_pid == data["pidns"]["pid"]
 
     # boxed: own net/mnt/user namespaces, only lo, a private /tmp, no block devices.
     text = read_until(logs / "boxed.log", "blocks:")
@@ -99,7 +100,7 @@ projects:
     with open(f"/proc/{bpid}/uid_map") as fh:
         assert fh.read().split() == ["65534", "65534", "1"]
 
-    # stop still stops a PID 1 and its exit status comes back through the relay.
+    # stop still stops a PID 1 (it handles SIGTERM) and its own exit status is reported.
     stop = rt.sysg("--sys", "stop", "-s", "pidns", check=True)
     assert "Service 'pidns' stopped" in stop.stdout
     wait_for(lambda: not pid_alive(service_pid), what="the pid-namespaced service to exit")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import signal
 import uuid
 
+import pytest
+
+from systemg.errors import SpawnError
 from systemg.manifest.model import Isolation
+from systemg.spawn import linux
 from tests.privileged.spawn_helpers import Spawner, py
+from tests.support.procscan import processes, zombie_children
 
 SLEEP = "import time; print('ready', flush=True); time.sleep(60)"
 
@@ -31,6 +38,11 @@ def test_network_namespace_has_only_lo_up(spawner: Spawner) -> None:
     assert os.readlink(f"/proc/{run.pid}/ns/net") != os.readlink("/proc/self/ns/net")
 
 
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
 def test_pid_namespace_service_is_pid1_and_stops(spawner: Spawner) -> None:
     code = (
         "import os, signal, sys, time\n"
@@ -41,8 +53,13 @@ def test_pid_namespace_service_is_pid1_and_stops(spawner: Spawner) -> None:
     )
     run = spawner.start(py(code, isolation=Isolation(pid=True)))
     assert run.line("me:") == "1 None pids: [1]"
-    service = run.service_pid()
-    assert run.status("NSpid", service).split()[-1] == "1"
+    # The launched Child is the service itself: PID 1 of its namespace, our own child (no
+    # intermediate between us), the leader of its session and process group.
+    assert run.status("NSpid").split() == [str(run.pid), "1"]
+    assert _parent(run.pid) == os.getpid()
+    assert os.getsid(run.pid) == os.getpgid(run.pid) == run.pid
+    # The launcher made this process a subreaper only while it reaped the intermediate.
+    assert not linux.child_subreaper()
     os.killpg(run.pid, signal.SIGTERM)
     status = spawner.wait_exit(run)
     assert os.WIFEXITED(status)
@@ -52,10 +69,37 @@ def test_pid_namespace_service_is_pid1_and_stops(spawner: Spawner) -> None:
 def test_pid_namespace_sigkill_status_comes_back(spawner: Spawner) -> None:
     run = spawner.start(py(SLEEP, isolation=Isolation(pid=True)))
     run.read_until("ready")
-    os.killpg(run.pid, signal.SIGKILL)
+    assert run.status("NSpid").split() == [str(run.pid), "1"]
+    os.kill(run.pid, signal.SIGKILL)
     status = spawner.wait_exit(run)
     assert os.WIFSIGNALED(status)
     assert os.WTERMSIG(status) == signal.SIGKILL
+
+
+def test_pid_namespace_status_of_an_early_exit_is_kept(spawner: Spawner) -> None:
+    # The service may exit before the launcher has reaped the intermediate: it stays a
+    # zombie only we can reap, with its pidfd and status intact.
+    run = spawner.start(py("import os; os._exit(5)", isolation=Isolation(pid=True)))
+    assert select.select([run.child.pidfd], [], [], 10)[0]  # exited: the pidfd says so
+    # Still unreaped, and it is the namespace's init that we hold, not an intermediate.
+    assert run.status("State").startswith("Z")
+    assert run.status("NSpid").split() == [str(run.pid), "1"]
+    status = spawner.wait_exit(run)
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 5
+
+
+def test_pid_namespace_fault_after_the_fork_is_reported(spawner: Spawner) -> None:
+    # The chdir fails in the service (after the pid fork): its (step, errno) record still
+    # reaches the launcher, and neither process is left behind, not even as a zombie.
+    service = py(SLEEP, working_dir="/nonexistent-sg", isolation=Isolation(pid=True))
+    before = {p.pid for p in processes() if p.ppid == os.getpid()}
+    with pytest.raises(SpawnError) as info:
+        spawner.start(service)
+    assert info.value.fault is not None
+    assert (info.value.fault.step, info.value.fault.errno) == ("chdir", errno.ENOENT)
+    assert {p.pid for p in processes() if p.ppid == os.getpid()} <= before
+    assert zombie_children(os.getpid()) == []
 
 
 def test_private_tmp_is_invisible_to_the_host(spawner: Spawner) -> None:

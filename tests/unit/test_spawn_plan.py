@@ -199,6 +199,17 @@ def test_fault_record_round_trips() -> None:
     assert fault.Step.RLIMIT_NOFILE.code is Code.RLIMIT
 
 
+def test_pid_namespace_records_in_either_order() -> None:
+    # The intermediate's FORKED record and the service's fault come from two processes.
+    forked, failed = fault.encode_forked(4242), fault.encode(fault.Step.CHDIR, 2)
+    assert fault.decode_all(forked) == (4242, None)
+    assert fault.decode_all(forked + failed) == (4242, (fault.Step.CHDIR, 2))
+    assert fault.decode_all(failed + forked) == (4242, (fault.Step.CHDIR, 2))
+    assert fault.decode_all(failed) == (None, (fault.Step.CHDIR, 2))
+    assert fault.decode_all(b"") == (None, None)
+    assert fault.decode_all(forked + b"\x01") == (4242, (fault.Step.INTERNAL, 0))
+
+
 def test_cpu_list_format() -> None:
     assert format_cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
 

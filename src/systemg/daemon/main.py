@@ -5,7 +5,10 @@ Boot order, each step before the next:
 1. mode and paths (``--sys`` → ``/var/lib/systemg``; refused unless root);
 2. state and log directories (``0700``; ``0750`` root:operator-group in system mode);
 3. the exclusive ``flock`` on ``supervisor.lock`` — a second supervisor on the same state
-   root exits 1 at once, so two can never run; then ``sysg.pid``;
+   root exits 1 at once, so two can never run; then ``sysg.pid``; the supervisor becomes a
+   child subreaper (``PR_SET_CHILD_SUBREAPER``): a pid-namespaced service is re-parented to
+   it when its intermediate process exits, and so is any orphan a service leaves (reaped
+   on SIGCHLD, ``watch.reap_strays``);
 4. socket activation: fds passed by systemd (``LISTEN_FDS``) are taken and marked
    close-on-exec, ``LISTEN_*`` removed from the environment;
 5. the fd holder (``fdholder``): connect to the one that survived a previous supervisor,
@@ -40,9 +43,11 @@ from systemg.daemon.operations import Operations
 from systemg.daemon.restart import ExitInfo
 from systemg.daemon.store import ProjectRecord, Store
 from systemg.daemon.supervisor import Supervisor
+from systemg.daemon.watch import reap_strays
 from systemg.errors import ManifestError
 from systemg.manifest.load import load_manifest
 from systemg.paths import Mode, Paths, ensure_private_dir
+from systemg.spawn import linux
 from systemg.spawn.detach import spawn_detached
 from systemg.spawn.launcher import mark_all_cloexec
 from systemg.spawn.sockets import capture_activation
@@ -215,7 +220,19 @@ def main(argv: list[str]) -> int:
         journal.info(f"socket activation: took fds {list(activation.fds)} {list(activation.names)}")
     paths.pid_file.write_text(f"{os.getpid()}\n")
     os.chmod(paths.pid_file, 0o600)
+    linux.set_child_subreaper(True)
     loop = Loop(on_error=lambda text: journal.error(f"internal error (continuing):\n{text}"))
+
+    def strays() -> None:
+        for pid, status in reap_strays():
+            code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
+            journal.info(f"reaped pid {pid} (exit {code}), an orphan of a service")
+
+    def on_sigchld() -> None:
+        # After the pidfd callbacks of this wake-up: a watched child is theirs to reap.
+        loop.call_later(0, strays)
+
+    loop.on_signal(signal.SIGCHLD, on_sigchld)
     holder = connect_holder(paths, journal, loop)
     store = Store(paths, journal)
     sup = Supervisor(

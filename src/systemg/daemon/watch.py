@@ -15,6 +15,11 @@ process gets its own ``Watched``, with callbacks for its output and its exit.
   exit is in the log before the exit is. Pipes stay watched after the exit until EOF (a
   grandchild may still hold a write end).
 
+- **Strays.** The supervisor is a child subreaper (so a pid namespace's PID 1 is re-parented
+  to it when the intermediate exits): every orphaned descendant of a service becomes its
+  child too. ``reap_strays`` (on SIGCHLD) reaps those that exited; a child with a pidfd
+  open in this process is its watcher's to reap (with its status) and is left alone.
+
 Invariants: ``on_exit`` runs at most once; after ``close()`` no callback runs and every fd
 this object owned is closed.
 """
@@ -26,6 +31,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from systemg import proc
 from systemg.daemon.loop import Loop
 
 READ_CHUNK = 256 * 1024  # measured: 1 MiB reads were slower (cache), 64-256 KiB alike
@@ -141,3 +147,53 @@ class Watched:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.pipes.clear()
+
+
+def reap_strays() -> list[tuple[int, int]]:
+    """Reap exited children that nobody watches; ``(pid, raw status)`` of each.
+
+    One ``waitid`` when no child is a zombie (the usual case on a SIGCHLD: the watched
+    child that caused it was reaped by its pidfd callback first); the children and the
+    fd table are looked at only when a zombie is found."""
+    try:
+        if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return []
+    except ChildProcessError:
+        return []  # no children at all
+    me = os.getpid()  # one thread: it is the parent of every child, re-parented ones too
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as fh:
+            children = [int(pid) for pid in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+    zombies = [pid for pid in children if (proc.stat_fields(pid) or [b""])[0] == b"Z"]
+    if not zombies:
+        return []
+    watched = _pidfd_targets()
+    reaped = []
+    for pid in zombies:
+        if pid in watched:
+            continue
+        try:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if done:
+            reaped.append((done, raw))
+    return reaped
+
+
+def _pidfd_targets() -> set[int]:
+    """The pids of every pidfd open in this process (``Pid:`` of its fdinfo)."""
+    pids = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if "pidfd" not in os.readlink(f"/proc/self/fd/{name}"):
+                continue
+            with open(f"/proc/self/fdinfo/{name}") as fh:
+                for line in fh:
+                    if line.startswith("Pid:"):
+                        pids.add(int(line.split()[1]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids

@@ -8,9 +8,11 @@ The order is spec/privileged.md section 5; each step has a ``fault.Step`` number
 2. join the cgroup: write our pid to every ``cgroup.procs`` of the plan;
 3. namespaces: a side command (probe, hook) first enters its service's network namespace
    (``plan.join_netns``); then one ``unshare`` of net/mount/pid; with ``pid`` a fork follows —
-   the grandchild is PID 1 of the new namespace and continues, the intermediate process
-   relays signals to it and exits with its status (``_relay``); then private mount
-   propagation, the protected paths (``protect_system``, ``protect_home``, ``*_paths``:
+   the grandchild is PID 1 of the new namespace, starts its own session (its host pid is
+   its process group) and continues; the intermediate sends the grandchild's host pid
+   (``fault.encode_forked``) and exits at once (``_hand_over``), so the grandchild is
+   re-parented to the launcher, a child subreaper, which watches and reaps it; then private
+   mount propagation, the protected paths (``protect_system``, ``protect_home``, ``*_paths``:
    read-only and inaccessible mounts, ``spawn.protect``), a private ``/proc`` (pid), tmpfs
    ``/tmp`` + ``/var/tmp`` (private_tmp), a minimal ``/dev`` (private_devices), ``lo`` up
    (network);
@@ -25,8 +27,7 @@ The order is spec/privileged.md section 5; each step has a ``fault.Step`` number
    step 3 stay owned by the initial user namespace: the service gains no power over them;
 8. capabilities part 2: permitted = effective = inheritable = list, each raised as ambient
    (narrowing E/P before ``setuid`` would drop CAP_SETUID and break step 7);
-9. ``PR_SET_NO_NEW_PRIVS`` when requested; parent-death signal under a pid namespace (set after
-   the switch, because changing credentials clears it);
+9. ``PR_SET_NO_NEW_PRIVS`` when requested;
 10. ``chdir``, ``LISTEN_PID`` and ``WATCHDOG_PID`` completed with our own pid (1 under a pid
     namespace), the LSM label for the exec (``/proc/self/attr/...``), then, last, the
     seccomp programs (system calls, address families), and ``execve`` of each PATH
@@ -47,15 +48,13 @@ import stat
 from typing import NoReturn
 
 from systemg.spawn import linux, protect
-from systemg.spawn.fault import Step, encode
+from systemg.spawn.fault import Step, encode, encode_forked
 from systemg.spawn.plan import SpawnPlan
 
 RESET_SIGNALS = _RESET_SIGNALS = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,
     signal.SIGPIPE, signal.SIGXFSZ, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
 )  # fmt: skip
-_RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-            signal.SIGUSR2)  # fmt: skip
 _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
             ("urandom", 1, 9), ("tty", 5, 0))  # fmt: skip
 _HIGH_FD = 64
@@ -116,9 +115,6 @@ def run(
             _caps_after_switch(plan)
         if plan.no_new_privs:
             _do(Step.NO_NEW_PRIVS, linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
-        if plan.pid:
-            # Credentials changed above, which clears PDEATHSIG: set it now, just before exec.
-            _do(Step.PID_NAMESPACE_FORK, linux.prctl, 1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         _do(Step.CHDIR, os.chdir, plan.cwd)
         if plan.listen_pid_index >= 0:
             env[b"LISTEN_PID"] = str(os.getpid()).encode()
@@ -203,15 +199,16 @@ def _step_namespaces(plan: SpawnPlan, fault: int) -> None:
         return
     _do(Step.NAMESPACE, linux.unshare, flags)
     if plan.pid:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _RELAYED)
+        # Blocked until the intermediate has sent the pid: a signal must not kill it first.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             pid = os.fork()
         except OSError as exc:
             raise _FaultError(Step.PID_NAMESPACE_FORK, exc.errno or 0) from None
         if pid:
-            os.close(fault)  # the parent must see EOF when the grandchild execs
-            _relay(pid)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _RELAYED)
+            _hand_over(fault, pid)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _do(Step.PID_NAMESPACE_FORK, os.setsid)  # killpg(host pid) reaches the service
     if plan.mount:
         _do(Step.MOUNT, linux.mount, "none", "/", None, linux.MS_REC | linux.MS_PRIVATE, None)
     notify = -1
@@ -254,31 +251,16 @@ def _join_netns(path: str) -> None:
         os.close(fd)
 
 
-def _relay(child: int) -> NoReturn:
-    """The intermediate process of a pid namespace: forward signals, mirror the exit status."""
+def _hand_over(fault: int, child: int) -> NoReturn:
+    """The intermediate process of a pid namespace: name the service's host pid, then exit.
 
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(child, signum)
-        except OSError:
-            pass
-
-    for sig in _RELAYED:
-        signal.signal(sig, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _RELAYED)
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-        except ChildProcessError:
-            os._exit(127)
-        if os.WIFEXITED(status):
-            os._exit(os.WEXITSTATUS(status))
-        if os.WIFSIGNALED(status):
-            died = os.WTERMSIG(status)
-            signal.signal(died, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [died])
-            os.kill(os.getpid(), died)
-            os._exit(128 + died)
+    Nothing stays resident: the service is re-parented to the launcher (a child subreaper)
+    and reaped there; until this exit is reaped nobody else can reap it, so the pid the
+    launcher reads is still the service's when it opens a pidfd on it."""
+    try:
+        os.write(fault, encode_forked(child))
+    finally:
+        os._exit(0)
 
 
 def _minimal_dev() -> None:

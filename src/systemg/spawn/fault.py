@@ -4,6 +4,11 @@ The child writes exactly one fixed-size record (``struct`` ``"=ii"``: step numbe
 close-on-exec pipe and calls ``os._exit(127)``. The parent reads until EOF: no bytes means
 ``execve`` succeeded (the pipe closed on exec); one record names the failed step. A fixed-size
 record keeps the child free of allocation-heavy encoding and makes a short read detectable.
+
+Under ``isolation.pid`` the pipe carries one more record of the same size, ``(FORKED, pid)``:
+the intermediate process sends the service's host pid before it exits, and the service (its
+child, PID 1 of the namespace) still reports its own fault, if any. The two writers are
+separate processes, so the records may arrive in either order: ``decode_all`` takes both.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from systemg.errors import Code
 
 RECORD = struct.Struct("=ii")
 """(step, errno) as two native ints; 8 bytes, well under PIPE_BUF so the write is atomic."""
+FORKED = 0
+"""Not a step: the record ``(FORKED, pid)`` names the pid-namespace service's host pid."""
 
 
 class Step(enum.IntEnum):
@@ -116,3 +123,20 @@ def decode(data: bytes) -> tuple[Step, int] | None:
         return Step(step), err
     except ValueError:
         return Step.INTERNAL, err
+
+
+def encode_forked(pid: int) -> bytes:
+    return RECORD.pack(FORKED, pid)
+
+
+def decode_all(data: bytes) -> tuple[int | None, tuple[Step, int] | None]:
+    """(the ``FORKED`` pid or None, the fault or None) in everything read up to EOF."""
+    forked: int | None = None
+    fault: tuple[Step, int] | None = None
+    for start in range(0, len(data), RECORD.size):
+        chunk = data[start : start + RECORD.size]
+        if len(chunk) == RECORD.size and RECORD.unpack(chunk)[0] == FORKED:
+            forked = RECORD.unpack(chunk)[1]
+        elif fault is None:
+            fault = decode(chunk)
+    return forked, fault

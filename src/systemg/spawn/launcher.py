@@ -7,6 +7,13 @@ EOF with no data means ``execve`` succeeded; a ``(step, errno)`` record means it
 child (already exited 127) is reaped and a ``SpawnError`` naming the service, the step, the field,
 the value — and for rlimits the limit in force — is raised.
 
+Under ``isolation.pid`` the forked child is only an intermediate: it unshares the pid
+namespace, forks the service (PID 1 there), sends its host pid and exits. The launcher reaps
+it and returns the service itself as the ``Child``: re-parented to the caller, which must be
+a child subreaper (``launch`` makes it one for that moment if it is not; the supervisor is
+one from boot). Until the intermediate is reaped the service cannot be reaped by anyone, so
+its pid cannot be reused before the pidfd is opened, even if it already exited.
+
 Invariant: on success the caller owns ``Child.pidfd`` and must reap ``Child.pid``; on failure
 nothing is left behind (no zombie, no fd).
 """
@@ -26,7 +33,7 @@ from systemg import proc
 from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
 from systemg.manifest.values import format_cpu_list
 from systemg.spawn import child, linux
-from systemg.spawn.fault import RECORD, Step, decode
+from systemg.spawn.fault import RECORD, Step, decode_all
 from systemg.spawn.plan import SpawnPlan, describe_limit
 
 PRE_EXEC_TIMEOUT_S = 5.0  # fork to exec is milliseconds; past this a step hangs
@@ -36,7 +43,7 @@ _CAP_SYS_NICE = 23
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    pid: int  # the process the supervisor waits on (its direct child)
+    pid: int  # the service's process, which the caller reaps (its child; see launch)
     pidfd: int  # os.pidfd_open(pid), owned by the caller
     start_time: int  # /proc/PID/stat field 22 (identity = pid + start_time)
 
@@ -57,6 +64,12 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
         pid = _posix_spawn(plan, argv, env, stdout, stderr)
         return Child(pid, os.pidfd_open(pid), start_time(pid))
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    # A pid namespace's service is re-parented to us when the intermediate exits: only a
+    # child subreaper gets it (the supervisor is one from boot; any other caller is made
+    # one until the intermediate is reaped), else init would reap it and keep its status.
+    subreaper = not plan.pid or linux.child_subreaper()
+    if not subreaper:
+        linux.set_child_subreaper(True)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         pid = os.fork()
@@ -65,31 +78,39 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
     except OSError as exc:
         os.close(read_end)
         os.close(write_end)
+        if not subreaper:
+            linux.set_child_subreaper(False)
         raise SpawnError(
             Diagnostic(Code.SPAWN_FAILED, f"service '{plan.service}': fork failed: {exc.strerror}")
         ) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     os.close(write_end)
+    try:
+        return _await_exec(plan, pid, read_end)
+    finally:
+        if not subreaper:
+            linux.set_child_subreaper(False)
+
+
+def _await_exec(plan: SpawnPlan, pid: int, read_end: int) -> Child:
+    """Read the fault pipe to EOF; the service's ``Child``, or its fault raised.
+
+    Under ``isolation.pid`` ``pid`` is the intermediate process: it sends the service's
+    host pid (``FORKED``) and exits; it is reaped first, after which the service (alive, or
+    a zombie nobody else may reap) is our child and its pid safe to open a pidfd on."""
     pidfd = os.pidfd_open(pid)
     started = start_time(pid)
     data = b""
     deadline = time.monotonic() + PRE_EXEC_TIMEOUT_S
     try:
-        while len(data) < RECORD.size:
+        while len(data) < _MAX_READ:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([read_end], [], [], left)[0]:
                 # Stuck before exec (a working_dir on a dead NFS mount, a cgroup write
                 # that hangs): the supervisor's thread must not wait with it.
-                for kill in (os.killpg, os.kill):  # it called setsid first: pgid = pid
-                    with contextlib.suppress(OSError):
-                        kill(pid, signal.SIGKILL)
-                # Not waited for: a process in uninterruptible sleep dies only when the
-                # kernel call returns. Reaped here if already gone, else left a zombie
-                # until the supervisor exits (better than a supervisor that hangs too).
-                if select.select([pidfd], [], [], 0.05)[0]:
-                    os.waitpid(pid, 0)
-                os.close(pidfd)
+                service, _ = decode_all(data)
+                _kill_stuck(pid, pidfd, service)
                 raise SpawnError(
                     Diagnostic(
                         Code.SPAWN_FAILED,
@@ -99,19 +120,51 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
                         hint="check working_dir and the cgroup mount; see supervisor.log",
                     )
                 )
-            chunk = os.read(read_end, RECORD.size - len(data))
+            chunk = os.read(read_end, _MAX_READ - len(data))
             if not chunk:
                 break
             data += chunk
     finally:
         os.close(read_end)
-    fault = decode(data)
+    service, fault = decode_all(data)
+    if plan.pid:
+        os.close(pidfd)
+        os.waitpid(pid, 0)  # the intermediate: exited (EOF), or exits at once
+        if service is None:
+            # The intermediate failed before forking (or died unexpectedly): its fault.
+            step, err = fault or (Step.INTERNAL, 0)
+            raise fault_error(plan, step, err)
+        pid = service
+        pidfd = os.pidfd_open(pid)
+        started = start_time(pid)
     if fault is None:
         return Child(pid, pidfd, started)
     os.close(pidfd)
     os.waitpid(pid, 0)
     step, err = fault
     raise fault_error(plan, step, err)
+
+
+_MAX_READ = 2 * RECORD.size  # a fault record, and under a pid namespace the FORKED one
+
+
+def _kill_stuck(pid: int, pidfd: int, service: int | None) -> None:
+    """SIGKILL a child stuck before exec (and a pid namespace's service, if named), each
+    with its process group (they called setsid: pgid = pid). Not waited for: a process
+    in uninterruptible sleep dies only when the kernel call returns. Reaped here if
+    already gone, else left a zombie until the supervisor exits (better than a
+    supervisor that hangs too)."""
+    for target in (pid, service):
+        for kill in (os.killpg, os.kill):
+            if target is not None:
+                with contextlib.suppress(OSError):
+                    kill(target, signal.SIGKILL)
+    if select.select([pidfd], [], [], 0.05)[0]:
+        os.waitpid(pid, 0)
+        if service is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(service, os.WNOHANG)
+    os.close(pidfd)
 
 
 # Performance (bench/README.md): a forked child of this ~25 MiB Python process pays page-table

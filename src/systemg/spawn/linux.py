@@ -1,8 +1,9 @@
 """The few kernel calls Python 3.11 lacks, via ctypes on the C library. The only ctypes module.
 
-``prctl``, ``capget``/``capset``, ``unshare``, ``setns``, ``mount``, ``statfs`` and ``timerfd``
-are called through ``ctypes.CDLL(None, use_errno=True)``; every wrapper raises
-``OSError(errno)`` on failure so the child can report ``(step, errno)``. Why no library:
+``prctl`` (and the child-subreaper flag), ``capget``/``capset``, ``unshare``, ``setns``,
+``mount``, ``statfs`` and ``timerfd`` are called through ``ctypes.CDLL(None, use_errno=True)``;
+every wrapper raises ``OSError(errno)`` on failure so the child can report ``(step, errno)``.
+Why no library:
 python-prctl is unmaintained and needs the libcap headers to build, ``pyroute2``/``unshare``
 packages cover one call each, and ``os.unshare``/``os.setns`` only arrive in Python 3.12
 (``os.timerfd_*`` in 3.13). Thin wrappers are less than any of those.
@@ -31,6 +32,8 @@ PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -95,6 +98,17 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
             ctypes.c_ulong(arg5),
         )
     )
+
+
+def child_subreaper() -> bool:
+    """True if orphaned descendants of the caller are re-parented to it (not to init)."""
+    flag = ctypes.c_int(0)
+    _check(_libc.prctl(ctypes.c_int(PR_GET_CHILD_SUBREAPER), ctypes.byref(flag), 0, 0, 0))
+    return bool(flag.value)
+
+
+def set_child_subreaper(on: bool) -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
 
 
 class _CapHeader(ctypes.Structure):

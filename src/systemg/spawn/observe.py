@@ -2,8 +2,9 @@
 
 ``observe(pid)`` reads ``/proc/PID/{status,limits,stat,cgroup,ns/*,fd}`` and the limit files of
 the cgroups the process is in (``pids.max``, ``pids.current``, ``memory.max``, ...) into a
-JSON-able dict; under a pid namespace ``pid`` is the intermediate process and the exec'd service
-is found as its child whose innermost pid is 1 (``service_pid``), which is what is observed.
+JSON-able dict. Under a pid namespace ``pid`` is the service itself (PID 1 there); a relay
+process left by an older sysg (re-adopted after an upgrade) is looked through to its child whose
+innermost pid is 1 (``service_pid``), which is what is observed.
 ``compare(plan, observed)`` lists every difference between the plan and that reading, plus every
 key the plan could not apply — so a partial enforcement is never silent.
 
@@ -41,7 +42,11 @@ def _status(pid: int) -> dict[str, str]:
 
 
 def service_pid(pid: int) -> int:
-    """The exec'd service: ``pid`` itself, or its child that is PID 1 of a pid namespace."""
+    """The exec'd service: ``pid`` itself, or (an old relay) its child that is PID 1 of a
+    pid namespace."""
+    own = _status(pid).get("NSpid", "").split()
+    if len(own) > 1 and own[-1] == "1":
+        return pid  # the namespace's init: a child of its own may be a nested one's
     for child in _read(f"/proc/{pid}/task/{pid}/children").split():
         nspid = _status(int(child)).get("NSpid", "").split()
         if len(nspid) > 1 and nspid[-1] == "1":
