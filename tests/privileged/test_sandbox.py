@@ -324,6 +324,7 @@ projects:
         isolation:
           network: false
           mount: true
+          pid: true
           user: true
           private_tmp: true
           private_devices: true

@@ -102,6 +102,8 @@ def isolation(d: Draft, service: Service, path: str) -> None:
             True,
             "systemd 252 has no PrivatePIDs=; the service sees the host's processes",
         )
+        # What is kept of it: sysg's private /proc is mounted hidepid=invisible.
+        d.set(S, "ProtectProc", "invisible")
     if iso.user:
         d.set(S, "PrivateUsers", "yes")
     if iso.private_tmp:

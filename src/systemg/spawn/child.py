@@ -218,7 +218,10 @@ def _step_namespaces(plan: SpawnPlan, fault: int) -> None:
         _do(Step.PROTECT, protect.apply, plan.protect)
     nosuid = linux.MS_NOSUID | linux.MS_NODEV
     if plan.pid:
-        _do(Step.MOUNT, linux.mount, "proc", "/proc", "proc", nosuid | linux.MS_NOEXEC, None)
+        # Its own /proc, where only its own processes exist; hidepid=invisible on top, as
+        # systemd's ProtectProc=invisible, hides those of other users among them.
+        _do(Step.MOUNT, linux.mount, "proc", "/proc", "proc", nosuid | linux.MS_NOEXEC,
+            "hidepid=invisible")  # fmt: skip
     if plan.private_tmp:
         for path in ("/tmp", "/var/tmp"):
             if os.path.isdir(path):
