@@ -28,6 +28,11 @@ def systemd_analyze(unit_dir: Path, name: str, settings: str) -> tuple[float, di
     """The overall exposure and the rows by ``json_field`` for a unit with ``settings``."""
     path = unit_dir / f"sec-{name}.service"
     path.write_text(f"[Unit]\nDescription={name}\n[Service]\nExecStart=/bin/sleep 3600\n{settings}")
+    return analyze_unit(path)
+
+
+def analyze_unit(path: Path) -> tuple[float, dict[str, Any]]:
+    """``systemd-analyze security --offline=yes`` of the unit file ``path``."""
     env = {**os.environ, "SYSTEMD_ANALYZE_DEBUG": "1", "SYSTEMD_COLORS": "0"}
     cmd = ["systemd-analyze", "security", "--offline=yes", "--no-pager"]
     rows = json.loads(

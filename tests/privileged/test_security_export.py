@@ -10,12 +10,10 @@ assess gets the same badness, except ``KNOWN`` (each with its reason). The locke
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.privileged.security_helpers import badness, needs_systemd_analyze
+from tests.privileged.security_helpers import analyze_unit, badness, needs_systemd_analyze
 from tests.privileged.system_helpers import need_port, remove_cgroup_dirs
 from tests.support.runtime import Runtime, wait_for
 
@@ -66,21 +64,8 @@ KNOWN = {
 }
 
 
-def _systemd(unit: Path) -> tuple[float, dict[str, Any]]:
-    env = {**os.environ, "SYSTEMD_ANALYZE_DEBUG": "1", "SYSTEMD_COLORS": "0"}
-    cmd = ["systemd-analyze", "security", "--offline=yes", "--no-pager"]
-    rows = json.loads(
-        subprocess.run([*cmd, "--json=short", str(unit)], env=env, capture_output=True,
-                       text=True, check=True).stdout
-    )  # fmt: skip
-    text = subprocess.run([*cmd, str(unit)], capture_output=True, text=True, check=True).stdout
-    return float(text.strip().splitlines()[-1].split(": ", 1)[1].split()[0]), {
-        r["json_field"]: r for r in rows
-    }
-
-
 def _compare(ours: dict[str, Any], unit: Path) -> tuple[float, dict[str, tuple[Any, Any]]]:
-    value, theirs = _systemd(unit)
+    value, theirs = analyze_unit(unit)
     checks = {c["json_field"]: c for c in ours["checks"]}
     differ = {
         field: (checks[field]["badness"], badness(row))

@@ -54,7 +54,9 @@ CONFIGS: dict[str, tuple[str, str]] = {
         '            pids_max: 32\n            cpu_max: "50000 100000"\n' + LOCKED_KEYS,
         "User=www-data\nCapabilityBoundingSet=\nNoNewPrivileges=yes\nPrivateNetwork=yes\n"
         "PrivateMounts=yes\nPrivateUsers=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
-        "MemoryMax=64M\nTasksMax=32\nCPUQuota=50%\nLimitNPROC=64\n",
+        "MemoryMax=64M\nTasksMax=32\nCPUQuota=50%\nLimitNPROC=64\n"
+        # isolation.pid's private /proc is mounted hidepid=invisible
+        "ProtectProc=invisible\n",
     ),
 }
 KNOWN = {
