@@ -206,3 +206,35 @@ def test_listen_pid_is_1_and_fd_3_is_the_socket(rt: Runtime) -> None:
     assert b"LISTEN_PID=1" in environ
     assert b"LISTEN_FDS=1" in environ
     assert os.readlink(f"/proc/{pid}/fd/3").startswith("socket:")
+
+
+def test_oom_kill_of_the_namespace_init_is_reported(rt: Runtime) -> None:
+    """The memory cgroup kills PID 1 of the namespace itself: ``oom-killed``, SIGKILL."""
+    from tests.privileged.system_helpers import remove_cgroup_dirs
+
+    if not Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+        import pytest
+
+        pytest.skip("no cgroup v1 memory controller at /sys/fs/cgroup/memory")
+    hog = (
+        "import time\\n"
+        "print('allocating', flush=True)\\n"
+        "b = bytearray(b'x') * (256 << 20)\\n"
+        "time.sleep(3600)"
+    )
+    extra = (
+        "        restart_policy: never\n"
+        "        limits:\n          cgroup:\n            memory_max: 64M\n"
+    )
+    text = f'version: "2"\nprojects:\n  pidns:\n    services:\n{_service("hog", hog, extra)}'
+    manifest = rt.write("pidns.yaml", text)
+    try:
+        proc = rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize")
+        assert "oom-killed" in proc.stderr or proc.returncode == 0, proc.stderr
+        unit = wait_unit(rt, "hog", "oom-killed", timeout=60)
+        assert unit["last_exit"]["oom_killed"] is True
+        assert unit["last_exit"]["signal"] == 9
+        assert "allocating" in _log(rt, "hog").read_text()
+    finally:
+        rt.sysg("--sys", "stop", "--supervisor")
+        remove_cgroup_dirs("pidns")
