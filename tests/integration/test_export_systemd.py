@@ -75,12 +75,23 @@ def test_identity_and_capabilities(every_key: dict[str, systemd.Parsed]) -> None
     assert "CapabilityBoundingSet" not in every_key["shop-root.service"].props  # full set
 
 
-def test_the_sandbox_keys_the_parser_takes_today(every_key: dict[str, systemd.Parsed]) -> None:
+def test_every_sandbox_key_from_yaml_as_systemd_parses_it(
+    every_key: dict[str, systemd.Parsed],
+) -> None:
+    """The manifest's sandbox keys, parsed from YAML, exported, and read back from systemd."""
     root = every_key["shop-filtered.service"]
     allowed = set(root.one("SystemCallFilter").split())
     assert "read" in allowed
-    assert "reboot" not in allowed
-    assert root.one("SystemCallErrorNumber") == "EPERM"
+    assert "reboot" not in allowed  # ~@privileged
+    assert "personality" not in allowed
+    assert root.one("SystemCallErrorNumber") == "EACCES"
+    assert root.one("SystemCallArchitectures") == "native"  # an allow list
+    assert root.one("LockPersonality") == "yes"  # personality is filtered out
+    assert root.one("ProtectSystem") == "strict"
+    assert root.one("ProtectHome") == "tmpfs"
+    assert root.one("ReadOnlyPaths") == "/srv"
+    assert root.one("ReadWritePaths") == "/var/tmp"
+    assert root.one("InaccessiblePaths") == "-/etc/ssl/private"
     assert root.one("AppArmorProfile") == "-sysg-test"
     assert root.one("SELinuxContext") == "-system_u:system_r:httpd_t:s0"
 
