@@ -12,7 +12,8 @@ a ``SysgError`` out) so every rule of ``spec/privileged.md`` section 1 is unit-t
 
 ``resolve`` adds the one impure rule, the operator fallback (section 2): for ``status``,
 ``logs``, ``inspect`` and ``stop`` only, a non-root caller with no live user-mode supervisor
-whose system supervisor accepts a connection talks to that one, with one stderr note.
+whose system supervisor accepts a connection talks to that one, with one stderr note —
+unless ``SYSTEMG_STATE_DIR`` is set, which names the supervisor explicitly.
 ``SYSTEMG_SYSTEM_STATE_DIR`` / ``SYSTEMG_SYSTEM_LOG_DIR`` relocate the system root used by
 these checks (for tests); ``--sys`` itself follows ``Paths.for_mode``.
 """
@@ -137,7 +138,10 @@ def resolve(
 
         emit(decision.warnings, args)
     paths = Paths.for_mode(decision.mode, env)
-    if decision.mode is Mode.USER and command in FALLBACK_COMMANDS and os.geteuid() != 0:
+    # An explicit SYSTEMG_STATE_DIR names the supervisor: never another one instead.
+    explicit = bool(env.get("SYSTEMG_STATE_DIR"))
+    fallback_applies = command in FALLBACK_COMMANDS and not explicit and os.geteuid() != 0
+    if decision.mode is Mode.USER and fallback_applies:
         fallback = _operator_fallback(paths, env)
         if fallback is not None:
             sys.stderr.write(FALLBACK_NOTE)
