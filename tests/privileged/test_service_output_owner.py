@@ -40,6 +40,7 @@ from tests.privileged.system_helpers import (
     wait_unit,
 )
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 NGINX = "/usr/sbin/nginx"
 CAP_NET_BIND_SERVICE = 1 << 10
@@ -176,7 +177,13 @@ def _answer(rt: Runtime, port: int, path: str) -> tuple[int, bytes]:
 
 
 @needs_nginx
-@pytest.mark.parametrize("privileged", [True, False], ids=["port-below-1024", "high-port"])
+@pytest.mark.parametrize(
+    "privileged",
+    [
+        pytest.param(True, id="port-below-1024", marks=HOST_GLOBAL),
+        pytest.param(False, id="high-port"),
+    ],
+)
 def test_nginx_as_www_data_logs_to_dev_stdout(rt: Runtime, privileged: bool) -> None:
     port = _privileged_port() if privileged else free_port()
     marker = f"sg-{uuid.uuid4().hex}"

@@ -10,6 +10,7 @@ from systemg.errors import Code, SpawnError
 from systemg.manifest.model import EnvSpec, Service
 from systemg.spawn.plan import SpawnContext, build_plan
 from tests.privileged.spawn_helpers import Spawner, py, root_ctx
+from tests.support.serial import HOST_GLOBAL
 
 SLEEP = "import sys,time; print('ready', flush=True); time.sleep(60)"
 NET_BIND = 1 << 10
@@ -78,18 +79,21 @@ def test_unswitched_service_inherits_minus_strip(spawner: Spawner) -> None:
     assert "LISTEN_FDS" not in env
 
 
+@HOST_GLOBAL  # binds port 80
 def test_nobody_with_net_bind_service_has_exact_mask_and_binds_80(spawner: Spawner) -> None:
     run = spawner.start(py(BIND80, user="nobody", capabilities=("CAP_NET_BIND_SERVICE",)))
     assert run.line("bind: ") == "ok"
     assert caps(run) == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), NET_BIND)
 
 
+@HOST_GLOBAL  # binds port 80
 def test_nobody_without_caps_cannot_bind_and_has_none(spawner: Spawner) -> None:
     run = spawner.start(py(BIND80, user="nobody"))
     assert run.line("bind: ") == "errno 13"
     assert set(caps(run).values()) == {0}
 
 
+@HOST_GLOBAL  # binds port 80
 def test_root_service_listing_caps_is_confined(spawner: Spawner) -> None:
     run = spawner.start(py(BIND80, capabilities=("CAP_NET_BIND_SERVICE", "CAP_CHOWN")))
     assert run.line("bind: ") == "ok"

@@ -11,6 +11,7 @@ from pathlib import Path
 from systemg.manifest.model import ListenKind, ListenSpec
 from systemg.spawn.sockets import Activation, bind_listen
 from tests.privileged.spawn_helpers import Spawner, py
+from tests.support.serial import HOST_GLOBAL
 
 HTTP_FROM_FD3 = """
 import http.server, os, socket, socketserver
@@ -27,6 +28,7 @@ srv.serve_forever()
 """
 
 
+@HOST_GLOBAL  # port 80
 def test_nobody_without_caps_serves_port_80_from_fd3(spawner: Spawner) -> None:
     svc = py(
         HTTP_FROM_FD3,

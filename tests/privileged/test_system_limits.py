@@ -24,6 +24,9 @@ from tests.privileged.system_helpers import (
     wait_unit,
 )
 from tests.support.runtime import Runtime, wait_for
+from tests.support.serial import HOST_GLOBAL
+
+pytestmark = HOST_GLOBAL  # cgroups; asserts the top systemg dir is gone
 
 SLEEP = '["/usr/bin/python3", "-c", "import time\\nwhile True: time.sleep(1)"]'
 

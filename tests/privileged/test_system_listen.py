@@ -33,6 +33,7 @@ from tests.privileged.system_helpers import (
     wait_unit,
 )
 from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 SERVE = """\
 import http.server, os, socket, sys
@@ -98,6 +99,7 @@ def _fields(body: bytes) -> list[str]:
     return body.decode().split()
 
 
+@HOST_GLOBAL  # a port below 1024
 def test_system_listen_socket_survives_five_restarts(rt: Runtime) -> None:
     port = _privileged_port()
     rt.write("serve.py", SERVE)

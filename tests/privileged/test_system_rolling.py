@@ -19,6 +19,9 @@ import pytest
 from tests.privileged.system_helpers import port_free, proc_status, sys_status
 from tests.support.httpload import Load
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
+
+pytestmark = HOST_GLOBAL  # a port below 1024
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rolling" / "server.py"
 
