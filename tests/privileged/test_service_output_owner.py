@@ -33,6 +33,7 @@ from tests.privileged.system_helpers import (
     free_port,
     http_get,
     port_free,
+    privileged_port,
     proc_status,
     remove_cgroup_dirs,
     sys_status,
@@ -95,12 +96,6 @@ def _stop_all(rt: Runtime, pids: list[int]) -> None:
 
 
 # --- nginx ------------------------------------------------------------------------------------
-def _privileged_port() -> int:
-    ports: list[int] = [80, *range(81, 1024)]
-    for port in ports:
-        if port_free(port):
-            return port
-    pytest.skip("no free privileged port on 127.0.0.1")
 
 
 def _nginx_site(rt: Runtime, port: int, marker: str) -> Path:
@@ -185,7 +180,7 @@ def _answer(rt: Runtime, port: int, path: str) -> tuple[int, bytes]:
     ],
 )
 def test_nginx_as_www_data_logs_to_dev_stdout(rt: Runtime, privileged: bool) -> None:
-    port = _privileged_port() if privileged else free_port()
+    port = privileged_port() if privileged else free_port()
     marker = f"sg-{uuid.uuid4().hex}"
     conf = _nginx_site(rt, port, marker)
     manifest = _nginx_manifest(rt, conf, capability=privileged)

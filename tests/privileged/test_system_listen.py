@@ -27,6 +27,7 @@ from tests.privileged.system_helpers import (
     free_port,
     http_get,
     port_free,
+    privileged_port,
     proc_status,
     sys_status,
     units,
@@ -67,14 +68,6 @@ server.serve_forever()
 """
 
 
-def _privileged_port() -> int:
-    """Port 80 if it is free, else another free port below 1024 (same rule: needs root)."""
-    for port in (80, *range(81, 1024)):
-        if port_free(port):
-            return port
-    pytest.skip("no free privileged port on 127.0.0.1")
-
-
 def _manifest(port: int, generation: int) -> str:
     return f"""\
 version: "2"
@@ -101,7 +94,7 @@ def _fields(body: bytes) -> list[str]:
 
 @HOST_GLOBAL  # a port below 1024
 def test_system_listen_socket_survives_five_restarts(rt: Runtime) -> None:
-    port = _privileged_port()
+    port = privileged_port()
     rt.write("serve.py", SERVE)
     manifest = rt.write("sock.yaml", _manifest(port, 0))
     rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True)
