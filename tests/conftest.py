@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.runtime import Runtime
+from tests.support.serial import apply_xdist_groups
 
 IS_ROOT = os.geteuid() == 0
 
@@ -21,7 +22,9 @@ def rt() -> Iterator[Runtime]:
         runtime.close()
 
 
+@pytest.hookimpl(trylast=True)  # after xdist's own tagging, which this only completes
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    apply_xdist_groups(config, items)
     skip = pytest.mark.skip(
         reason="needs root: privileged tests read /proc of services run as other users"
     )

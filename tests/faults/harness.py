@@ -22,6 +22,8 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,21 +86,51 @@ class Bystanders:
                 lambda n=name: self._at_least(n, min_lines),
                 what=f"{name} to log {min_lines} lines",
             )
-            assert seen == list(range(1, len(seen) + 1)), f"{name}: lines lost or repeated"
+            assert seen == list(range(1, len(seen) + 1)), _gaps(name, seen)
 
     def _at_least(self, name: str, count: int) -> list[int] | None:
         seen = numbers(self.log(name), name)
         return seen if len(seen) >= count else None
 
 
-def cgroup_dirs(marker_dirs: tuple[str, ...] = ("systemg",)) -> set[Path]:
+def _gaps(name: str, seen: list[int]) -> str:
+    """Which numbers are missing or doubled, and where (to tell a lost read from a resent one)."""
+    counts = Counter(seen)
+    missing = sorted(set(range(1, max(seen) + 1)) - counts.keys())
+    doubled = sorted(n for n, c in counts.items() if c > 1)
+    disorder = next((i for i in range(1, len(seen)) if seen[i] != seen[i - 1] + 1), None)
+    around = seen[max(0, (disorder or 0) - 3) : (disorder or 0) + 3]
+    return (
+        f"{name}: lines lost or repeated: {len(seen)} lines up to {max(seen)}, missing "
+        f"{missing[:20]}, doubled {doubled[:20]}, first break at line {disorder}: {around}"
+    )
+
+
+def cgroup_dirs(
+    marker_dirs: tuple[str, ...] = ("systemg",), *, projects: Iterable[str] | None = None
+) -> set[Path]:
+    """Cgroup directories under ``<root>/systemg`` (only ``<root>/systemg/<project>/...`` of
+    ``projects`` when given: other tests, and other people's runs on the machine, have
+    cgroups of their own there at the same time)."""
     found: set[Path] = set()
     for root in CGROUP_ROOTS:
         for name in marker_dirs:
             candidate = root / name
-            if candidate.is_dir():
-                found.update(p for p in candidate.rglob("*") if p.is_dir())
+            if not candidate.is_dir():
+                continue
+            tops = [candidate] if projects is None else [candidate / p for p in projects]
+            for top in tops:
+                if top != candidate and top.is_dir():
+                    found.add(top)
+                found.update(p for p in top.rglob("*") if p.is_dir())
     return found
+
+
+def runtime_projects(rt: Runtime) -> set[str]:
+    """The ids of the projects this runtime's supervisors ran (``<state>/projects/<id>``
+    outlives the supervisor), which name their cgroup directories."""
+    projects = rt.state / "projects"
+    return {p.name for p in projects.iterdir()} if projects.is_dir() else set()
 
 
 def assert_clean_shutdown(rt: Runtime, marker: str, cgroups_before: set[Path]) -> None:
@@ -112,7 +144,10 @@ def assert_clean_shutdown(rt: Runtime, marker: str, cgroups_before: set[Path]) -
     wait_for(lambda: not rt.supervisor_processes(), what="no supervisor left")
     for leftover in ("control.sock", "sysg.pid", "fdholder.sock", "fdholder.pid"):
         wait_for(lambda n=leftover: not (rt.state / n).exists(), what=f"{leftover} to be removed")
-    assert cgroup_dirs() <= cgroups_before, cgroup_dirs() - cgroups_before
+    projects = runtime_projects(rt)
+    assert projects, f"no project state under {rt.state}"
+    own = cgroup_dirs(projects=projects)
+    assert own <= cgroups_before, own - cgroups_before
 
 
 def _alive(pid: int) -> bool:

@@ -37,6 +37,7 @@ from tests.privileged.system_helpers import proc_limits, proc_status, remove_cgr
 from tests.support import procscan
 from tests.support.procscan import new_marker, with_marker
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 # Every process forks until the kernel refuses, says so once, then sleeps: the tree stops
 # growing at the uid's nproc limit instead of churning.
@@ -173,6 +174,7 @@ def test_setsid_escapee_outlives_its_service_without_a_cgroup(rt: Runtime) -> No
 
 
 @pytest.mark.privileged
+@HOST_GLOBAL  # a cgroup; removes the top dirs
 def test_setsid_escapee_in_a_cgroup_dies_with_its_service(rt: Runtime) -> None:
     m, f = new_marker(), new_marker()
     before = cgroup_dirs()
@@ -190,7 +192,8 @@ def test_setsid_escapee_in_a_cgroup_dies_with_its_service(rt: Runtime) -> None:
         assert not pid_alive(pid)
         by.check()
         wait_for(lambda: not _escapees(f, pid), timeout=5, what="the escapee to be killed")
-        assert not (cgroup_dirs() - before), "the service's cgroup directories are removed"
+        left = cgroup_dirs(projects=("cgescape",)) - before
+        assert not left, "the service's cgroup directories are removed"
         assert_clean_shutdown(rt, m, before)
     finally:
         _kill(_escapees(f, pid))

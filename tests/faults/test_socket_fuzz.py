@@ -46,6 +46,11 @@ from tests.faults import harness
 from tests.support.procscan import new_marker
 from tests.support.runtime import Runtime, pid_alive, wait_for
 
+# 2000 examples take ~60-100 s of mostly CPU on a quiet 2-core host, and 2-3 times that
+# beside the parallel suite (and other runs): the default 120 s timeout would cut them
+# short. A hang is still caught: every socket operation has its own 10-15 s timeout.
+pytestmark = pytest.mark.timeout(600)
+
 EXAMPLES = 2000
 CHECK_EVERY = 250
 FD_SLACK = 3

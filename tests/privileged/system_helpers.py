@@ -79,6 +79,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def privileged_port() -> int:
+    """Port 80 if it is free, else the first free port below 1024 (binding any of them needs
+    root or CAP_NET_BIND_SERVICE, which is what the tests using it are about). Tests that
+    call it are in ``HOST_GLOBAL``: none of this suite binds one meanwhile, and another run
+    on the machine holding port 80 does not fail them."""
+    for port in (80, *range(81, 1024)):
+        if port_free(port):
+            return port
+    pytest.skip("no free privileged port on 127.0.0.1")
+
+
 def need_port(port: int) -> None:
     if not port_free(port):
         pytest.skip(f"127.0.0.1:{port} is already in use on this machine")
@@ -235,6 +246,7 @@ __all__ = [
     "need_port",
     "nobody_home",
     "port_free",
+    "privileged_port",
     "proc_limits",
     "proc_nice",
     "proc_status",

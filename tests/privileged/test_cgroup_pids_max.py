@@ -24,6 +24,9 @@ from systemg.manifest.model import CgroupSpec
 from systemg.spawn.cgroups import prepare_cgroup
 from tests.privileged.system_helpers import PY, sys_status, units, wait_unit
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
+
+pytestmark = HOST_GLOBAL  # the pids cgroup tree, and its top systemg dir
 
 PIDS = Path("/sys/fs/cgroup/pids")
 COUNTS = re.compile(r"started (\d+) refused (\d+)")

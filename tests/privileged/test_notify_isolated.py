@@ -17,6 +17,7 @@ import pytest
 from tests.privileged.system_helpers import proc_status, sys_status, units
 from tests.support.procscan import new_marker, with_marker
 from tests.support.runtime import Runtime, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 PY_NOTIFY = (
     "import os, socket, time\n"
@@ -111,6 +112,7 @@ projects:
     wait_for(lambda: not with_marker(m), what="the service to be gone")
 
 
+@HOST_GLOBAL  # a cgroup
 def test_side_commands_share_the_services_network_and_cgroup(srt: Runtime) -> None:
     """A command probe and ``onstart`` run inside the service's network namespace and
     cgroup (they see its 127.0.0.1 and count against its limits); ``onstop``, after the

@@ -33,6 +33,7 @@ from tests.privileged.system_helpers import (
     free_port,
     http_get,
     port_free,
+    privileged_port,
     proc_status,
     remove_cgroup_dirs,
     sys_status,
@@ -40,6 +41,7 @@ from tests.privileged.system_helpers import (
     wait_unit,
 )
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 NGINX = "/usr/sbin/nginx"
 CAP_NET_BIND_SERVICE = 1 << 10
@@ -94,12 +96,6 @@ def _stop_all(rt: Runtime, pids: list[int]) -> None:
 
 
 # --- nginx ------------------------------------------------------------------------------------
-def _privileged_port() -> int:
-    ports: list[int] = [80, *range(81, 1024)]
-    for port in ports:
-        if port_free(port):
-            return port
-    pytest.skip("no free privileged port on 127.0.0.1")
 
 
 def _nginx_site(rt: Runtime, port: int, marker: str) -> Path:
@@ -176,9 +172,15 @@ def _answer(rt: Runtime, port: int, path: str) -> tuple[int, bytes]:
 
 
 @needs_nginx
-@pytest.mark.parametrize("privileged", [True, False], ids=["port-below-1024", "high-port"])
+@pytest.mark.parametrize(
+    "privileged",
+    [
+        pytest.param(True, id="port-below-1024", marks=HOST_GLOBAL),
+        pytest.param(False, id="high-port"),
+    ],
+)
 def test_nginx_as_www_data_logs_to_dev_stdout(rt: Runtime, privileged: bool) -> None:
-    port = _privileged_port() if privileged else free_port()
+    port = privileged_port() if privileged else free_port()
     marker = f"sg-{uuid.uuid4().hex}"
     conf = _nginx_site(rt, port, marker)
     manifest = _nginx_manifest(rt, conf, capability=privileged)

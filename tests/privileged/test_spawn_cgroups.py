@@ -11,6 +11,9 @@ import pytest
 from systemg.manifest.model import CgroupSpec, CpuMax, EnvSpec, Limits
 from systemg.spawn.cgroups import oom_killed
 from tests.privileged.spawn_helpers import Spawner, py
+from tests.support.serial import HOST_GLOBAL
+
+pytestmark = HOST_GLOBAL  # cgroups of project sgtest under <mount>/systemg
 
 FIRST_ACT = (
     "import os, sys, time\n"

@@ -10,16 +10,19 @@ from systemg.errors import Code, SpawnError
 from systemg.manifest.model import EnvSpec, Service
 from systemg.spawn.plan import SpawnContext, build_plan
 from tests.privileged.spawn_helpers import Spawner, py, root_ctx
+from tests.privileged.system_helpers import privileged_port
+from tests.support.serial import HOST_GLOBAL
 
 SLEEP = "import sys,time; print('ready', flush=True); time.sleep(60)"
 NET_BIND = 1 << 10
 
-BIND80 = """
+# Binds a port below 1024 (80 unless another process holds it: ``privileged_port``).
+BIND_LOW = """
 import socket, time
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
-    s.bind(('127.0.0.1', 80))
+    s.bind(('127.0.0.1', {port}))
     print('bind: ok', flush=True)
 except OSError as e:
     print('bind: errno', e.errno, flush=True)
@@ -78,20 +81,34 @@ def test_unswitched_service_inherits_minus_strip(spawner: Spawner) -> None:
     assert "LISTEN_FDS" not in env
 
 
+@HOST_GLOBAL  # binds port 80 (or another below 1024)
 def test_nobody_with_net_bind_service_has_exact_mask_and_binds_80(spawner: Spawner) -> None:
-    run = spawner.start(py(BIND80, user="nobody", capabilities=("CAP_NET_BIND_SERVICE",)))
+    run = spawner.start(
+        py(
+            BIND_LOW.format(port=privileged_port()),
+            user="nobody",
+            capabilities=("CAP_NET_BIND_SERVICE",),
+        )
+    )
     assert run.line("bind: ") == "ok"
     assert caps(run) == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), NET_BIND)
 
 
+@HOST_GLOBAL  # binds port 80 (or another below 1024)
 def test_nobody_without_caps_cannot_bind_and_has_none(spawner: Spawner) -> None:
-    run = spawner.start(py(BIND80, user="nobody"))
+    run = spawner.start(py(BIND_LOW.format(port=privileged_port()), user="nobody"))
     assert run.line("bind: ") == "errno 13"
     assert set(caps(run).values()) == {0}
 
 
+@HOST_GLOBAL  # binds port 80 (or another below 1024)
 def test_root_service_listing_caps_is_confined(spawner: Spawner) -> None:
-    run = spawner.start(py(BIND80, capabilities=("CAP_NET_BIND_SERVICE", "CAP_CHOWN")))
+    run = spawner.start(
+        py(
+            BIND_LOW.format(port=privileged_port()),
+            capabilities=("CAP_NET_BIND_SERVICE", "CAP_CHOWN"),
+        )
+    )
     assert run.line("bind: ") == "ok"
     assert run.status("Uid").split()[0] == "0"
     assert set(caps(run).values()) == {NET_BIND | 1}

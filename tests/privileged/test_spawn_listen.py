@@ -11,6 +11,8 @@ from pathlib import Path
 from systemg.manifest.model import ListenKind, ListenSpec
 from systemg.spawn.sockets import Activation, bind_listen
 from tests.privileged.spawn_helpers import Spawner, py
+from tests.privileged.system_helpers import privileged_port
+from tests.support.serial import HOST_GLOBAL
 
 HTTP_FROM_FD3 = """
 import http.server, os, socket, socketserver
@@ -27,17 +29,19 @@ srv.serve_forever()
 """
 
 
+@HOST_GLOBAL  # port 80
 def test_nobody_without_caps_serves_port_80_from_fd3(spawner: Spawner) -> None:
+    port = privileged_port()  # 80, unless another process holds it
     svc = py(
         HTTP_FROM_FD3,
         user="nobody",
-        listen=(ListenSpec(ListenKind.TCP, "127.0.0.1:80", host="127.0.0.1", port=80),),
+        listen=(ListenSpec(ListenKind.TCP, f"127.0.0.1:{port}", host="127.0.0.1", port=port),),
     )
     fds, names = bind_listen(svc, 65534, 65534, Activation((), ()))
     try:
         run = spawner.start(svc, fds=fds, names=names)
         assert run.line("serving") == "1 web"
-        with urllib.request.urlopen("http://127.0.0.1:80/", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
             assert resp.status == 200
             assert resp.read().decode() == f"uid=65534 pid={run.pid}"
         assert int(run.status("CapEff"), 16) == 0

@@ -28,6 +28,9 @@ from tests.privileged.system_helpers import (
     wait_unit,
 )
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
+
+pytestmark = HOST_GLOBAL  # port 80 and cgroups of the example
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "system-mode.yaml"

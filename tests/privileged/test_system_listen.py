@@ -27,12 +27,14 @@ from tests.privileged.system_helpers import (
     free_port,
     http_get,
     port_free,
+    privileged_port,
     proc_status,
     sys_status,
     units,
     wait_unit,
 )
 from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 SERVE = """\
 import http.server, os, socket, sys
@@ -66,14 +68,6 @@ server.serve_forever()
 """
 
 
-def _privileged_port() -> int:
-    """Port 80 if it is free, else another free port below 1024 (same rule: needs root)."""
-    for port in (80, *range(81, 1024)):
-        if port_free(port):
-            return port
-    pytest.skip("no free privileged port on 127.0.0.1")
-
-
 def _manifest(port: int, generation: int) -> str:
     return f"""\
 version: "2"
@@ -98,8 +92,9 @@ def _fields(body: bytes) -> list[str]:
     return body.decode().split()
 
 
+@HOST_GLOBAL  # a port below 1024
 def test_system_listen_socket_survives_five_restarts(rt: Runtime) -> None:
-    port = _privileged_port()
+    port = privileged_port()
     rt.write("serve.py", SERVE)
     manifest = rt.write("sock.yaml", _manifest(port, 0))
     rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True)

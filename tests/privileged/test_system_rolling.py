@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.privileged.system_helpers import port_free, proc_status, sys_status
+from tests.privileged.system_helpers import privileged_port, proc_status, sys_status
 from tests.support.httpload import Load
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
+
+pytestmark = HOST_GLOBAL  # a port below 1024
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rolling" / "server.py"
 
@@ -32,13 +35,6 @@ def srt() -> Iterator[Runtime]:
         runtime.close()
 
 
-def _privileged_port() -> int:
-    for port in (80, *range(81, 1024)):
-        if port_free(port):
-            return port
-    pytest.skip("no free privileged port on 127.0.0.1")
-
-
 def _web(rt: Runtime) -> dict[str, object]:
     """The unit's own row (the first; a draining generation comes after it)."""
     return next(u for u in sys_status(rt)["units"] if u["service"] == "web")
@@ -49,7 +45,7 @@ def test_system_rolling_restart_under_load_drops_nothing(srt: Runtime) -> None:
         uid = pwd.getpwnam("www-data").pw_uid
     except KeyError:
         pytest.skip("no www-data account")
-    port = _privileged_port()
+    port = privileged_port()
     shutil.copy(EXAMPLE, srt.work / "server.py")
     manifest = srt.write(
         "web.yaml",

@@ -9,15 +9,19 @@ with other tests' services running on the same machine.
 from __future__ import annotations
 
 import os
-import random
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 
 def new_marker() -> str:
-    """Digits for ``sleep 1000.<marker>``: unique per call, valid for ``sleep``."""
-    return f"{random.randrange(10**11, 10**12)}"
+    """Digits for ``sleep 1000.<marker>``: unique per call, valid for ``sleep``.
+
+    From the OS's random source, not ``random``: tests run in parallel workers
+    (pytest-xdist), and a plugin or Hypothesis seeding ``random`` the same way in two of
+    them would give two concurrent tests the same marker."""
+    return f"{secrets.randbelow(9 * 10**11) + 10**11}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,8 +61,12 @@ def decode_object(frame: bytes) -> dict[str, Any]:
         raise _bad(f"frame is not UTF-8 (byte {exc.start})") from None
     try:
         obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise _bad(f"frame is not JSON: {exc}") from None
+    except RecursionError:
+        # The decoder's limit is Python's recursion limit minus however deep the caller's
+        # stack already is, so where this trips varies: say what is wrong, the same each time.
+        raise _bad("frame nests deeper than the JSON decoder allows") from None
     if not isinstance(obj, dict):
         raise _bad("frame is not a JSON object")
     return obj
