@@ -19,6 +19,7 @@ from typing import Any
 from tests.privileged.system_helpers import free_port, proc_status, sys_status, units, wait_unit
 from tests.support.procscan import processes
 from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.serial import HOST_GLOBAL
 
 PY = "/usr/bin/python3"
 # 64 MiB the service touches: its RSS, not the supervisor's (a forked copy of the
@@ -208,6 +209,7 @@ def test_listen_pid_is_1_and_fd_3_is_the_socket(rt: Runtime) -> None:
     assert os.readlink(f"/proc/{pid}/fd/3").startswith("socket:")
 
 
+@HOST_GLOBAL  # the cgroup tree
 def test_oom_kill_of_the_namespace_init_is_reported(rt: Runtime) -> None:
     """The memory cgroup kills PID 1 of the namespace itself: ``oom-killed``, SIGKILL."""
     from tests.privileged.system_helpers import remove_cgroup_dirs

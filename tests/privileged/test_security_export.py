@@ -16,8 +16,9 @@ from typing import Any
 from tests.privileged.security_helpers import analyze_unit, badness, needs_systemd_analyze
 from tests.privileged.system_helpers import need_port, remove_cgroup_dirs
 from tests.support.runtime import Runtime, wait_for
+from tests.support.serial import HOST_GLOBAL
 
-pytestmark = needs_systemd_analyze
+pytestmark = [needs_systemd_analyze, HOST_GLOBAL]  # port 80 and cgroups of the example
 REPO = Path(__file__).resolve().parents[2]
 SANDBOXED = """\
 version: "2"

@@ -16,8 +16,9 @@ import pytest
 
 from tests.privileged.security_helpers import differences, needs_systemd_analyze, systemd_analyze
 from tests.support.runtime import Runtime, wait_for
+from tests.support.serial import HOST_GLOBAL
 
-pytestmark = needs_systemd_analyze
+pytestmark = [needs_systemd_analyze, HOST_GLOBAL]  # cgroup limits of the locked service
 
 SLEEP = '["/bin/sleep", "3600"]'
 LOCKED_KEYS = """\
