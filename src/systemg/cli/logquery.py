@@ -42,8 +42,11 @@ TIME_HINT = (
 
 def key_of(moment: datetime) -> str:
     """``moment`` as a stored timestamp key (UTC, microseconds, ``Z``)."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}Z"
+    u = moment.astimezone(UTC)  # (strftime's %Y does not pad years before 1000)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+        f".{u.microsecond:06d}Z"
+    )
 
 
 def parse_age(text: str, *, flag: str = "--max-age") -> float:
@@ -72,7 +75,10 @@ def parse_time(text: str, now: float, *, flag: str = "--since") -> str:
     if low == "yesterday":
         return key_of(midnight - timedelta(days=1))
     if _AGE.fullmatch(low):
-        return key_of(current - timedelta(seconds=parse_age(value, flag=flag)))
+        try:
+            return key_of(current - timedelta(seconds=parse_age(value, flag=flag)))
+        except OverflowError:  # further back than year 1: since the beginning
+            return key_of(datetime.min.replace(tzinfo=UTC))
     try:
         if _DATE.fullmatch(value):
             return key_of(datetime.fromisoformat(value).replace(tzinfo=UTC))
