@@ -126,6 +126,9 @@ def test_forward_and_last_n_agree_with_filtering_everything(
         want = [str(k) for k, t in enumerate(times) if since <= t <= until]
         assert texts(list(logread.forward(log, q))) == want
         assert texts(logread.last_n(log, q, n)) == want[-n:]
+        # The copy path (no per-line filter) gives the same lines, as stored.
+        copied = b"".join(logread.forward_bytes(log, q)).splitlines()
+        assert copied == [e.line.raw for e in logread.forward(log, q)]
 
 
 # --- prune: the decision ---------------------------------------------------------------

@@ -34,6 +34,11 @@ class Printer:
         self.label = label  # "" (one service) | "service" | "project/service"
         self.raw = raw
 
+    @property
+    def verbatim(self) -> bool:
+        """Lines go out exactly as stored (one service, text, not ``--raw``)."""
+        return not (self.json_lines or self.label or self.raw)
+
     def emit(self, project: str, service: str, line: LogLine) -> None:
         if self.json_lines:
             obj = {

@@ -85,8 +85,10 @@ def _parsed(log: ServiceLogFile, raw: bytes, query: Query) -> Entry | None:
     return None
 
 
-def forward(log: ServiceLogFile, query: Query) -> Iterator[Entry]:
-    """Every line of ``log``'s history that ``query`` keeps, oldest first."""
+def _ranges(log: ServiceLogFile, query: Query) -> Iterator[tuple[int, int, int]]:
+    """``(fd, start, stop)`` of the range in each file of ``log``'s history, oldest first;
+    each fd is closed when the next is asked for. The files wholly after ``--until`` are
+    not opened."""
     for path in history(log):
         fd = _open(path)
         if fd is None:
@@ -94,29 +96,45 @@ def forward(log: ServiceLogFile, query: Query) -> Iterator[Entry]:
         try:
             end = _complete_end(fd, os.fstat(fd).st_size)
             start, stop = _bounds(fd, end, query)
-            yield from _lines_forward(log, fd, start, stop, query)
+            yield fd, start, stop
         finally:
             os.close(fd)
         if stop < end:
             return  # --until ends in this file: the newer ones are all after it
 
 
-def _lines_forward(
-    log: ServiceLogFile, fd: int, start: int, stop: int, query: Query
-) -> Iterator[Entry]:
-    pos, rest = start, b""
+def _chunks(fd: int, start: int, stop: int) -> Iterator[bytes]:
+    pos = start
     while pos < stop:
         chunk = os.pread(fd, min(CHUNK, stop - pos), pos)
         if not chunk:
-            break
+            return
         pos += len(chunk)
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        for raw in data[: cut - 1].split(b"\n") if cut else ():
-            entry = _parsed(log, raw, query)
-            if entry is not None:
-                yield entry
+        yield chunk
+
+
+def forward(log: ServiceLogFile, query: Query) -> Iterator[Entry]:
+    """Every line of ``log``'s history that ``query`` keeps, oldest first."""
+    for fd, start, stop in _ranges(log, query):
+        rest = b""
+        for chunk in _chunks(fd, start, stop):
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            for raw in data[: cut - 1].split(b"\n") if cut else ():
+                entry = _parsed(log, raw, query)
+                if entry is not None:
+                    yield entry
+
+
+def forward_bytes(log: ServiceLogFile, query: Query) -> Iterator[bytes]:
+    """The stored bytes of ``log``'s history in ``query``'s time range, in chunks of whole
+    lines: ``forward`` for a query with no pattern and no streams, printed as stored, at
+    copy speed (no line is parsed; the range ends are where the searches put them)."""
+    assert query.grep is None
+    assert not query.streams
+    for fd, start, stop in _ranges(log, query):
+        yield from _chunks(fd, start, stop)
 
 
 def _lines_backward(fd: int, start: int, stop: int) -> Iterator[bytes]:

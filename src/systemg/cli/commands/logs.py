@@ -101,7 +101,18 @@ def run(args: argparse.Namespace) -> int:
         logs = _select(paths, selectors)
         printer = _printer(args, out, selectors, logs)
         n = _how_many(args, query)
-        if n is None:
+        if (
+            n is None
+            and printer.verbatim
+            and len(logs) == 1
+            and query.grep is None
+            and not query.streams
+        ):
+            # One service shown as stored, no per-line filter: copy the range's bytes.
+            for chunk in logread.forward_bytes(logs[0], query):
+                out.write(chunk)
+            out.flush()
+        elif n is None:
             printer.emit_entries(logread.merge(logread.forward(log, query) for log in logs))
         else:
             printer.emit_entries(logread.merged_last_n(logs, query, n))
