@@ -30,7 +30,7 @@ import tempfile
 import time
 
 LINE_BYTES = 100
-_PAD = LINE_BYTES - 27 - len(" stdout ") - 1 - 8  # room for "%08d " in the text
+_PAD = LINE_BYTES - 27 - len(" stdout ") - len("00000000 ") - 1  # "%08d ", the newline
 
 
 def stamp(i: int) -> str:
