@@ -31,6 +31,7 @@ class Code(enum.StrEnum):
     INTERNAL = "SG0001"
     USAGE = "SG0002"
     AMBIGUOUS_SERVICE = "SG0006"
+    LOGS_PRUNE_NO_BOUND = "SG0017"  # logs --prune without --max-size or --max-age
     LOGS_NO_TARGET = "SG0019"
     # 01xx start
     HEALTH_UNREACHABLE = "SG0022"  # a health check could not reach the service
@@ -48,6 +49,7 @@ class Code(enum.StrEnum):
     SELECTOR_MISMATCH = "SG0201"
     NOT_FOUND = "SG0202"
     CONFIG_UNREADABLE = "SG0203"
+    LOGS_MODE_CONFLICT = "SG0204"  # two of logs --path / --prune / -f, or -f with --until
     SUPERVISOR_NOT_ANSWERING = "SG0205"
     NO_SUPERVISOR = "SG0206"
     INCLUDE_MISSING = "SG0207"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from tests.support.lines import LineReader as _Reader
 from tests.support.runtime import SYSG, Runtime
 
 
@@ -121,29 +120,6 @@ def test_logs_does_not_import_yaml_psutil_or_daemon(rt: Runtime) -> None:
     python = str(Path(SYSG).parent / "python")
     proc = rt.sysg("-c", code, exe=python, check=True)
     assert "BAD []" in proc.stdout
-
-
-class _Reader:
-    """Reads lines from a process's stdout with a deadline (no fixed sleeps)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        self.fd = proc.stdout.fileno()
-        self.buf = b""
-
-    def lines(self, count: int, timeout: float = 10.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while self.buf.count(b"\n") < count:
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out; got {self.buf!r}"
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                chunk = os.read(self.fd, 65536)
-                assert chunk, f"EOF; got {self.buf!r}"
-                self.buf += chunk
-        *got, rest = self.buf.split(b"\n", count)
-        self.buf = rest
-        return [g.decode() for g in got]
 
 
 def test_follow_without_supervisor_tracks_appends_and_rotation(rt: Runtime) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from systemg.cli.commands.logs import Printer, _follow_supervisor, _seen
 from systemg.cli.logfiles import Entry, LogLine, ServiceLogFile
+from systemg.cli.logfollow import Printer
+from systemg.cli.logfollow import follow_supervisor as _follow_supervisor
+from systemg.cli.logfollow import seen as _seen
 
 LOG = ServiceLogFile("p", "tick", Path("/nonexistent"))
 T1 = "2026-12-02T05:00:00.000001Z"

@@ -29,7 +29,8 @@ BLOCK = 64 * 1024
 _TS = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _TS_LEN = 27
 # Kept equal to daemon/logs.py STREAMS (the CLI does not import the daemon).
-_STREAMS = (b"stdout", b"stderr", b"probe", b"pre_start", b"onstart", b"onerr", b"onstop")
+STREAM_LABELS = ("stdout", "stderr", "probe", "pre_start", "onstart", "onerr", "onstop")
+_STREAMS = tuple(label.encode() for label in STREAM_LABELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +276,13 @@ class Follower:
             return _tail_of(self._file.fh, self._start, n)
         finally:
             self._file.fh.seek(self._start)
+
+    def position(self) -> tuple[int, int] | None:
+        """The file descriptor it holds and the offset it starts at (``None``: no file
+        yet), for a tail that must end exactly where following begins."""
+        if self._file is None:
+            return None
+        return self._file.fh.fileno(), self._start
 
     def poll(self) -> list[bytes]:
         """New complete lines since the last call (without newlines)."""

@@ -1,13 +1,18 @@
-"""``sysg logs [-s S] [-p P] [-n N] [-f] [--format json] [--path]``.
+"""``sysg logs``: show, follow (``-f``), locate (``--path``) or prune (``--prune``) logs.
 
 Reads the files under ``<log_dir>/<project>/<service>.log`` directly, so it works with no
-supervisor (post-mortem). ``-f`` prints the last N lines, then follows: through the
-supervisor's log stream when one answers on the control socket, else by polling the
-files (rotation and truncation handled by ``logfiles.Follower``) until Ctrl-C.
+supervisor (post-mortem). What is shown is a ``Query`` (``--since``/``--until``, ``-g``,
+``-k``; ``logquery.py``) over a selection (``-s`` repeatable, ``-p``, or everything):
+the last ``-n`` kept lines read backwards, or with a time range or ``-a`` every kept
+line read forwards after a binary search for the range (``logread.py``). ``-f`` prints
+the last N lines, then follows: through the supervisor's log stream when one answers on
+the control socket, else by polling the files (``logfollow.py``) until Ctrl-C.
 
-Output: one service → the stored line as is; several → ``service | `` in front (or
-``project/service | `` when they span projects), merged by capture time. ``--format json``
-→ one compact ``{"ts","stream","project","service","line"}`` object per line.
+Output: one service → the stored line as is (``--raw``: its text only); several →
+``service | `` in front (or ``project/service | `` when they span projects), merged by
+capture time. ``--format json`` → one compact ``{"ts","stream","project","service",
+"line"}`` object per line. The modes (show, ``-f``, ``--path``, ``--prune``) exclude each
+other (``SG0204``).
 
 Imports stay light (no YAML, psutil or daemon): ``sysg logs`` must be instant.
 """
@@ -15,28 +20,15 @@ Imports stay light (no YAML, psutil or daemon): ``sysg logs`` must be instant.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from systemg.cli.logfiles import (
-    Entry,
-    Follower,
-    LogLine,
-    ServiceLogFile,
-    discover,
-    merged_tail,
-    parse_selector,
-    select,
-    tail,
-)
+from systemg.cli import logfollow, logread
+from systemg.cli.logfiles import STREAM_LABELS, Follower, ServiceLogFile, parse_selector, select
+from systemg.cli.logfollow import Printer, Selector
+from systemg.cli.logquery import Query
 from systemg.errors import Code, SysgError
 from systemg.paths import Paths
-
-POLL_INTERVAL = 0.1  # seconds between file polls when following without a supervisor
 
 
 def _count(text: str) -> int:
@@ -47,45 +39,47 @@ def _count(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--service", help="service name, or project/service")
+    parser.add_argument(
+        "-s",
+        "--service",
+        action="append",
+        help="service name, or project/service (repeat for several)",
+    )
     parser.add_argument("-p", "--project", help="every service of this project")
     parser.add_argument(
-        "-n", "--lines", type=_count, default=100, help="how many last lines to show (default 100)"
+        "-n",
+        "-l",
+        "--lines",
+        type=_count,
+        default=None,
+        help="how many last lines to show (default 100; every line of the range with "
+        "--since/--until/--all)",
     )
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    parser.add_argument(
+        "--no-follow", dest="follow", action="store_false", help="do not follow (the default)"
+    )
+    parser.add_argument("--since", metavar="TIME", help="lines captured at or after TIME")
+    parser.add_argument("--until", metavar="TIME", help="lines captured at or before TIME")
+    parser.add_argument(
+        "-g", "--grep", metavar="RE", help="lines whose text matches this Python regex"
+    )
+    parser.add_argument(
+        "-k",
+        "--stream",
+        action="append",
+        metavar="LABEL",
+        help=f"only this stream ({', '.join(STREAM_LABELS)}); repeat for several",
+    )
+    parser.add_argument(
+        "-a", "--all", action="store_true", help="the whole history: rotated files, then active"
+    )
+    parser.add_argument("--raw", action="store_true", help="the application text only")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--path", action="store_true", help="print the log file path(s)")
-
-
-class Printer:
-    """Writes entries as text or JSON lines; knows whether to label them."""
-
-    def __init__(self, out: BinaryIO, *, json_lines: bool, label: str) -> None:
-        self.out = out
-        self.json_lines = json_lines
-        self.label = label  # "" (one service) | "service" | "project/service"
-
-    def emit(self, project: str, service: str, line: LogLine) -> None:
-        if self.json_lines:
-            obj = {
-                "ts": line.ts,
-                "stream": line.stream,
-                "project": project,
-                "service": service,
-                "line": line.text.decode("utf-8", "replace"),
-            }
-            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-            self.out.write(text.encode() + b"\n")
-        elif self.label:
-            name = service if self.label == "service" else f"{project}/{service}"
-            self.out.write(name.encode() + b" | " + line.raw + b"\n")
-        else:
-            self.out.write(line.raw + b"\n")
-
-    def emit_entries(self, entries: Iterable[Entry]) -> None:
-        for e in entries:
-            self.emit(e.log.project, e.log.service, e.line)
-        self.out.flush()
+    parser.add_argument("--prune", action="store_true", help="remove rotated files")
+    parser.add_argument("--max-size", metavar="SIZE", help="--prune: keep at most SIZE of them")
+    parser.add_argument("--max-age", metavar="AGE", help="--prune: remove those older than AGE")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,37 +87,66 @@ def run(args: argparse.Namespace) -> int:
     # the operator fallback to a reachable system supervisor.
     from systemg.cli.mode import resolve
 
+    _check_modes(args)
+    query = _query(args)
     paths = resolve(args, "logs").paths
-    project, service = parse_selector(args.project, args.service)
+    selectors = [parse_selector(args.project, s) for s in (args.service or [None])]
     out: BinaryIO = sys.stdout.buffer
     if args.path:
-        return _print_paths(out, paths, project, service)
+        return _print_paths(out, paths, selectors)
+    if args.prune:
+        return _prune(out, args, _select(paths, selectors))
 
     if not args.follow:
-        logs = select(paths.log_dir, project, service)
-        _printer(args, out, project, service, logs).emit_entries(merged_tail(logs, args.lines))
+        logs = _select(paths, selectors)
+        printer = _printer(args, out, selectors, logs)
+        n = _how_many(args, query)
+        if (
+            n is None
+            and printer.verbatim
+            and len(logs) == 1
+            and query.grep is None
+            and not query.streams
+        ):
+            # One service shown as stored, no per-line filter: copy the range's bytes.
+            for chunk in logread.forward_bytes(logs[0], query):
+                out.write(chunk)
+            out.flush()
+        elif n is None:
+            printer.emit_entries(logread.merge(logread.forward(log, query) for log in logs))
+        else:
+            printer.emit_entries(logread.merged_last_n(logs, query, n))
         return 0
     from systemg.cli import logclient
 
+    n = _how_many(args, query)
+    n = UNBOUNDED if n is None else n
     sock = logclient.connect(paths)
     try:
-        logs = select(paths.log_dir, project, service, allow_missing=sock is not None)
-        printer = _printer(args, out, project, service, logs)
+        logs = _select(paths, selectors, allow_missing=sock is not None)
+        printer = _printer(args, out, selectors, logs)
         # With a supervisor, subscribe (and wait for its confirmation) before reading the
         # tail, so no line falls in between; streamed lines the tail already showed are
         # skipped by timestamp.
         if sock is not None:
-            events = _subscribe(sock, paths, project, service, logs)
-            before = {log.label: _last_ts(log) for log in logs}
-            entries = merged_tail(logs, args.lines)
+            selectors = logfollow.resolved(selectors, logs)
+            events = logfollow.subscribe(sock, paths, selectors)
+            before = {log.label: logfollow.last_ts(log) for log in logs}
+            entries = logread.merged_last_n(logs, query, n)
             printer.emit_entries(entries)
-            _follow_supervisor(events, printer=printer, seen=_seen(entries, before))
+            logfollow.follow_supervisor(
+                events,
+                printer=printer,
+                seen=logfollow.seen(entries, before),
+                query=query,
+                wanted=lambda p, s: logfollow.wanted(selectors, p, s),
+            )
         else:
             # Without one, open the followers first and end the tail where they start: a
             # line appended while the tail is read is shown once, not lost in between.
             followers = {log.label: Follower(log) for log in logs}
-            printer.emit_entries(merged_tail(logs, args.lines, followers))
-            _follow_files(printer, paths, project, service, followers)
+            printer.emit_entries(logread.merged_last_n(logs, query, n, logfollow.held(followers)))
+            logfollow.follow_files(printer, paths, selectors, followers, query)
     except KeyboardInterrupt:
         pass
     except SysgError as exc:
@@ -140,110 +163,133 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+UNBOUNDED = sys.maxsize  # follow after the whole range: "every line" as a count
+
+
+def _check_modes(args: argparse.Namespace) -> None:
+    modes = [name for name, on in (("--path", args.path), ("--prune", args.prune)) if on]
+    if args.follow:
+        modes.append("-f")
+    if len(modes) > 1:
+        raise SysgError.of(
+            Code.LOGS_MODE_CONFLICT,
+            f"{' and '.join(modes)} cannot be combined",
+            hint="show (the default), follow (-f), --path and --prune are separate modes: give one",
+        )
+    if args.follow and args.until:
+        raise SysgError.of(
+            Code.LOGS_MODE_CONFLICT,
+            "-f follows new lines; --until ends them",
+            path="--until",
+            hint="drop -f to show the range, or --until to follow",
+        )
+    if (args.max_size or args.max_age) and not args.prune:
+        raise SysgError.of(
+            Code.USAGE,
+            "--max-size and --max-age are bounds for --prune",
+            hint="e.g. `sysg logs --prune --max-age 7d`",
+        )
+    if args.raw and args.format == "json":
+        raise SysgError.of(
+            Code.USAGE,
+            "--raw and --format json are two different outputs",
+            hint='JSON already carries the application text alone in its "line" field',
+        )
+
+
+def _query(args: argparse.Namespace) -> Query:
+    import time as clock
+
+    from systemg.cli.logquery import compile_grep, parse_time
+
+    now = clock.time()
+    streams = frozenset(args.stream or ())
+    unknown = sorted(streams - set(STREAM_LABELS))
+    if unknown:
+        raise SysgError.of(
+            Code.INVALID_VALUE,
+            f"-k {unknown[0]!r} is not a stream label",
+            path="--stream",
+            hint=f"stored lines are labelled {', '.join(STREAM_LABELS)}",
+        )
+    return Query(
+        since=parse_time(args.since, now, flag="--since") if args.since else None,
+        until=parse_time(args.until, now, flag="--until") if args.until else None,
+        grep=compile_grep(args.grep) if args.grep is not None else None,
+        streams=streams,
+    )
+
+
+def _how_many(args: argparse.Namespace, query: Query) -> int | None:
+    """``None``: every line of the range (``-a``, or a time range without ``-n``)."""
+    if args.all:
+        return None
+    if args.lines is not None:
+        return int(args.lines)
+    return None if query.ranged else 100
+
+
+def _select(
+    paths: Paths, selectors: list[Selector], *, allow_missing: bool = False
+) -> list[ServiceLogFile]:
+    chosen: dict[str, ServiceLogFile] = {}
+    for project, service in selectors:
+        for log in select(paths.log_dir, project, service, allow_missing=allow_missing):
+            chosen.setdefault(log.label, log)
+    return list(chosen.values())
+
+
 def _printer(
     args: argparse.Namespace,
     out: BinaryIO,
-    project: str | None,
-    service: str | None,
+    selectors: list[Selector],
     logs: list[ServiceLogFile],
 ) -> Printer:
-    single = bool(service)  # -s names one service (an ambiguous bare name was refused)
-    one_project = bool(project) or len({log.project for log in logs}) == 1
+    # One -s names one service (an ambiguous bare name was refused).
+    single = len(selectors) == 1 and bool(selectors[0][1])
+    projects = {p for p, _ in selectors}
+    one_project = (len(projects) == 1 and None not in projects) or len(
+        {log.project for log in logs}
+    ) == 1
     label = "" if single else ("service" if one_project else "project/service")
-    return Printer(out, json_lines=args.format == "json", label=label)
+    return Printer(out, json_lines=args.format == "json", label=label, raw=args.raw)
 
 
-def _print_paths(out: BinaryIO, paths: Paths, project: str | None, service: str | None) -> int:
-    if not project and not service:
-        out.write(f"{paths.log_dir}\n".encode())
-    else:
-        for log in select(paths.log_dir, project, service, allow_missing=bool(project and service)):
-            out.write(f"{log.path}\n".encode())
+def _prune(out: BinaryIO, args: argparse.Namespace, logs: list[ServiceLogFile]) -> int:
+    import time as clock
+
+    from systemg.cli import logprune
+    from systemg.cli.logquery import parse_age, parse_size
+    from systemg.cli.render_status import human_bytes
+
+    if not args.max_size and not args.max_age:
+        raise SysgError.of(
+            Code.LOGS_PRUNE_NO_BOUND,
+            "--prune needs a bound",
+            hint="say what to keep: --max-age 7d (remove older), --max-size 500M (keep at "
+            "most that much), or both",
+        )
+    max_size = parse_size(args.max_size) if args.max_size else None
+    max_age = parse_age(args.max_age) if args.max_age else None
+    backups = [b for log in logs for b in logprune.backups_of(log)]
+    chosen = logprune.plan(backups, max_size=max_size, max_age=max_age, now=clock.time())
+    removed = logprune.remove(chosen)
+    for backup in removed:
+        out.write(f"removed {backup.path} ({human_bytes(backup.size)})\n".encode())
+    kept = len(backups) - len(removed)
+    freed = human_bytes(sum(b.size for b in removed))
+    out.write(f"pruned {len(removed)} rotated file(s), {freed}; {kept} kept\n".encode())
     out.flush()
     return 0
 
 
-def _last_ts(log: ServiceLogFile) -> str:
-    last = tail(log.path, 1)
-    return LogLine.parse(last[0]).ts if last else ""
-
-
-def _subscribe(
-    sock: Any, paths: Paths, project: str | None, service: str | None, logs: list[ServiceLogFile]
-) -> Iterator[dict[str, Any]]:
-    from systemg.cli import logclient
-    from systemg.protocol.messages import LogsRequest
-
-    if service and not project and len(logs) == 1:
-        project = logs[0].project  # a bare -s resolved on disk
-    return logclient.subscribe(sock, paths, LogsRequest(project=project, service=service))
-
-
-# Per log: the newest capture time the tail showed, and the lines it showed with exactly
-# that time (None: it showed none of that log, so everything up to that time is old).
-Seen = dict[str, tuple[str, "Counter[bytes] | None"]]
-
-
-def _seen(entries: list[Entry], before: dict[str, str]) -> Seen:
-    """What the tail showed, so the stream repeats none of it and skips none after it.
-
-    One read of a service's output is stored with one timestamp, so several lines can
-    share it and the tail may have caught only the first of them (a write still landing):
-    lines at the tail's last timestamp are told apart by their text, not their time."""
-    seen: Seen = {label: (ts, None) for label, ts in before.items()}
-    groups: dict[str, tuple[str, Counter[bytes]]] = {}
-    for entry in entries:
-        label, ts = entry.log.label, entry.line.ts
-        newest, shown = groups.get(label, ("", Counter()))
-        if not ts or ts < newest:
+def _print_paths(out: BinaryIO, paths: Paths, selectors: list[Selector]) -> int:
+    for project, service in selectors:
+        if not project and not service:
+            out.write(f"{paths.log_dir}\n".encode())
             continue
-        if ts > newest:
-            newest, shown = ts, Counter()
-        shown[entry.line.raw] += 1
-        groups[label] = (newest, shown)
-    seen.update(groups)
-    return seen
-
-
-def _follow_supervisor(events: Iterator[dict[str, Any]], *, printer: Printer, seen: Seen) -> None:
-    for event in events:
-        if event.get("kind") != "log":
-            continue
-        proj, svc = str(event.get("project", "")), str(event.get("service", ""))
-        data = str(event.get("data", "")).encode("utf-8", "surrogateescape")
-        last, shown = seen.get(f"{proj}/{svc}", ("", None))
-        for raw in data.splitlines():
-            line = LogLine.parse(raw)
-            if last and line.ts and (line.ts < last or (line.ts == last and shown is None)):
-                continue  # older than what the tail showed
-            if shown is not None and line.ts == last and shown[line.raw] > 0:
-                shown[line.raw] -= 1  # this very line was the tail's last
-                continue
-            printer.emit(proj, svc, line)
-        printer.out.flush()
-
-
-def _follow_files(
-    printer: Printer,
-    paths: Paths,
-    project: str | None,
-    service: str | None,
-    followers: dict[str, Follower],
-) -> None:
-    # A selection wider than one service also picks up services whose file appears later.
-    grows = not (project and service) and not service
-    try:
-        while True:
-            if grows:
-                for log in discover(paths.log_dir):
-                    if log.label not in followers and (not project or log.project == project):
-                        followers[log.label] = Follower(log, from_start=True)
-            batch = [
-                Entry(f.log, LogLine.parse(raw)) for f in followers.values() for raw in f.poll()
-            ]
-            batch.sort(key=lambda e: e.line.ts)  # stable: per-file order is kept
-            printer.emit_entries(batch)
-            time.sleep(POLL_INTERVAL)
-    finally:
-        for f in followers.values():
-            f.close()
+        found = select(paths.log_dir, project, service, allow_missing=bool(project and service))
+        for log in found:
+            out.write(f"{log.path}\n".encode())
+    out.flush()
+    return 0
