@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "run": "run a cron job now, once, and exit with its exit code",
     "validate": "check a manifest and report every problem with its line",
     "export": "write systemd units for a manifest's services (export systemd)",
+    "migrate": 'convert a version "1" manifest to version "2" (stdout, or --in-place)',
     "purge": "stop supervisors and remove state and logs",
     "version": "show the CLI and supervisor versions",
 }
