@@ -6,6 +6,9 @@ Wire shape (one JSON object per line, see ``codec``)::
     reply     {"v": 1, "ok": true, "data": {...}}
               {"v": 1, "ok": false, "diagnostics": [Diagnostic.to_json(), ...]}
     stream    zero or more {"v": 1, "event": {...}} lines, then one reply line
+              (start/stop/restart with ``progress: true``: ``{"kind": "progress", "verb",
+              "total", "done", "recent": [{service, state}], "pending": [{service, state,
+              waiting_for?}]}``, at most 10 a second)
 
 ``verb`` names the request class (``VERBS``). Every field is JSON-native; the CLI never
 imports the daemon and the daemon never imports the CLI, both import this module.
@@ -64,6 +67,7 @@ class StartRequest(Message):
     drop_privileges: bool = False
     attach: bool = False
     environ: tuple[tuple[str, str], ...] = ()  # the CLI's environment, for ${VAR} expansion
+    progress: bool = False  # stream {"kind": "progress"} events until the units settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class StopRequest(Message):
     config: str | None = None
     project: str | None = None
     service: str | None = None
+    progress: bool = False  # stream {"kind": "progress"} events (daemon/progress.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class RestartRequest(Message):
     service: str | None = None
     drop_privileges: bool = False
     environ: tuple[tuple[str, str], ...] = ()
+    progress: bool = False  # stream {"kind": "progress"} events (daemon/progress.py)
 
 
 @dataclass(frozen=True, slots=True)
