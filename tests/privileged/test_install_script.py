@@ -158,7 +158,7 @@ def test_directories_have_the_documented_modes(installed: Install) -> None:
         path = installed.path(private)
         assert path.is_dir()
         assert not path.is_symlink()
-        # --no-group: no operator group, so only root may enter (spec §2).
+        # --no-group: no operator group, so only root may enter (docs/security.md §2).
         assert mode_of(path) == 0o700, private
         assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
     assert f"created {etc}" in installed.output

@@ -74,7 +74,7 @@ def ensure_supervisor(
     Socket activation (``systemd-socket-activate -l ADDR sysg start ...``): the sockets were
     given to this CLI (``LISTEN_PID`` = our pid), but the supervisor is the one that must adopt
     them, so they are forwarded to the supervisor we boot, at the same fds 3.., with
-    ``LISTEN_PID`` rewritten to its pid (``spec/privileged.md`` section 8).
+    ``LISTEN_PID`` rewritten to its pid (docs/security.md §8).
     """
     env = dict(os.environ if environ is None else environ)
     forwarded = activation_fds(env)

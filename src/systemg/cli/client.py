@@ -94,7 +94,7 @@ def permission_denied(paths: Paths) -> SysgError:
     """The kernel refused us the socket (its mode, or an unsearchable state root).
 
     In system mode this says what the supervisor itself would say to a peer outside the
-    operator group (``spec/privileged.md`` section 2); the group is the state root's group
+    operator group (docs/security.md §2); the group is the state root's group
     (``0750 root:OPERATORS``), readable with ``stat`` even when the root is not searchable.
     """
     if paths.mode is Mode.SYSTEM:

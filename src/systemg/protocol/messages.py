@@ -57,7 +57,7 @@ class StartRequest(Message):
 
     ``attach``: stream ``{"kind": "log", ...}`` events of the selected project until it stops
     (foreground ``sysg start``). ``drop_privileges`` travels with the request so the
-    supervisor that spawns applies it (spec/privileged.md section 3).
+    supervisor that spawns applies it (docs/security.md §8).
     """
 
     verb: ClassVar[str] = "start"
@@ -226,7 +226,7 @@ class UnitStatus:
     enforcement: str = "full"  # full | partial (some requested key not applied)
     not_applied: tuple[str, ...] = ()  # "isolation.network: EPERM ..." lines
     message: str = ""  # why it is failed / backing off
-    # Readiness and health (spec lifecycle §4): starting | healthy | unhealthy | unknown
+    # Readiness and health (docs/manifest.md, "Readiness"): starting | healthy | unhealthy | unknown
     # ("unknown": no notify and no health check, so nothing says more than the state).
     health: str = "unknown"
     notify_status: str | None = None  # the last STATUS= a notify service sent

@@ -18,7 +18,7 @@ RECORD = struct.Struct("=ii")
 
 
 class Step(enum.IntEnum):
-    """Every step the child can fail at, in the order of spec/privileged.md section 5."""
+    """Every step the child can fail at, in the order of docs/security.md §3."""
 
     SETSID = 1
     STDIO = 2
