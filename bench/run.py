@@ -410,9 +410,9 @@ def bench_idle(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
     """N=100 instances idle side by side; CPU and wake-ups over the same windows.
 
     A third instance, sysg with 100 ``notify: true`` services that all sent READY=1, shows
-    that readiness leaves nothing armed once everything is up (spec lifecycle §8). A fourth,
+    that readiness leaves nothing armed once everything is up (0 wake-ups/s). A fourth,
     sysg with the 100 sleeps and 100 cron jobs not due in the window (each due at New Year,
-    UTC), that scheduled jobs cost no wake-up until one is due (spec lifecycle §6).
+    UTC), that scheduled jobs cost no wake-up until one is due (docs/manifest.md, "Scheduled jobs").
     """
     out: dict[str, dict[str, list[float]]] = {
         "sysg": {},
@@ -539,7 +539,7 @@ def liveness_window(
 
 
 def bench_probes(cfg: Cfg) -> dict[str, dict[str, list[float]]]:
-    """sysg only: N=100 sleeps with a tcp health check each (spec lifecycle §2, §4, §8).
+    """sysg only: N=100 sleeps with a tcp health check each (docs/manifest.md, "Readiness").
 
     - ``plain`` / ``tcp``: cold start to all up (the `sysg start` CLI returned) without a
       check and with one passing on the first attempt. Every probe targets one listener of

@@ -67,6 +67,7 @@ class Code(enum.StrEnum):
     FILE_TOO_LARGE = "SG0219"
     NOT_UTF8 = "SG0220"
     INVALID_NAME = "SG0221"
+    MIGRATE_UNSUPPORTED = "SG0222"  # a version 1 manifest field with no version 2 form
     PROTOCOL = "SG0230"
     VERSION_MISMATCH = "SG0231"
     PERMISSION_DENIED = "SG0232"

@@ -2,14 +2,14 @@
 a service that ignores SIGTERM (and its TERM-ignoring grandchildren), and a service whose
 child escapes the process group with ``setsid``.
 
-What the supervisor promises (``daemon/supervisor.py``, spec/core.md "Shape"): a stop
+What the supervisor promises (``daemon/supervisor.py``): a stop
 signals the service's process group, SIGTERM then SIGKILL after ``stop_timeout``, and
 reports success only once the service is dead; when the service's main process exits,
 whatever is left in its group is SIGKILLed. A process that left the group with
 ``setsid`` is outside that promise: in user mode nothing else tracks it, a known
 limitation documented by ``test_setsid_escapee_outlives_its_service_without_a_cgroup``.
 With a cgroup (root + ``limits.cgroup``) the escapee is still in the service's cgroup,
-and spec/privileged.md section 7b says the directory is removed when the service stops,
+and docs/security.md §8 says the directory is removed when the service stops,
 which needs the escapee dead: the supervisor kills the cgroup's members too
 (``cgroups.remove_cgroup``, retried from a timer until the directories are gone).
 

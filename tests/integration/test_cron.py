@@ -1,4 +1,4 @@
-"""Cron jobs with real processes and the real clock (spec lifecycle §6).
+"""Cron jobs with real processes and the real clock (docs/manifest.md, "Scheduled jobs").
 
 A 6-field and a 5-field job run at the right second (the recorded start time); a run still
 going when the job is due again is recorded as ``overlap`` and left alone; the history

@@ -1,4 +1,5 @@
-"""Liveness, hooks, pre_start and skip with real processes (spec lifecycle §4, §5).
+"""Liveness, hooks, pre_start and skip with real processes (docs/manifest.md, "Readiness";
+docs/manifest.md, "Liveness, pre_start, hooks, skip").
 
 A liveness probe failing ``failures`` times restarts the service by its policy; a hook
 that hangs is killed at its timeout and the service is unaffected; hooks get their

@@ -1,4 +1,4 @@
-"""Readiness with real processes (spec lifecycle §2-§4): a service is up on READY=1
+"""Readiness with real processes (docs/manifest.md, "Readiness"): a service is up on READY=1
 (``notify``) or when its health check passes, not after 250 ms; a dependent waits for
 that; a service that never becomes ready fails ``start`` with the upstream code and its
 last log lines; a watchdog that stops being fed kills and restarts the service.

@@ -1,4 +1,4 @@
-"""Rolling restarts with real processes (spec lifecycle §7), in user mode.
+"""Rolling restarts with real processes (docs/manifest.md, "Rolling restarts"), in user mode.
 
 The service is ``examples/rolling/server.py``: it serves HTTP on the socket sysg holds
 (``listen:``), says READY=1, and on SIGTERM finishes what it accepted. Under an HTTP load from

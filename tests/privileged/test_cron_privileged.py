@@ -1,4 +1,5 @@
-"""A cron job runs with all its privileged keys (spec lifecycle §6): read back from the
+"""A cron job runs with all its privileged keys (docs/manifest.md, "Scheduled jobs"): read back
+from the
 kernel while a scheduled run is in progress."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Namespaces and the placeholder keys through the real supervisor (spec/privileged.md §7).
+"""Namespaces and the placeholder keys through the real supervisor (docs/security.md §8).
 
 The spawn tests prove each namespace on a bare ``launch``; here the same keys go through
 ``sysg --sys start``: the supervisor's status, ``inspect``, ``stop`` and exit reporting must

@@ -158,7 +158,7 @@ def test_directories_have_the_documented_modes(installed: Install) -> None:
         path = installed.path(private)
         assert path.is_dir()
         assert not path.is_symlink()
-        # --no-group: no operator group, so only root may enter (spec §2).
+        # --no-group: no operator group, so only root may enter (docs/security.md §2).
         assert mode_of(path) == 0o700, private
         assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
     assert f"created {etc}" in installed.output
@@ -226,6 +226,22 @@ def test_installed_sysg_runs(installed: Install) -> None:
     assert proc.stdout.strip() == f"systemg {__version__}"
 
 
+BASH_COMPLETION = "/usr/share/bash-completion/completions/sysg"
+ZSH_COMPLETION = "/usr/local/share/zsh/site-functions/_sysg"
+
+
+def test_completion_scripts_are_installed_and_complete(installed: Install) -> None:
+    bash, zsh = installed.path(BASH_COMPLETION), installed.path(ZSH_COMPLETION)
+    for path, shell in ((bash, "bash"), (zsh, "zsh")):
+        assert (mode_of(path), path.stat().st_uid) == (0o644, 0), path
+        assert path.read_text() == run_installed_sysg(installed, "completion", shell).stdout
+    assert zsh.read_text().startswith("#compdef sysg\n")
+    # The installed bash script completes the installed sysg's commands.
+    script = f'source {bash}; COMP_WORDS=(sysg mi); COMP_CWORD=1; _sysg; echo "${{COMPREPLY[@]}}"'
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.strip() == "migrate", proc.stderr
+
+
 def test_rerun_is_idempotent_and_uninstall_removes_what_it_installed(tmp_path: Path) -> None:
     root = temp_root()
     try:
@@ -239,6 +255,7 @@ def test_rerun_is_idempotent_and_uninstall_removes_what_it_installed(tmp_path: P
                 "unit": unit.read_text(),
                 "manifest": manifest.read_bytes(),
                 "link": os.readlink(inst.path("/usr/local/bin/sysg")),
+                "completion": inst.path(BASH_COMPLETION).read_text(),
                 **{p: (mode_of(inst.path(p)), inst.path(p).stat().st_gid) for p in watched},
             }
 
@@ -278,6 +295,8 @@ def test_rerun_is_idempotent_and_uninstall_removes_what_it_installed(tmp_path: P
             f"{PREFIX}/venv",
             PREFIX,
             "/usr/local/bin/sysg",
+            BASH_COMPLETION,
+            ZSH_COMPLETION,
             "/etc/systemd/system/sysg.service",
             "/var/lib/systemg",
             "/var/log/systemg",

@@ -1,4 +1,4 @@
-"""``sysg security`` against ``systemd-analyze security --offline=yes`` (spec/sandbox.md §4).
+"""``sysg security`` against ``systemd-analyze security --offline=yes`` (docs/security.md §11).
 
 Five real services, from bare root to as locked down as today's keys allow, each beside a unit
 file written by hand with the equivalent systemd settings. systemd 252's per-item badness is

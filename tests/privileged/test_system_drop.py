@@ -1,4 +1,4 @@
-"""``--drop-privileges`` through the real CLI and supervisor (spec/privileged.md §1, issue 4 §3).
+"""``--drop-privileges`` through the real CLI and supervisor (docs/security.md §1, issue 4 §3).
 
 The flag travels with the start request to the supervisor that spawns, so a supervisor that is
 already running without it still drops the services of that request.

@@ -1,4 +1,4 @@
-"""rlimits and cgroups through the real supervisor (spec/privileged.md §5, §7b).
+"""rlimits and cgroups through the real supervisor (docs/security.md §3, §8).
 
 - a kernel refusal of an rlimit is a start error naming the service, the field, the value and
   the current hard limit — and the siblings still start;

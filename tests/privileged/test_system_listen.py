@@ -1,4 +1,4 @@
-"""Sockets handed to services through the real supervisor (spec/privileged.md §8).
+"""Sockets handed to services through the real supervisor (docs/security.md §8).
 
 - ``listen: ["127.0.0.1:80"]`` on a ``nobody`` service with no capabilities: the supervisor
   binds as root, the service serves HTTP from fd 3, and 200 requests made while the service is

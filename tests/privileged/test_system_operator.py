@@ -1,5 +1,5 @@
 """Who may talk to a system supervisor, and what ``sysg`` does without root — through the real
-CLI run as ``nobody`` (``setpriv``), against a real root supervisor (spec/privileged.md §2, §4).
+CLI run as ``nobody`` (``setpriv``), against a real root supervisor (docs/security.md §2, §6).
 
 The operator group is ``www-data`` (an existing group: these tests create no users or groups),
 set in the supervisor's ``settings.json``. ``SYSTEMG_SYSTEM_STATE_DIR`` / ``SYSTEMG_SYSTEM_LOG_DIR``
@@ -236,7 +236,7 @@ def test_system_cli_as_nobody(rt: Runtime) -> None:
         assert dropped.returncode == 0, dropped.stdout + dropped.stderr
         assert dropped.stderr.count("--drop-privileges") == 1, dropped.stderr
         assert "warning" in dropped.stderr
-        # ... and one in the supervisor log, which ignored it (spec section 4).
+        # ... and one in the supervisor log, which ignored it (docs/security.md §6).
         supervisor_log = (home / "share" / "systemg" / "logs" / "supervisor.log").read_text()
         assert "--drop-privileges has no effect" in supervisor_log
         data = units(json.loads(run_as(STRANGER, exe, ["status", "--format", "json"], env,

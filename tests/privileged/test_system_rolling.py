@@ -1,4 +1,5 @@
-"""A rolling restart in system mode drops no request (spec lifecycle §7, privileged §8).
+"""A rolling restart in system mode drops no request (docs/manifest.md, "Rolling restarts";
+docs/security.md §8).
 
 ``sysg --sys``: the service runs as ``www-data`` with ``capabilities: [NET_BIND_SERVICE]`` and
 serves port 80 (or another free port below 1024) on the socket the supervisor binds as root

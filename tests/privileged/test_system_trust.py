@@ -1,4 +1,4 @@
-"""A root supervisor only loads manifests no one but root could have written (spec §2).
+"""A root supervisor only loads manifests no one but root could have written (docs/security.md §2).
 
 Each case goes through the real ``sysg --sys start`` and a real root supervisor: a clear
 reason, a nonzero exit, and nothing started (no project registered, no process spawned).

@@ -1,4 +1,4 @@
-"""Mode resolution rules (spec/privileged.md section 1), decided purely from their inputs."""
+"""Mode resolution rules (docs/security.md §1), decided purely from their inputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``cron`` and ``persistent`` (spec lifecycle §6): what loads, every refusal with its field
+"""``cron`` and ``persistent`` (docs/manifest.md, "Scheduled jobs"): what loads, every refusal with
+its field
 path, and when a job is due — daylight saving time included, computed, not waited for."""
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def test_missing_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("version", "hint"),
-    [("'1'", 'set version: "2"'), ("1", "projects:"), ("'3'", '"2"'), ("2.0", '"2"')],
+    [("'1'", "`sysg migrate FILE`"), ("1", "--in-place"), ("'3'", '"2"'), ("2.0", '"2"')],
 )
 def test_unsupported_version(tmp_path: Path, version: str, hint: str) -> None:
     path = manifest(tmp_path, f"version: {version}\nservices:\n  web: {{bogus: 1}}\n")

@@ -1,4 +1,5 @@
-"""The keys of issue 10 that run something around a service (spec/lifecycle.md §1, §4, §5):
+"""The keys of issue 10 that run something around a service (docs/manifest.md, "Service keys";
+docs/manifest.md, "Readiness"; docs/manifest.md, "Liveness, pre_start, hooks, skip"):
 liveness, deployment.pre_start, hooks and skip — what loads, with its defaults, and every
 refusal with its code, field path and position."""
 

@@ -1,4 +1,5 @@
-"""The readiness keys of issue 10 (spec/lifecycle.md §1): notify, watchdog, start_timeout,
+"""The readiness keys of issue 10 (docs/manifest.md, "Service keys"): notify, watchdog,
+start_timeout,
 deployment.health_check and the two forms of depends_on — what loads, and every refusal with
 its code, field path and position."""
 

@@ -1,4 +1,5 @@
-"""When a rolling restart can overlap two generations (spec lifecycle §7, upstream §4.7):
+"""When a rolling restart can overlap two generations (docs/manifest.md, "Rolling restarts",
+docs/manifest.md, "Rolling restarts"):
 not when the service binds a fixed port itself, its sockets change, or it has a cgroup."""
 
 from __future__ import annotations

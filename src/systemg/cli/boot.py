@@ -13,11 +13,11 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from systemg.cli.client import BOOT_TIMEOUT, CONNECT_TIMEOUT, accepts, call
+from systemg.cli.client import BOOT_TIMEOUT, CONNECT_TIMEOUT, Event, accepts, call
 from systemg.cli.deadlines import Wait
 from systemg.cli.liveness import live_services, lock_holder, supervisor_pid
 from systemg.errors import Code, SysgError
@@ -25,18 +25,23 @@ from systemg.paths import Mode, Paths
 from systemg.protocol.messages import Message
 
 
-def call_reviving(paths: Paths, request: Message, wait: Wait | None = None) -> dict[str, Any]:
+def call_reviving(
+    paths: Paths,
+    request: Message,
+    wait: Wait | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, Any]:
     """Like ``call``, but if the supervisor was killed while its services still run, boot a
     new one first: it re-adopts them (pid + start time), so ``status``/``stop`` after a
     ``kill -9`` of the supervisor show and stop the real processes, never duplicates."""
     try:
-        return call(paths, request, wait)
+        return call(paths, request, wait, on_event)
     except SysgError as exc:
         if exc.code is not Code.NO_SUPERVISOR or not recorded_live_services(paths):
             raise
     sys.stderr.write("note: the supervisor was gone while services still ran; re-adopting\n")
     ensure_supervisor(paths)
-    return call(paths, request, wait)
+    return call(paths, request, wait, on_event)
 
 
 def recorded_live_services(paths: Paths) -> bool:
@@ -69,7 +74,7 @@ def ensure_supervisor(
     Socket activation (``systemd-socket-activate -l ADDR sysg start ...``): the sockets were
     given to this CLI (``LISTEN_PID`` = our pid), but the supervisor is the one that must adopt
     them, so they are forwarded to the supervisor we boot, at the same fds 3.., with
-    ``LISTEN_PID`` rewritten to its pid (``spec/privileged.md`` section 8).
+    ``LISTEN_PID`` rewritten to its pid (docs/security.md §8).
     """
     env = dict(os.environ if environ is None else environ)
     forwarded = activation_fds(env)

@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ def permission_denied(paths: Paths) -> SysgError:
     """The kernel refused us the socket (its mode, or an unsearchable state root).
 
     In system mode this says what the supervisor itself would say to a peer outside the
-    operator group (``spec/privileged.md`` section 2); the group is the state root's group
+    operator group (docs/security.md §2); the group is the state root's group
     (``0750 root:OPERATORS``), readable with ``stat`` even when the root is not searchable.
     """
     if paths.mode is Mode.SYSTEM:
@@ -348,12 +348,20 @@ def _timed_out(paths: Paths, request: Message, wait: Wait) -> SysgError:
     return not_answering(paths, f"no reply to {request.verb!r} within {waited}", more=more)
 
 
-def call(paths: Paths, request: Message, wait: Wait | None = None) -> dict[str, Any]:
-    """Send ``request`` and return the data of its reply (events, if any, are skipped)."""
+def call(
+    paths: Paths,
+    request: Message,
+    wait: Wait | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, Any]:
+    """Send ``request`` and return the data of its reply; events, if any, go to
+    ``on_event`` (skipped without one)."""
     result: dict[str, Any] = {}
     for item in stream(paths, request, wait):
         if not isinstance(item, Event):
             result = item
+        elif on_event is not None:
+            on_event(item)
     return result
 
 

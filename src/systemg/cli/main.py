@@ -34,9 +34,13 @@ COMMANDS: dict[str, str] = {
     "run": "run a cron job now, once, and exit with its exit code",
     "validate": "check a manifest and report every problem with its line",
     "export": "write systemd units for a manifest's services (export systemd)",
+    "migrate": 'convert a version "1" manifest to version "2" (stdout, or --in-place)',
     "purge": "stop supervisors and remove state and logs",
     "version": "show the CLI and supervisor versions",
+    "completion": "print the bash or zsh completion script",
 }
+# Hidden: what the completion scripts run for service and project names (cli/complete.py).
+COMPLETE = "__complete"
 
 
 def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -74,8 +78,9 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(f"systemg.cli.commands.{name}")
 
 
-def build_parser(only: str | None) -> argparse.ArgumentParser:
-    """Build the parser; with ``only`` set, import just that command's module."""
+def build_parser(only: str | None, *, every: bool = False) -> argparse.ArgumentParser:
+    """Build the parser; with ``only`` set, import just that command's module (``every``:
+    all of them, for the completion scripts)."""
     parser = argparse.ArgumentParser(
         prog="sysg",
         description="systemg: supervise the services of one YAML manifest.",
@@ -86,7 +91,7 @@ def build_parser(only: str | None) -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         _add_global_flags(sp, top=False)
-        if name == only:
+        if name == only or every:
             command_module(name).add_arguments(sp)
     return parser
 
@@ -115,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args_list: list[str]) -> int:
+    if args_list[:1] == [COMPLETE]:
+        from systemg.cli.complete import complete
+
+        return complete(args_list[1:])
     name = _guess_command(args_list)
     parser = build_parser(name)
     args = parser.parse_args(args_list)

@@ -1,7 +1,7 @@
 """Which supervisor a command talks to: user or system mode, and the privilege checks.
 
 ``decide`` is pure (uid, flags, environment and one fact about the disk in; a decision or
-a ``SysgError`` out) so every rule of ``spec/privileged.md`` section 1 is unit-tested:
+a ``SysgError`` out) so every rule of docs/security.md §1 is unit-tested:
 
 - ``--sys`` as non-root: ``SG0704``, exit 1. ``--sys`` is never guessed.
 - root without ``--sys``: if system state exists (``sysg.pid`` or ``control.sock`` in the
@@ -97,7 +97,7 @@ def decide(
             )
         )
         # Still sent: the supervisor that would spawn logs the same warning in
-        # supervisor.log (spec section 4) and ignores it there too.
+        # supervisor.log (docs/security.md §6) and ignores it there too.
     explicit_root = bool(environ.get("SYSTEMG_STATE_DIR"))
     if root and not sys_flag and not explicit_root and command not in CROSS_MODE_EXEMPT:
         if system_state():

@@ -1,4 +1,5 @@
-"""Cron jobs on the supervisor's loop (spec lifecycle §6): when each job is due, its runs.
+"""Cron jobs on the supervisor's loop (docs/manifest.md, "Scheduled jobs"): when each job is due,
+its runs.
 
 A service with ``cron:`` is a *job*: ``start`` of its project schedules it instead of
 starting it, a stop unschedules it. When a job is due it is started like any service (the

@@ -19,6 +19,7 @@ from systemg.daemon.cron import refuse_direct
 from systemg.daemon.operations import Operations
 from systemg.daemon.ordering import Selection, select, split_selector
 from systemg.daemon.phases import ALIVE, MAY_COME_UP
+from systemg.daemon.progress import Feed
 from systemg.daemon.report import requested, unit_problems
 from systemg.daemon.status import cron_history, health_report, snapshot, unit_status
 from systemg.daemon.supervisor import Supervisor, Unit
@@ -118,6 +119,12 @@ class Handlers:
             self.ops.register(project, environ, drop)
         return [p.id for p in manifest.projects]
 
+    def _feed(self, verb: str, units: Callable[[], list[Unit]], r: Responder) -> Feed:
+        """Progress events of this request (``daemon/progress.py``) until it is answered."""
+        feed = Feed(self.ops, verb, units, r.event)
+        r.on_close(feed.close)
+        return feed
+
     def _selected_units(self, selection: Selection) -> list[Unit]:
         units: list[Unit] = []
         for project_id, names in selection.targets:
@@ -150,10 +157,12 @@ class Handlers:
             r.event({"kind": "attached", "projects": project_ids})
         touched: list[Unit] = []
         pending = [len(selection.targets)]
+        feeds: list[Feed] = []
 
         def one_done() -> None:
             pending[0] -= 1
             if pending[0] == 0:
+                _close(feeds)
                 result = self._result(project_ids, touched)
                 if req.attach:
                     r.event({"kind": "started", **result})
@@ -165,6 +174,8 @@ class Handlers:
             if drop and project_id in self.sup.projects:
                 self.sup.projects[project_id].drop_privileges = True
             touched.extend(self.ops.start(project_id, names or None, one_done))
+        if req.progress:
+            feeds.append(self._feed("start", lambda: touched, r))
 
     def _attach(self, project_ids: list[str], r: Responder) -> None:
         wanted = set(project_ids)
@@ -219,16 +230,20 @@ class Handlers:
         else:
             message = "All services stopped"
         pending = [len(selection.targets)]
+        feeds: list[Feed] = []
 
         def one_done() -> None:
             pending[0] -= 1
             if pending[0] == 0:
+                _close(feeds)
                 r.reply({"stopped": [u.key for u in units], "message": message})
 
         if not selection.targets:
             r.reply({"stopped": [], "message": message})
         for project_id, names in selection.targets:
             self.ops.stop(project_id, names or None, one_done)
+        if req.progress and selection.targets:
+            feeds.append(self._feed("stop", lambda: units, r))
 
     # --- restart ----------------------------------------------------------------------
     def restart(self, req: m.RestartRequest, r: Responder) -> None:
@@ -265,11 +280,13 @@ class Handlers:
         touched_ids = list(new_projects)
         pending = [len(new_projects)]
         summaries: list[str] = []
+        feeds: list[Feed] = []
 
         def one_done() -> None:
             pending[0] -= 1
             if pending[0] > 0:
                 return
+            _close(feeds)
             units = [u for pid in touched_ids for u in self.ops.units(pid)]
             result = self._result(touched_ids, units)
             # A rolling restart's failed new generation, or its fallback to immediate: said
@@ -309,6 +326,19 @@ class Handlers:
             else:
                 summary = self.ops.reconcile(new, environ, keep_drop, one_done)
                 summaries.append(f"{project_id}: {summary}")
+        if req.progress:
+            feeds.append(
+                self._feed(
+                    "restart",
+                    lambda: [
+                        u
+                        for pid in touched_ids
+                        if pid in self.sup.projects
+                        for u in self.ops.units(pid)
+                    ],
+                    r,
+                )
+            )
 
     def run(self, req: m.RunRequest, r: Responder) -> None:
         """``sysg run -s JOB``: one run now; the answer when it ended."""
@@ -430,6 +460,11 @@ class Handlers:
             r.reply({"removed": self.sup.store.forget(project_id)})
 
         self.ops.forget(project_id, drop)
+
+
+def _close(feeds: list[Feed]) -> None:
+    for feed in feeds:
+        feed.close()
 
 
 def _discard(items: list[Any], item: Any) -> None:

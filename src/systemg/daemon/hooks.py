@@ -1,6 +1,7 @@
 """Commands sysg runs on a service's behalf: ``pre_start``, ``skip``, the hooks, command probes.
 
-Each runs as the service would (spec lifecycle §4/§5): its user, groups, environment (plus
+Each runs as the service would (docs/manifest.md, "Liveness, pre_start, hooks, skip"): its user,
+groups, environment (plus
 ``SYSG_SERVICE_NAME``, ``SYSG_PROJECT``; for ``onerr`` also ``SYSG_EXIT_CODE`` /
 ``SYSG_EXIT_SIGNAL``), working directory and rlimits — never as root unless the service is —
 through the same ``build_plan`` and launcher, as a child watched on the loop

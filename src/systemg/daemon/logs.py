@@ -54,8 +54,8 @@ MAX_LINE = 64 * 1024
 # A newline-free run longer than MAX_LINE always contains a whole aligned window of this
 # size, so checking each such window for a newline is an exact "maybe too long" test.
 _WINDOW = MAX_LINE // 2
-# The service's own output, then what sysg runs on its behalf (spec lifecycle §4: a probe
-# command, pre_start and hooks are logged with their own label).
+# The service's own output, then what sysg runs on its behalf (docs/manifest.md, "Readiness": a
+# probe command, pre_start and hooks are logged with their own label).
 STREAMS = ("stdout", "stderr", "probe", "pre_start", "onstart", "onerr", "onstop")
 _STREAM_TAGS = {stream: b" " + stream.encode() + b" " for stream in STREAMS}
 # Tag of the lines the supervisor itself writes into a service's log (the drop notice).

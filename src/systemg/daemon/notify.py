@@ -1,4 +1,5 @@
-"""One service's ``sd_notify`` socket (spec/lifecycle.md §3): datagrams in, ``NotifyMessage`` out.
+"""One service's ``sd_notify`` socket (docs/manifest.md, "Readiness"): datagrams in,
+``NotifyMessage`` out.
 
 The protocol is systemd's (``sd_notify(3)``): ``KEY=VALUE`` lines in one ``SOCK_DGRAM``
 datagram sent to the path in ``NOTIFY_SOCKET``. ``NotifySocket`` binds that path (never an

@@ -14,7 +14,8 @@ them may still come up by itself soon (starting), and ``blocked`` (SG0109, namin
 chain ``web -> db`` and the state at its end) once one is failed, backing off, stopped
 or blocked itself. Both are re-evaluated on every phase change of a dependency, so a
 blocked unit starts by itself when its dependency comes up; ``blocked`` is a settled
-phase, so a request never waits for a dependency that is not coming (spec lifecycle §2).
+phase, so a request never waits for a dependency that is not coming (docs/commands.md, `sysg
+start`).
 
 Rolling restarts: a ``strategy: rolling`` unit that a restart or reconcile would bounce is
 rolled instead (``rollout``): the other units of the group are stopped first, then the

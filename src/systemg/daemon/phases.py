@@ -56,6 +56,6 @@ MAY_COME_UP = ALIVE | {Phase.BACKOFF, Phase.WAITING}
 # Wanted and not up because of a dependency: started as soon as every dependency is up.
 HELD = frozenset({Phase.WAITING, Phase.BLOCKED})
 
-# A dependency in one of these makes its waiting dependents `blocked` (spec lifecycle §2):
-# it will not come up by itself soon, or not at all.
+# A dependency in one of these makes its waiting dependents `blocked` (docs/commands.md, `sysg
+# start`, SG0109): it will not come up by itself soon, or not at all.
 BLOCKING = frozenset({Phase.BACKOFF, Phase.BLOCKED, Phase.SKIPPED} | FAILING)

@@ -13,8 +13,8 @@ the caller's business.
   thread, no subprocess, no proxy, no DNS: a host is an IP literal, ``localhost`` or an
   ``/etc/hosts`` name (``spawn.sockets.host_address``); a name that needs DNS is UNREACHABLE,
   since ``getaddrinfo`` may wait for seconds on the loop's thread.
-- **network namespace** (spec lifecycle §4): with ``netns_pid`` the socket is created inside
-  ``/proc/PID/ns/net`` (a socket stays in the namespace it was created in, whatever the
+- **network namespace** (docs/manifest.md, "Readiness"): with ``netns_pid`` the socket is created
+inside   ``/proc/PID/ns/net`` (a socket stays in the namespace it was created in, whatever the
   caller's namespace is later) and the supervisor returns to its own namespace at once, before
   anything else runs. Needs root (CAP_SYS_ADMIN). Failing to return raises ``NamespaceReturnError``,
   a ``BaseException`` on purpose: the loop survives any ``Exception``, and a supervisor left in

@@ -1,6 +1,6 @@
 """When a service is up: its sd_notify socket, its health check, and its watchdog.
 
-Spec lifecycle §2: a service is up (``lifecycle.Ready``) when it sends ``READY=1``
+docs/manifest.md, "Readiness": a service is up (``lifecycle.Ready``) when it sends ``READY=1``
 (``notify: true``), when its ``deployment.health_check`` passes, or — with neither — after
 250 ms alive (the lifecycle's own timer). Not up within ``start_timeout`` or within the
 probe budget → ``lifecycle.NotReady`` with the upstream code, the last probe's message and
@@ -12,7 +12,8 @@ the service's last log lines; the lifecycle stops it and the restart policy deci
   ``WATCHDOG=1`` resets the watchdog; ``EXTEND_TIMEOUT_USEC`` extends ``start_timeout``.
 - **health check**: one ``probes`` attempt at a time on the loop, ``interval`` apart; it
   fails only when ``retries`` attempts are used **and** ``total_timeout`` (if set) has
-  passed (upstream §4.2). The last outcome picks the code: SG0104 ran but unhealthy, SG0022
+  passed (docs/manifest.md, "Readiness"). The last outcome picks the code: SG0104 ran but
+  unhealthy, SG0022
   unreachable, SG0023 timed out. A service with ``isolation.network`` is probed inside its
   network namespace; a ``command`` check runs as the service would (its plan, its user).
 - **watchdog**: armed once running; no ping within ``watchdog`` → ``WatchdogExpired``.

@@ -1,4 +1,5 @@
-"""Rolling restarts (spec lifecycle §7): the new generation starts beside the old one.
+"""Rolling restarts (docs/manifest.md, "Rolling restarts"): the new generation starts beside the
+old one.
 
 A rollout replaces the running process of one ``strategy: rolling`` unit without a gap:
 

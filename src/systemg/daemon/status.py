@@ -63,7 +63,7 @@ _UNHEALTHY = frozenset({Code.HEALTH_UNHEALTHY, Code.HEALTH_UNREACHABLE, Code.HEA
 
 
 def readiness_health(unit: Unit) -> str:
-    """starting | healthy | unhealthy | unknown (spec lifecycle §4)."""
+    """starting | healthy | unhealthy | unknown (docs/manifest.md, "Readiness")."""
     if not checks_readiness(unit.service) and unit.service.liveness is None:
         return "unknown"
     phase = unit.state.phase

@@ -1,4 +1,4 @@
-"""``sysg export systemd``: a validated manifest -> systemd unit files (spec sandbox.md §5).
+"""``sysg export systemd``: a validated manifest -> systemd unit files (docs/export.md).
 
 Pure except ``writer.py``: ``project.export_project`` maps one ``model.Project`` to
 ``UnitFile`` values and the list of settings that have no systemd equivalent (``Dropped``);

@@ -1,6 +1,6 @@
 """Identity, limits, capabilities, namespaces and the sandbox keys -> ``[Service]`` lines.
 
-Capabilities follow ``spawn/plan.py`` exactly (spec privileged.md §5), for a supervisor
+Capabilities follow ``spawn/plan.py`` exactly (docs/security.md §3), for a supervisor
 that is root (systemd's system manager is): a service that lists capabilities gets
 ``CapabilityBoundingSet=`` and ``AmbientCapabilities=`` equal to the list (so inheritable,
 permitted and effective end up the same); one that switches to a non-root user and lists

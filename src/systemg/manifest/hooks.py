@@ -1,4 +1,5 @@
-"""The keys of a service that run something around it (spec/lifecycle.md §1, §4, §5):
+"""The keys of a service that run something around it (docs/manifest.md, "Liveness, pre_start,
+hooks, skip"):
 ``liveness``, ``hooks`` and ``skip``. (``deployment.pre_start`` is parsed with the rest of
 ``deployment`` in ``readiness.py``.) Pure, like the rest of the parsing.
 

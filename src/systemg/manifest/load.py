@@ -31,14 +31,21 @@ def load_manifest(
     *,
     environ: Mapping[str, str],
     require_trusted: bool = False,
+    text: bytes | None = None,
 ) -> LoadResult:
     """Read, parse and validate the manifest at ``path``.
 
     ``environ`` supplies ``${VAR}`` values. ``require_trusted`` (a root supervisor) refuses
     any manifest, include or env file that is a symlink, not root-owned, or group/world-writable.
+    ``text``: the manifest's content, not read from ``path`` (``sysg migrate`` validates what
+    it is about to write); includes and env files are still read relative to ``path``.
     """
     absolute = os.path.abspath(os.fspath(path))
-    read = functools.partial(read_file, trusted=require_trusted)
+    trusted_read = functools.partial(read_file, trusted=require_trusted)
+
+    def read(name: str) -> bytes:
+        return text if text is not None and name == absolute else trusted_read(name)
+
     composer = Composer(read, os.path.dirname(absolute))
     checker = Checker(environ)
     root = composer.compose_root(absolute)

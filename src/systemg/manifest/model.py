@@ -78,7 +78,7 @@ class ProbeKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ProbeSpec:
-    """``deployment.health_check``: one probe and its budget (upstream §4.2 step 3).
+    """``deployment.health_check``: one probe and its budget (docs/manifest.md, "Readiness").
 
     The probe fails for good only when ``retries`` attempts are used **and**
     ``total_timeout_ms`` (if set) has elapsed. ``url`` is plain HTTP: ``host``/``port`` are
@@ -221,7 +221,8 @@ class Isolation:
 
 @dataclass(frozen=True, slots=True)
 class CronSpec:
-    """``cron:``: when a job runs (spec lifecycle §6). ``expression`` has 6 fields, seconds
+    """``cron:``: when a job runs (docs/manifest.md, "Scheduled jobs"). ``expression`` has 6
+    fields, seconds
     first (a 5-field one got ``0 `` prepended); ``timezone`` is ``UTC``, ``local`` or an IANA
     name that ``zoneinfo`` knows."""
 
@@ -246,7 +247,7 @@ class Service:
     max_restarts: int | None = None  # None = unlimited
     stop_timeout_ms: int = DEFAULT_STOP_TIMEOUT_MS
     logs: LogSpec = field(default_factory=LogSpec)
-    # privileged keys (spec/privileged.md section 3)
+    # privileged keys (docs/security.md §8)
     user: str | None = None
     group: str | None = None
     supplementary_groups: tuple[str, ...] = ()
@@ -254,21 +255,23 @@ class Service:
     capabilities: tuple[str, ...] | None = None  # None = key absent; () = "none"
     isolation: Isolation = field(default_factory=Isolation)
     listen: tuple[ListenSpec, ...] = ()
-    # readiness (spec/lifecycle.md sections 1 and 2)
+    # readiness (docs/manifest.md, "Readiness")
     notify: bool = False  # up on READY=1 over sd_notify
     watchdog_ms: int | None = None  # only with notify: WATCHDOG=1 at least this often
     start_timeout_ms: int = DEFAULT_START_TIMEOUT_MS
     health_check: ProbeSpec | None = None
     completed_deps: tuple[str, ...] = ()  # the depends_on entries with condition: completed
-    # hooks, pre_start, skip and liveness (spec/lifecycle.md sections 1, 4 and 5)
+    # hooks, pre_start, skip and liveness (docs/manifest.md, "Liveness, pre_start, hooks, skip")
     liveness: Liveness | None = None
     pre_start: str | None = None  # deployment.pre_start: /bin/sh -c, before every launch
-    strategy: Strategy = Strategy.IMMEDIATE  # deployment.strategy (spec/lifecycle.md section 7)
+    strategy: Strategy = (
+        Strategy.IMMEDIATE
+    )  # deployment.strategy (docs/manifest.md, "Rolling restarts")
     grace_period_ms: int = DEFAULT_GRACE_PERIOD_MS  # rolling: old one serves on after the new is up
     hooks: Hooks = field(default_factory=Hooks)
     skip: bool = False  # skip: true; never set together with skip_command
     skip_command: str | None = None  # skip: COMMAND: /bin/sh -c at every start, exit 0 = skipped
-    # schedule (spec/lifecycle.md section 6)
+    # schedule (docs/manifest.md, "Scheduled jobs")
     cron: CronSpec | None = None  # a job: run on this schedule, never started by `start`
     persistent: bool = False  # run once at start if a due run was missed meanwhile
 

@@ -102,8 +102,8 @@ def _version_ok(ck: Checker, f: dict[str, tuple[Key, Node]], m: Map) -> bool:
             "version",
             "version 1 manifests are no longer supported",
             node,
-            'rewrite it for version 2: set version: "2" and put the services under '
-            "projects: {ID: {services: ...}} (or keep a top-level services: block); "
+            "convert it with `sysg migrate FILE` (prints the version 2 form) or "
+            "`sysg migrate FILE --in-place` (rewrites it, keeping FILE.bak); "
             "docs/manifest.md shows both shapes",
         )
     else:

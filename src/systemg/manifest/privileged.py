@@ -1,4 +1,4 @@
-"""The privileged service keys (spec/privileged.md §3): identity, limits, cgroup, capabilities,
+"""The privileged service keys (docs/security.md §8): identity, limits, cgroup, capabilities,
 isolation and listen. Pure: names are checked for shape only, they are resolved to ids at
 spawn time.
 """

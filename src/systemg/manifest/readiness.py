@@ -1,4 +1,4 @@
-"""The readiness keys of a service (spec/lifecycle.md §1, §2): ``notify``, ``watchdog``,
+"""The readiness keys of a service (docs/manifest.md, "Readiness"): ``notify``, ``watchdog``,
 ``start_timeout``, ``deployment`` (``health_check``, ``pre_start``) and the two forms of a
 ``depends_on`` entry. ``probe_block`` is the probe grammar ``liveness`` (``hooks.py``) shares.
 

@@ -1,4 +1,5 @@
-"""``cron`` and ``persistent`` (spec/lifecycle.md §6): parsing, and when a job is next due.
+"""``cron`` and ``persistent`` (docs/manifest.md, "Scheduled jobs"): parsing, and when a job is
+next due.
 
 The expression grammar and the calendar arithmetic are cronsim's (a maintained parser; its
 handling of daylight saving time is the one Debian's cron has: a time that does not exist

@@ -6,6 +6,9 @@ Wire shape (one JSON object per line, see ``codec``)::
     reply     {"v": 1, "ok": true, "data": {...}}
               {"v": 1, "ok": false, "diagnostics": [Diagnostic.to_json(), ...]}
     stream    zero or more {"v": 1, "event": {...}} lines, then one reply line
+              (start/stop/restart with ``progress: true``: ``{"kind": "progress", "verb",
+              "total", "done", "recent": [{service, state}], "pending": [{service, state,
+              waiting_for?}]}``, at most 10 a second)
 
 ``verb`` names the request class (``VERBS``). Every field is JSON-native; the CLI never
 imports the daemon and the daemon never imports the CLI, both import this module.
@@ -54,7 +57,7 @@ class StartRequest(Message):
 
     ``attach``: stream ``{"kind": "log", ...}`` events of the selected project until it stops
     (foreground ``sysg start``). ``drop_privileges`` travels with the request so the
-    supervisor that spawns applies it (spec/privileged.md section 3).
+    supervisor that spawns applies it (docs/security.md §8).
     """
 
     verb: ClassVar[str] = "start"
@@ -64,6 +67,7 @@ class StartRequest(Message):
     drop_privileges: bool = False
     attach: bool = False
     environ: tuple[tuple[str, str], ...] = ()  # the CLI's environment, for ${VAR} expansion
+    progress: bool = False  # stream {"kind": "progress"} events until the units settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class StopRequest(Message):
     config: str | None = None
     project: str | None = None
     service: str | None = None
+    progress: bool = False  # stream {"kind": "progress"} events (daemon/progress.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class RestartRequest(Message):
     service: str | None = None
     drop_privileges: bool = False
     environ: tuple[tuple[str, str], ...] = ()
+    progress: bool = False  # stream {"kind": "progress"} events (daemon/progress.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +226,7 @@ class UnitStatus:
     enforcement: str = "full"  # full | partial (some requested key not applied)
     not_applied: tuple[str, ...] = ()  # "isolation.network: EPERM ..." lines
     message: str = ""  # why it is failed / backing off
-    # Readiness and health (spec lifecycle §4): starting | healthy | unhealthy | unknown
+    # Readiness and health (docs/manifest.md, "Readiness"): starting | healthy | unhealthy | unknown
     # ("unknown": no notify and no health check, so nothing says more than the state).
     health: str = "unknown"
     notify_status: str | None = None  # the last STATUS= a notify service sent

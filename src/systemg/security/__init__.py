@@ -1,4 +1,4 @@
-"""The exposure report (``sysg security``, spec/sandbox.md §4).
+"""The exposure report (``sysg security``, docs/security.md §11).
 
 ``observe`` reads a running service's ``/proc/PID/*`` into ``facts.Facts`` (with ``mounts``
 for ``mountinfo``); ``checks`` is systemd 252's assessor table with ``judges`` that score those

@@ -1,4 +1,4 @@
-"""Cgroup directories of a service (spec/privileged.md section 7b), prepared in the parent.
+"""Cgroup directories of a service (docs/security.md §8), prepared in the parent.
 
 ``prepare_cgroup`` decides where the service's cgroup lives, creates the directories and writes
 the limits *before* the fork; the child then joins by writing its pid to every ``cgroup.procs``

@@ -1,6 +1,6 @@
 """Between fork and exec: apply a ``SpawnPlan`` in a fixed order, then ``execve``. Never returns.
 
-The order is spec/privileged.md section 5; each step has a ``fault.Step`` number:
+The order is docs/security.md §3; each step has a ``fault.Step`` number:
 
 1. signals back to default, ``setsid``; stdio wired (0 = ``/dev/null``, 1, 2 = the given fds);
    inherited/listen fds moved to 3.. with close-on-exec cleared; every other fd closed

@@ -1,4 +1,4 @@
-"""The environment a service is exec'd with (spec/privileged.md section 6), built in the parent.
+"""The environment a service is exec'd with (docs/security.md §4), built in the parent.
 
 Two regimes:
 

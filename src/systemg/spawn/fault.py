@@ -25,7 +25,7 @@ FORKED = 0
 
 
 class Step(enum.IntEnum):
-    """Every step the child can fail at, in the order of spec/privileged.md section 5."""
+    """Every step the child can fail at, in the order of docs/security.md §3."""
 
     SETSID = 1
     STDIO = 2

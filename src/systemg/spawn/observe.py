@@ -1,4 +1,4 @@
-"""Read back what the kernel enforces on a running service (for ``sysg inspect``, spec section 10).
+"""Read back what the kernel enforces on a running service (``sysg inspect``, docs/commands.md).
 
 ``observe(pid)`` reads ``/proc/PID/{status,limits,stat,cgroup,ns/*,fd}`` and the limit files of
 the cgroups the process is in (``pids.max``, ``pids.current``, ``memory.max``, ...) into a

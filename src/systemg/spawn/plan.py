@@ -10,8 +10,8 @@ What cannot apply is never silently dropped: it becomes a warning ``Diagnostic``
 ``not_applied`` line in ``PlanResult``. What must not start (user switching without root, an
 unknown account, an offline CPU) raises ``SpawnError`` naming the field.
 
-Capabilities (spec section 5): ``cap_mask`` None leaves the process's capabilities alone (a root
-service without the key keeps root's); otherwise CapInh/Prm/Eff/Bnd/Amb all end up equal to the
+Capabilities (docs/security.md §3): ``cap_mask`` None leaves the process's capabilities alone (a
+root service without the key keeps root's); otherwise CapInh/Prm/Eff/Bnd/Amb all end up equal to the
 mask — 0 for a service switched to a non-root user that lists none.
 """
 

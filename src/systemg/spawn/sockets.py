@@ -1,4 +1,4 @@
-"""Listening sockets handed to services (spec/privileged.md section 8), and socket activation.
+"""Listening sockets handed to services (docs/security.md §8), and socket activation.
 
 ``bind_listen`` binds a service's ``listen`` entries in the supervisor — as root, before any
 privilege drop, so a ``nobody`` service can serve port 80 without capabilities — and returns

@@ -1,5 +1,5 @@
 """``sysg inspect -s SERVICE``: one service in depth — what the manifest asked for and what
-the kernel shows for its process (``spec/privileged.md`` section 10).
+the kernel shows for its process (docs/commands.md, `sysg inspect`).
 
 Text or ``--format json`` (the supervisor's reply as it came: ``unit``, ``requested``,
 ``observed``, ``mismatch``, ``not_applied``). Exit 0, or 1 when ``mismatch`` is not empty.

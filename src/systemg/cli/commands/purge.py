@@ -1,4 +1,4 @@
-"""``sysg purge``: stop supervisors and remove state and logs (``spec/privileged.md`` §9).
+"""``sysg purge``: stop supervisors and remove state and logs (docs/commands.md, `sysg purge`).
 
 - ``sysg purge``: the runtimes it covers are the current one — and, as root without an
   explicit ``SYSTEMG_STATE_DIR``, every runtime of root (the system one and root's user

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from systemg.cli import boot, client
-from systemg.cli.commands.start import report
+from systemg.cli import boot, client, progress
+from systemg.cli.commands.start import on_progress, report
 from systemg.cli.deadlines import add_timeout_argument, mutating
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
@@ -28,12 +28,18 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args, "restart")
     sel = selection(args)
     config = explicit_config(args, target.paths)
+    line = progress.Line() if progress.wanted(args) else None
     request = RestartRequest(
         config=config,
         project=sel.project,
         service=sel.service,
         drop_privileges=target.drop_privileges,
         environ=client.request_environ(),
+        progress=line is not None,
     )
-    data = boot.call_reviving(target.paths, request, mutating(args.timeout))
+    try:
+        data = boot.call_reviving(target.paths, request, mutating(args.timeout), on_progress(line))
+    finally:
+        if line is not None:
+            line.clear()
     return report(data, args, verb="restarted")

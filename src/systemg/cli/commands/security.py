@@ -1,4 +1,4 @@
-"""``sysg security``: the exposure report of every running service (``spec/sandbox.md`` §4).
+"""``sysg security``: the exposure report of every running service (docs/security.md §11).
 
 Asks the supervisor for its ``status`` (which services run, their pids), then reads each
 service's ``/proc/PID/*`` itself (``security.observe``): the supervisor does no extra work. In

@@ -19,9 +19,10 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from systemg.cli import boot, client
+from systemg.cli import boot, client, progress
 from systemg.cli.console import emit, out
 from systemg.cli.deadlines import add_timeout_argument, for_request, mutating
 from systemg.cli.mode import Target, resolve
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     sel = selection(args)
     config = resolve_config(args, target, sel)
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
+    line = progress.Line() if progress.wanted(args) else None
     request = StartRequest(
         config=config,
         project=sel.project,
@@ -70,11 +72,26 @@ def run(args: argparse.Namespace) -> int:
         drop_privileges=target.drop_privileges,
         attach=not args.daemonize,
         environ=client.request_environ(),
+        progress=line is not None,
     )
     if args.daemonize:
-        data = client.call(target.paths, request, mutating(args.timeout))
+        data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
+        if line is not None:
+            line.clear()
         return report(data, args, verb="started")
-    return attach(target, request, args)
+    return attach(target, request, args, line)
+
+
+def on_progress(line: progress.Line | None) -> Callable[[client.Event], None] | None:
+    """The ``on_event`` that draws progress events on ``line`` (None: no progress)."""
+    if line is None:
+        return None
+
+    def show(event: client.Event) -> None:
+        if event.data.get("kind") == "progress":
+            line.show(event.data)
+
+    return show
 
 
 def report(data: dict[str, Any], args: argparse.Namespace, *, verb: str) -> int:
@@ -120,8 +137,14 @@ def _diag(raw: Any) -> Diagnostic:
         return Diagnostic(Code.START_FAILED, str(raw))
 
 
-def attach(target: Target, request: StartRequest, args: argparse.Namespace) -> int:
-    """Foreground: print the stream as ``service | line``; Ctrl-C stops the project."""
+def attach(
+    target: Target,
+    request: StartRequest,
+    args: argparse.Namespace,
+    line: progress.Line | None = None,
+) -> int:
+    """Foreground: print the stream as ``service | line``; Ctrl-C stops the project.
+    Progress (on ``line``) is drawn below the output until every service settled."""
     projects: list[str] = []
     failed = False
     # Ctrl-C, a closed terminal (SIGHUP) and SIGTERM all mean "stop what I attached", even
@@ -135,18 +158,28 @@ def attach(target: Target, request: StartRequest, args: argparse.Namespace) -> i
                 ev = item.data
                 if ev.get("kind") == "attached":
                     projects = [str(p) for p in ev.get("projects") or []]
+                elif ev.get("kind") == "progress" and line is not None:
+                    line.show(ev)
                 elif ev.get("kind") == "started":
                     projects = [str(p) for p in ev.get("projects") or []]
+                    if line is not None:
+                        line.clear()
+                        line = None
                     failed = report(ev, args, verb="started") != 0
                 elif ev.get("kind") == "log":
                     # Output can come before "started": learn the project from it too, so
                     # an early Ctrl-C still stops exactly what this terminal attached to.
                     if ev.get("project") and str(ev["project"]) not in projects:
                         projects.append(str(ev["project"]))
-                    _print_log(ev)
+                    if line is not None:
+                        line.above(lambda ev=ev: _print_log(ev))
+                    else:
+                        _print_log(ev)
             else:
                 return 1 if failed else 0
     except KeyboardInterrupt:
+        if line is not None:
+            line.clear()
         return _stop_attached(target, request, projects, args)
     except SysgError as exc:
         if exc.code is Code.NO_SUPERVISOR:

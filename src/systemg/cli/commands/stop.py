@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from systemg.cli import boot, client
+from systemg.cli import boot, client, progress
+from systemg.cli.commands.start import on_progress
 from systemg.cli.console import out
 from systemg.cli.deadlines import add_timeout_argument, mutating
 from systemg.cli.mode import resolve
@@ -51,14 +52,20 @@ def run(args: argparse.Namespace) -> int:
             out("Supervisor is not running")
         return 0
     config = explicit_config(args, target.paths)
-    request = StopRequest(config=config, project=sel.project, service=sel.service)
+    line = progress.Line() if progress.wanted(args) else None
+    request = StopRequest(
+        config=config, project=sel.project, service=sel.service, progress=line is not None
+    )
     try:
-        data = boot.call_reviving(target.paths, request, wait)
+        data = boot.call_reviving(target.paths, request, wait, on_progress(line))
     except SysgError as exc:
         if exc.code is Code.NO_SUPERVISOR and not client.supervisor_pid(target.paths):
             out("No supervisor is running; nothing to stop")
             return 0
         raise
+    finally:
+        if line is not None:
+            line.clear()
     message = data.get("message")
     out(str(message) if message else "Nothing to stop")
     return 0
