@@ -29,7 +29,7 @@ from pathlib import Path
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import SYSTEM_LOG_DIR, SYSTEM_STATE_DIR, Mode, Paths
 
-FALLBACK_COMMANDS = frozenset({"status", "top", "logs", "inspect", "stop"})
+FALLBACK_COMMANDS = frozenset({"status", "logs", "inspect", "stop"})
 CROSS_MODE_EXEMPT = frozenset({"purge"})
 
 FALLBACK_NOTE = "note: no user supervisor running; using the system supervisor\n"
