@@ -203,6 +203,8 @@ def test_plain_snapshot_is_a_header_a_table_and_a_blank_line() -> None:
 def test_log_text_shortens_the_stored_timestamp() -> None:
     assert log_text(b"2026-05-14T02:03:04.000005Z stdout hello\n") == "02:03:04 stdout hello"
     assert log_text(b"not a stored line") == "not a stored line"
+    # Shown, never obeyed: a service cannot move the cursor or recolour the screen.
+    assert log_text(b"\x1b[2Jred\rbell\x07\ttab\xc2\x9b") == "^[[2Jred^Mbell^G    tab\ufffd"
 
 
 def test_outcome_prefers_the_first_problem() -> None:

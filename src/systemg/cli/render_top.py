@@ -98,15 +98,21 @@ def render_plain(
     return "\n".join(lines) + "\n\n"
 
 
+# A service's output is shown, never obeyed: control characters (ESC starting a sequence
+# that would move the cursor or recolour the screen, CR, BEL...) are shown as ``^[``, ``^M``.
+_VISIBLE = {i: "^" + chr(i + 64) for i in range(32)} | {9: "    ", 127: "^?"}
+_VISIBLE |= {i: "\ufffd" for i in range(0x80, 0xA0)}  # C1 controls (0x9b is a CSI too)
+
+
 def log_text(raw: bytes) -> str:
     """A stored log line (``<ts> <stream> <text>``) as the log pane shows it:
     ``HH:MM:SS stream text`` (UTC, as stored); a line that does not parse, as it is."""
     line = LogLine.parse(raw)
-    text = line.text.decode("utf-8", "replace")
+    text = line.text.decode("utf-8", "replace").translate(_VISIBLE)
     if not line.ts:
         return text
     return f"{line.ts[11:19]} {line.stream} {text}"
 
 
 def log_pane_lines(raws: Sequence[bytes]) -> list[str]:
-    return [log_text(r).replace("\t", "    ") for r in raws]
+    return [log_text(r) for r in raws]
