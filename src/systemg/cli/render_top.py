@@ -101,7 +101,7 @@ def render_plain(
 # A service's output is shown, never obeyed: control characters (ESC starting a sequence
 # that would move the cursor or recolour the screen, CR, BEL...) are shown as ``^[``, ``^M``.
 _VISIBLE = {i: "^" + chr(i + 64) for i in range(32)} | {9: "    ", 127: "^?"}
-_VISIBLE |= {i: "\ufffd" for i in range(0x80, 0xA0)}  # C1 controls (0x9b is a CSI too)
+_VISIBLE |= dict.fromkeys(range(0x80, 0xA0), "\ufffd")  # C1 controls (0x9b is a CSI too)
 
 
 def log_text(raw: bytes) -> str:
