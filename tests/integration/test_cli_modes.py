@@ -118,7 +118,8 @@ def test_root_without_sys_while_system_state_exists_is_sg0702(rt: Runtime, tmp_p
 
 
 def test_status_and_version_stay_light(rt: Runtime) -> None:
-    """`sysg status` must not pay for YAML, psutil, the manifest or the daemon."""
+    """`sysg status` must not pay for YAML, psutil, rich (`sysg top`'s), the manifest or
+    the daemon."""
     import subprocess
     import sys
 
@@ -128,7 +129,7 @@ def test_status_and_version_stay_light(rt: Runtime) -> None:
         "sink = io.StringIO()\n"
         "with contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):\n"
         "    main(['status']); main(['version']); main(['status', '--format', 'json'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'psutil')\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'psutil', 'rich')\n"
         "               or m.startswith(('systemg.daemon', 'systemg.manifest')))\n"
         "print(heavy)\n"
     )

@@ -386,6 +386,13 @@ def _decode(line: bytes) -> dict[str, Any]:
     return obj
 
 
+def reply_of(line: bytes) -> dict[str, Any] | None:
+    """One line from the supervisor, for a caller reading the socket itself (``top``):
+    None for an event line, else the reply's data (``SysgError`` for a refusal)."""
+    obj = _decode(line)
+    return None if "event" in obj else _reply_data(obj)
+
+
 def _reply_data(obj: dict[str, Any]) -> dict[str, Any]:
     if obj.get("ok") is True:
         data = obj.get("data") or {}

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "stop": "stop services, a project, or the supervisor",
     "restart": "re-read the manifest and reconcile: start added, stop removed, restart changed",
     "status": "show every service: state, pid, uptime, restarts, last exit, CPU, RSS",
+    "top": "a live full-screen view: CPU/RSS history, logs, restart or stop with a key",
     "logs": "show or follow service logs (works without a supervisor)",
     "inspect": "one service in depth: what was requested and what the kernel shows",
     "security": "exposure report of each running service, scored as systemd-analyze security",
