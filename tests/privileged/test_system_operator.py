@@ -38,13 +38,17 @@ STRANGER_DAC = (*STRANGER, "--inh-caps=+dac_override", "--ambient-caps=+dac_over
 DENIED = "permission denied: uid 65534 is not root and not in group 'www-data'"
 
 SLEEP = '["/usr/bin/python3", "-c", "import time\\nwhile True: time.sleep(1)"]'
+HELLO = (
+    '["/usr/bin/python3", "-c", "import time\\nprint(\'web says hello\', flush=True)\\n'
+    "print('web says more', flush=True)\\nwhile True: time.sleep(1)\"]"
+)
 OPS_MANIFEST = f"""\
 version: "2"
 projects:
   ops:
     services:
       web:
-        exec: {SLEEP}
+        exec: {HELLO}
         user: nobody
       db:
         exec: {SLEEP}
@@ -115,6 +119,17 @@ def test_system_operator_access_and_audit(system_sup: Runtime) -> None:
     assert json.loads(as_json.stdout)["mode"] == "system"
     inspect = run_as(OPERATOR, exe, ["inspect", "-s", "web", "--format", "json"], env, rt.work)
     assert json.loads(inspect.stdout)["observed"]["uid"] == [65534] * 4, inspect.stderr
+    # logs with the journalctl-style filters, as an operator (the system log dir, no sudo).
+    wait_for(lambda: "more" in (rt.logs / "ops" / "web.log").read_text(), what="web's lines")
+    logs = run_as(
+        OPERATOR,
+        exe,
+        ["logs", "-s", "web", "--since", "1h", "-g", "hello", "--raw", "--no-follow"],
+        env,
+        rt.work,
+    )
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    assert logs.stdout.splitlines() == ["web says hello"], logs.stdout
     assert not (home / "share" / "systemg").exists(), "no user supervisor was booted"
 
     # stop of a registered service: allowed.
