@@ -40,7 +40,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def manifest(port: int, *, listen: bool = True, env: str = "", strategy: str = "rolling") -> str:
+def manifest(
+    port: int,
+    *,
+    listen: bool = True,
+    env: str = "",
+    strategy: str = "rolling",
+    grace: str = "300ms",
+) -> str:
     sock = f'    listen: ["127.0.0.1:{port}"]\n' if listen else ""
     vars_ = f"      PORT: '{port}'\n" if not listen else ""
     return (
@@ -58,7 +65,7 @@ def manifest(port: int, *, listen: bool = True, env: str = "", strategy: str = "
         f"{env}"
         "    deployment:\n"
         f"      strategy: {strategy}\n"
-        "      grace_period: 300ms\n"
+        f"      grace_period: {grace}\n"
     ).replace("      PORT", "        PORT")
 
 
@@ -76,7 +83,8 @@ def web_rows(rt: Runtime) -> list[dict[str, object]]:
 
 def test_rolling_restart_under_load_drops_nothing(rt: Runtime) -> None:
     port = free_port()
-    setup(rt, port)
+    # 2 s of draining: long enough for `sysg status` to see it on a loaded machine.
+    setup(rt, port, grace="2s")
     pids = [int(rt.unit("web")["pid"])]
     seen_draining = False
     with Load("127.0.0.1", port) as load:

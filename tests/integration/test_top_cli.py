@@ -74,6 +74,10 @@ class Tmux:
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**self.rt.env, "TMUX_TMPDIR": str(self.rt.root), "TERM": "xterm-256color"}
         env.pop("TMUX", None)  # a test run from inside tmux must not talk to that one
+        # pytest-xdist workers export COLUMNS=80/LINES=24, which rich (rightly) takes over
+        # the terminal's own size: the pane's size must decide.
+        env.pop("COLUMNS", None)
+        env.pop("LINES", None)
         return subprocess.run(
             [*self.base, *args], env=env, capture_output=True, text=True, timeout=30, check=check
         )
