@@ -6,9 +6,13 @@ however long its handler takes. Real sockets and a real loop; time is a fake clo
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from systemg.daemon.audit import Audit
 from systemg.daemon.control import REQUEST_TIMEOUT, ControlServer
@@ -32,11 +36,13 @@ def turn(loop: Loop) -> None:
     loop.run()
 
 
-def test_unfinished_request_line_times_out(tmp_path: Path) -> None:
+def test_unfinished_request_line_times_out(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     now = [1000.0]
     loop = Loop(clock=lambda: now[0])
-    state = tmp_path / "s"
-    state.mkdir()
+    # A short state path: the socket path must fit sun_path (107 bytes), and pytest's
+    # tmp_path under xdist and a relocated TMPDIR (the nobody run) is long.
+    state = Path(tempfile.mkdtemp(prefix="sgct", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(state, ignore_errors=True))
     paths = Paths.for_mode(Mode.USER, {"SYSTEMG_STATE_DIR": str(state)})
     handlers = SlowHandlers()
     server = ControlServer(loop, paths, handlers, Audit(tmp_path / "audit.log"))  # type: ignore[arg-type]

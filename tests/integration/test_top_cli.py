@@ -78,6 +78,9 @@ class Tmux:
         # the terminal's own size: the pane's size must decide.
         env.pop("COLUMNS", None)
         env.pop("LINES", None)
+        # tmux runs the pane's command with $SHELL, else the account's login shell, which is
+        # /usr/sbin/nologin for nobody (the CI's second run): the pane would exit at once.
+        env["SHELL"] = "/bin/sh"
         return subprocess.run(
             [*self.base, *args], env=env, capture_output=True, text=True, timeout=30, check=check
         )

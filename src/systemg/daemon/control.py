@@ -224,6 +224,9 @@ class ControlServer:
         old = os.umask(0o177)  # the socket is born 0600: no window where others can connect
         try:
             sock.bind(str(path))
+        except BaseException:
+            sock.close()  # a path too long, a read-only dir: no fd left behind
+            raise
         finally:
             os.umask(old)
         if self.operator_gid is not None:
