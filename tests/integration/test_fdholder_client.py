@@ -6,7 +6,9 @@ supervisor (``sysg.pid`` names it), on a real loop:
 - a holder that is killed is reported (WARN), reaped and replaced, and the replacement
   holds every remembered entry;
 - a fd closed since it was put is handed over as a pipe at EOF, never as whatever file
-  has its number now.
+  has its number now;
+- a supervisor that dies while its new holder is still booting (no socket bound yet) loses
+  no pipe: what it put waits in the holder's inherited socket, and a successor gets it.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ def test_stalled_holder_never_blocks_and_a_killed_one_is_refilled(state: Path) -
     journal = Journal(state / "journal.log")
     spawned: list[int] = []
 
-    def spawn() -> int:
-        pid = spawn_detached([SYSG, "fdholder", str(state)], state / "holder.log", os.environ)
+    def spawn(conn_fd: int) -> int:
+        argv = [SYSG, "fdholder", "--conn", "3", str(state)]
+        pid = spawn_detached(argv, state / "holder.log", os.environ, conn_fd=conn_fd)
         spawned.append(pid)
         return pid
 
@@ -138,4 +141,69 @@ def test_stalled_holder_never_blocks_and_a_killed_one_is_refilled(state: Path) -
             client.shutdown()  # a failed assertion must not leak the connection
         for fd in (r, w, stale_w, *others):
             os.close(fd)
+        loop.close()
+
+
+def _spawner(state: Path, spawned: list[int]):  # type: ignore[no-untyped-def]
+    """Spawns a holder that stops itself before it execs Python (a shell in between, named
+    ``fdholder`` so it looks like one booting): it is surely not booted until SIGCONT."""
+
+    def spawn(conn_fd: int) -> int:
+        argv = ["/bin/sh", "-c", 'kill -STOP $$; exec "$@"', "fdholder"]
+        argv += [SYSG, "fdholder", "--conn", "3", str(state)]
+        pid = spawn_detached(argv, state / "holder.log", os.environ, conn_fd=conn_fd)
+        spawned.append(pid)
+        deadline = time.monotonic() + 30
+        while "T (stopped)" not in Path(f"/proc/{pid}/status").read_text():
+            assert time.monotonic() < deadline, "the holder's shell never stopped"
+            time.sleep(0.001)
+        return pid
+
+    return spawn
+
+
+def test_a_supervisor_killed_while_its_holder_boots_loses_no_pipe(state: Path) -> None:
+    loop = Loop()
+    spawned: list[int] = []
+    client = HolderClient(
+        state / "fdholder.sock", loop, Journal(state / "j.log"), _spawner(state, spawned)
+    )
+    r, w = os.pipe2(os.O_CLOEXEC)
+    successor: HolderClient | None = None
+    try:
+        client.start()
+        assert client.link is Link.UP, "a new holder is connected from the fork on"
+        client.put("p/svc/1", [r, r])
+        assert not client._queue, "the put is in the holder's socket, not our queue"
+        assert not (state / "fdholder.sock").exists(), "the holder booted: proves nothing"
+        # The supervisor dies: every fd it had closes (its end of the link, the read end).
+        client._teardown()
+        os.close(r)
+        r = -1
+        # The service writes on: with no reader anywhere this would be EPIPE.
+        assert os.write(w, b"written while nobody supervised\n") > 0
+        os.kill(spawned[0], signal.SIGCONT)
+        successor = HolderClient(
+            state / "fdholder.sock", loop, Journal(state / "j2.log"), _spawner(state, spawned)
+        )
+        assert successor.connect(), "the booting holder was not waited for"
+        assert successor.pid == spawned[0]
+        held = successor.fetch_all()
+        assert set(held) == {"p/svc/1"}
+        assert os.read(held["p/svc/1"][0], 100) == b"written while nobody supervised\n"
+        for fd in held["p/svc/1"]:
+            os.close(fd)
+        successor.shutdown()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spawned[0], 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            for pid in spawned:
+                os.kill(pid, signal.SIGKILL)
+        for c in (client, successor):
+            if c is not None and c.link is not Link.CLOSED:
+                c.shutdown()
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
         loop.close()

@@ -10,8 +10,12 @@ supervisor fetches the read ends back and drains them, so the output written dur
 outage lands in the log in order.
 
 The wire format is ``protocol.holder`` (``SOCK_SEQPACKET`` on ``<state>/fdholder.sock``,
-``0600``). The supervisor's side, which also watches this process and replaces it when
-it dies, is ``daemon.holderclient``.
+``0600``). The supervisor that starts a holder does not connect to that path: it keeps one
+end of a socketpair and the holder inherits the other (``--conn 3``), so the link exists
+from the fork on. Pipes put before this process has even finished booting wait in the
+socket's queue, which is this process's from the fork: a supervisor killed during a cold
+start loses none of them. Later supervisors connect to the path. The supervisor's side,
+which also watches this process and replaces it when it dies, is ``daemon.holderclient``.
 
 Invariants of this process:
 
@@ -44,7 +48,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from systemg.daemon.holderclient import HolderClient
+from systemg.daemon.holderclient import HolderClient, write_pid_file
 from systemg.protocol.holder import (
     END,
     MAX_FDS,
@@ -71,7 +75,12 @@ class _Peer:
 class Holder:
     """The holder's state and its event loop (separate process: a blocking ``select``)."""
 
-    def __init__(self, server: socket.socket, supervisor_pid_file: Path) -> None:
+    def __init__(
+        self,
+        server: socket.socket,
+        supervisor_pid_file: Path,
+        conn: socket.socket | None = None,
+    ) -> None:
         self.server = server
         self.supervisor_pid_file = supervisor_pid_file
         self.held: dict[str, list[int]] = {}
@@ -79,6 +88,8 @@ class Holder:
         self.done = False
         self.selector = selectors.DefaultSelector()
         self.selector.register(server, selectors.EVENT_READ, None)
+        if conn is not None:  # inherited from the supervisor that started us: trusted
+            self._add_peer(conn)
 
     def run(self, idle_exit: float) -> None:
         while not self.done:
@@ -107,10 +118,13 @@ class Holder:
                 continue
             if len(self.peers) >= MAX_PEERS:
                 self._close(next(iter(self.peers.values())))  # the oldest: likely stale
-            conn.setblocking(False)
-            peer = _Peer(conn)
-            self.peers[conn.fileno()] = peer
-            self.selector.register(conn, selectors.EVENT_READ, peer)
+            self._add_peer(conn)
+
+    def _add_peer(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        peer = _Peer(conn)
+        self.peers[conn.fileno()] = peer
+        self.selector.register(conn, selectors.EVENT_READ, peer)
 
     def _is_supervisor(self, conn: socket.socket) -> bool:
         try:
@@ -222,7 +236,9 @@ def _on_sigterm(_signum: int, _frame: object) -> None:
     sys.exit(0)  # unwinds through serve's cleanup
 
 
-def serve(sock_path: Path, *, idle_exit: float = IDLE_EXIT) -> int:
+def serve(
+    sock_path: Path, *, idle_exit: float = IDLE_EXIT, conn: socket.socket | None = None
+) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -240,9 +256,9 @@ def serve(sock_path: Path, *, idle_exit: float = IDLE_EXIT) -> int:
     server.listen(16)
     server.setblocking(False)
     pid_file = state / "fdholder.pid"
-    pid_file.write_text(f"{os.getpid()}\n")
+    write_pid_file(pid_file, os.getpid())
     try:
-        Holder(server, state / "sysg.pid").run(idle_exit)
+        Holder(server, state / "sysg.pid", conn).run(idle_exit)
     finally:
         # Remove only our own files: a holder started after us may own the names now.
         with contextlib.suppress(OSError):
@@ -255,10 +271,23 @@ def serve(sock_path: Path, *, idle_exit: float = IDLE_EXIT) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``sysg fdholder STATE_DIR``."""
+    """``sysg fdholder [--conn FD] STATE_DIR``."""
     args = [a for a in argv if a != "fdholder"]
+    conn_fd: int | None = None
+    if len(args) == 3 and args[0] == "--conn" and args[1].isdigit():
+        conn_fd, args = int(args[1]), args[2:]
     if len(args) != 1:
-        sys.stderr.write("usage: sysg fdholder STATE_DIR\n")
+        sys.stderr.write("usage: sysg fdholder [--conn FD] STATE_DIR\n")
         return 2
-    os.closerange(3, 1 << 16)
-    return serve(Path(args[0]) / "fdholder.sock")
+    conn = None
+    if conn_fd is not None:
+        try:
+            conn = socket.socket(fileno=conn_fd)
+        except OSError as exc:
+            sys.stderr.write(f"sysg fdholder: fd {conn_fd} is not a socket: {exc}\n")
+            return 2
+        os.set_inheritable(conn_fd, False)
+    os.closerange(3 if conn_fd is None else conn_fd + 1, 1 << 16)
+    if conn_fd is not None and conn_fd > 3:
+        os.closerange(3, conn_fd)
+    return serve(Path(args[0]) / "fdholder.sock", conn=conn)

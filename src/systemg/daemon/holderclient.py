@@ -15,9 +15,12 @@ loop and never blocks it:
   trusted), and by the connection itself. Either end → ``_lost``: a WARN in the journal,
   the old process is killed if it still runs (it cannot be trusted to hold the same
   thing as we do), reaped if it is our child, and a new holder is started.
-- Starting is asynchronous: ``start`` spawns ``sysg fdholder`` and connects on a loop
-  timer (every ``RETRY`` s, for ``CONNECT_TIMEOUT`` s); puts meanwhile are queued. Once
-  connected, every remembered entry is put again.
+- Starting never waits: ``start`` makes a socketpair, spawns ``sysg fdholder --conn 3``
+  with the other end, and is connected at once. Everything remembered is put again right
+  away; the packets wait in the holder's socket until it has booted, and that socket is
+  the holder's from the fork on, so a supervisor killed while the holder still boots (a
+  cold start) loses no pipe. A holder that dies before it ever reads is noticed by its
+  pidfd like any other.
 - A lost holder is replaced at once; one that keeps dying (or never comes up) after a
   doubling delay (``BACKOFF`` .. ``MAX_DELAY``), never in a tight loop. A holder that
   stayed up ``STABLE`` seconds resets the delay.
@@ -53,8 +56,7 @@ from systemg.protocol.holder import (
     parse_reply,
 )
 
-CONNECT_TIMEOUT = 5.0  # a holder is a second Python process booting (~50-100 ms)
-RETRY = 0.02
+BOOT_WAIT = 2.0  # at boot, for a holder that is alive but has not bound its socket yet
 BACKOFF = 0.25
 MAX_DELAY = 30.0
 STABLE = 10.0
@@ -64,7 +66,6 @@ SHUTDOWN_TIMEOUT = 2.0
 
 class Link(enum.Enum):
     UP = "up"  # connected, watched
-    STARTING = "starting"  # a new holder was spawned; connecting on a timer
     DOWN = "down"  # lost; waiting for the old one to die, or for the backoff delay
     CLOSED = "closed"  # shutdown
 
@@ -89,13 +90,15 @@ class HolderClient:
         sock_path: Path,
         loop: Loop,
         journal: Journal,
-        spawn: Callable[[], int],
+        spawn: Callable[[int], int],
     ) -> None:
-        """``spawn`` starts a new ``sysg fdholder`` and returns its pid (our child)."""
+        """``spawn(fd)`` starts a new ``sysg fdholder`` that inherits the socket ``fd`` (its
+        connection to us) and returns its pid (our child)."""
         self.sock_path = sock_path
         self.loop = loop
         self.journal = journal
         self._spawn = spawn
+        self._pid_file = sock_path.with_name("fdholder.pid")
         self.link = Link.DOWN
         self.pid: int | None = None
         self._conn: socket.socket | None = None
@@ -106,7 +109,6 @@ class HolderClient:
         self._queue: deque[tuple[Op, str]] = deque()
         self._children: set[int] = set()  # holders we spawned and have not reaped
         self._timer: Timer | None = None
-        self._deadline = 0.0
         self._failures = 0  # consecutive: reset by a holder that stayed up STABLE seconds
         self._delay = 0.0  # before the next start, once the lost one is gone
         self._connected_at = 0.0
@@ -115,7 +117,7 @@ class HolderClient:
     # --- what the supervisor calls ------------------------------------------------------
     def put(self, key: str, fds: list[int]) -> None:
         self._held[key] = Held(tuple(fds), tuple(_identity(fd) for fd in fds))
-        if self.link in (Link.UP, Link.STARTING):
+        if self.link is Link.UP:
             if (Op.PUT, key) not in self._queue:
                 self._queue.append((Op.PUT, key))
             self._in_holder.add(key)
@@ -132,30 +134,52 @@ class HolderClient:
 
     def connect(self) -> bool:
         """Boot: connect to a holder that survived a previous supervisor, if one listens."""
-        # Before the loop runs: a holder busy accepting (backlog full) is waited for briefly.
-        deadline = time.monotonic() + 1.0
-        while (got := self._attempt()) is None and time.monotonic() < deadline:
+        # Before the loop runs: a holder busy accepting (backlog full), or one a supervisor
+        # killed moments ago started and that has not bound its socket yet (it may hold
+        # that supervisor's pipes), is waited for briefly.
+        deadline = time.monotonic() + BOOT_WAIT
+        while (got := self._attempt()) is not True and time.monotonic() < deadline:
+            if got is False and not self._holder_booting():
+                break
             time.sleep(0.01)
         return bool(got)
 
+    def _holder_booting(self) -> bool:
+        """The pid file names a live ``sysg fdholder`` (its socket may not be bound yet), or
+        a supervisor's child about to become one (forked, not yet exec'd)."""
+        try:
+            pid = int(self._pid_file.read_text().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        return b"fdholder" in argv or b"supervise" in argv
+
     def start(self) -> None:
-        """Spawn a new holder; it is connected to (and given everything) on loop timers."""
+        """Spawn a new holder, connected from the fork on, and give it everything."""
         self._cancel_timer()
         if self.link is Link.CLOSED:
             return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            pid = self._spawn()
+            pid = self._spawn(theirs.fileno())
+            pidfd = os.pidfd_open(pid)
         except OSError as exc:
+            ours.close()
             delay = self._next_delay()
             self.journal.warn(f"cannot start the fd holder: {exc} (retrying in {delay:g}s)")
             self._timer = self.loop.call_later(delay, self.start)
             return
+        finally:
+            theirs.close()
         self._children.add(pid)
-        self.link = Link.STARTING
+        with contextlib.suppress(OSError):
+            # Named at once, so a supervisor that follows us waits for it (``connect``).
+            write_pid_file(self._pid_file, pid)
+        ours.setblocking(False)
         self._in_holder = set(self._held)
         self._queue = deque((Op.PUT, key) for key in self._held)
-        self._deadline = self.loop.clock() + CONNECT_TIMEOUT
-        self._timer = self.loop.call_later(RETRY, self._try_connect)
+        self._up(ours, pid, pidfd)
 
     def fetch_all(self) -> dict[str, list[int]]:
         """Take back everything a surviving holder holds: key → fds, now the caller's.
@@ -208,10 +232,6 @@ class HolderClient:
         Runs after the loop stopped, so it may wait (bounded) for a holder still starting.
         """
         self._cancel_timer()
-        if self.link is Link.STARTING:
-            deadline = time.monotonic() + SHUTDOWN_TIMEOUT
-            while not self._attempt() and time.monotonic() < deadline:
-                time.sleep(0.01)
         conn = self._conn
         if self.link is Link.UP and conn is not None:
             with contextlib.suppress(OSError):
@@ -265,6 +285,10 @@ class HolderClient:
         except OSError:
             sock.close()
             return False
+        self._up(sock, pid, pidfd)
+        return True
+
+    def _up(self, sock: socket.socket, pid: int, pidfd: int) -> None:
         self._cancel_timer()
         self._conn, self.pid, self._pidfd = sock, pid, pidfd
         self.link = Link.UP
@@ -279,29 +303,6 @@ class HolderClient:
                 f"{len(self._held)} service process(es) again"
             )
         self._flush()
-        return True
-
-    def _try_connect(self) -> None:
-        self._timer = None
-        if self.link is not Link.STARTING:
-            return
-        if self._attempt():
-            return
-        if self.loop.clock() < self._deadline:
-            self._timer = self.loop.call_later(RETRY, self._try_connect)
-            return
-        for pid in self._children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)  # our unreaped child: the pid is still its own
-        self._reap_children()
-        self.link = Link.DOWN
-        self._replacing = True
-        delay = self._next_delay()
-        self.journal.warn(
-            f"fd holder did not start within {CONNECT_TIMEOUT:g}s (retrying in {delay:g}s): "
-            "services will not survive a supervisor crash"
-        )
-        self._timer = self.loop.call_later(delay, self.start)
 
     # --- losing it ------------------------------------------------------------------------
     def _lost(self, why: str) -> None:
@@ -336,6 +337,9 @@ class HolderClient:
     def _gone(self) -> None:
         self._close_pidfd()
         self._reap_children()
+        with contextlib.suppress(OSError, ValueError):
+            if int(self._pid_file.read_text().strip()) == self.pid:
+                self._pid_file.unlink()  # named by us at its spawn; it died before removing it
         if self.link is not Link.DOWN:
             return
         self._cancel_timer()
@@ -446,6 +450,13 @@ class HolderClient:
             if not data and not fds:
                 self._lost("its connection closed")
                 return
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """By rename: a successor reading it mid-write (``connect``) sees the old or the new."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(f"{pid}\n")
+    os.replace(tmp, path)
 
 
 def _exited(pidfd: int) -> bool:

@@ -95,15 +95,16 @@ def take_lock(paths: Paths) -> int | None:
 def connect_holder(paths: Paths, journal: Journal, loop: Loop) -> HolderClient:
     """The fd holder that survived a previous supervisor, or a new one.
 
-    Needs ``sysg.pid`` written first: the holder obeys only the pid named there. A new
-    holder is not waited for: it boots while the supervisor opens its socket and re-adopts
-    services (their puts are queued), and is connected to on the loop. From then on the
-    client watches it and replaces it whenever it dies (``daemon.holderclient``).
+    Needs ``sysg.pid`` written first: a holder that outlives us obeys only the pid named
+    there. A new holder is not waited for: it inherits its end of a socketpair, so it is
+    connected from the fork on and boots while the supervisor opens its socket and starts
+    services (their pipes wait in its socket). From then on the client watches it and
+    replaces it whenever it dies (``daemon.holderclient``).
     """
 
-    def spawn() -> int:
-        command = [*self_command(), "fdholder", str(paths.state_dir)]
-        return spawn_detached(command, paths.supervisor_log, dict(os.environ))
+    def spawn(conn_fd: int) -> int:
+        command = [*self_command(), "fdholder", "--conn", "3", str(paths.state_dir)]
+        return spawn_detached(command, paths.supervisor_log, dict(os.environ), conn_fd=conn_fd)
 
     holder = HolderClient(paths.fdholder_socket, loop, journal, spawn)
     if holder.connect():

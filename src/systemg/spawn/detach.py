@@ -26,16 +26,25 @@ EXEC_FAILED = 127
 
 
 def spawn_detached(
-    argv: Sequence[str], log_path: Path, env: Mapping[str, str], *, listen_fds: int = 0
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str],
+    *,
+    listen_fds: int = 0,
+    conn_fd: int | None = None,
 ) -> int:
     """Fork, detach and exec ``argv``; return the child's pid (the caller must reap it).
 
     ``listen_fds`` = n > 0 passes this process's fds 3..3+n-1 on at the same numbers, with
     ``LISTEN_FDS=n`` and ``LISTEN_PID`` = the child's pid (socket activation handed on to
     the supervisor; ``LISTEN_FDNAMES``, if any, is the caller's to put in ``env``).
+    ``conn_fd`` is passed on as fd 3 instead (the fd holder's end of its supervisor's
+    socketpair).
     """
     if not argv:
         raise ValueError("empty argv")
+    if conn_fd is not None and listen_fds:
+        raise ValueError("conn_fd and listen_fds both want fd 3")
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Opened in the parent so an unwritable log is an ordinary OSError for the caller.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -45,23 +54,36 @@ def spawn_detached(
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
-            _child(args, environ, log_fd, null_fd, listen_fds)
+            _child(args, environ, log_fd, null_fd, keep=listen_fds, conn_fd=conn_fd)
         return pid
     finally:
         os.close(log_fd)
         os.close(null_fd)
 
 
-def _child(argv: list[str], env: dict[str, str], log_fd: int, null_fd: int, keep: int) -> None:
+def _child(
+    argv: list[str],
+    env: dict[str, str],
+    log_fd: int,
+    null_fd: int,
+    *,
+    keep: int,
+    conn_fd: int | None,
+) -> None:
     """In the child: new session, stdio wired, nothing else open, exec. Never returns."""
     try:
         os.setsid()
         os.dup2(null_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        if conn_fd is not None:
+            if conn_fd != 3:
+                os.dup2(conn_fd, 3)
+            os.set_inheritable(3, True)
+            keep = 1
         # log_fd/null_fd were opened after the kept fds 3..3+keep-1, so they lie above them.
         os.closerange(3 + keep, _max_fd())
-        if keep:
+        if keep and conn_fd is None:
             for fd in range(3, 3 + keep):
                 os.set_inheritable(fd, True)
             env["LISTEN_FDS"] = str(keep)
