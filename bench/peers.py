@@ -15,11 +15,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 from procs import (
     kill_pids,
     pid_alive,
+    comm,
+    pids_in_dir,
     pids_mentioning,
     read_pidfile,
     reap,
@@ -49,6 +52,13 @@ class Peer:
     bindir: str
     prefix: str  # sleep argument prefix of this instance's services
     root: str = field(init=False)
+    # How a log line is stored: ``log_skip`` space-separated fields before the payload,
+    # the last of which must equal ``log_tag`` when set (sysg: ``<ts> stdout <line>``).
+    log_skip = 0
+    log_tag = b""
+    # Pause between two kills of the crash row (see S6/Runit: both wait 1 s before
+    # restarting a service that ran less than 1 s).
+    crash_gap = 0.05
 
     def __post_init__(self) -> None:
         self.root = tempfile.mkdtemp(prefix="sgb", dir="/tmp")
@@ -124,6 +134,9 @@ class Peer:
 
 
 class Sysg(Peer):
+    log_skip = 2
+    log_tag = b"stdout"
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.manifest = os.path.join(self.root, "sysg.yaml")
@@ -257,6 +270,186 @@ class Supervisord(Peer):
 
     def log_file(self, name: str) -> str:
         return os.path.join(self.root, "logs", f"{name}.log")
+
+
+class _Started:
+    """Stands for the launcher of a daemon that does not daemonize itself (s6-svscan,
+    runsvdir run in the foreground): it has "returned" as soon as the daemon was spawned."""
+
+    returncode = 0
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        return b"", b""
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def poll(self) -> int:
+        return 0
+
+
+class ScanDir(Peer):
+    """s6 and runit: a scan directory with one service directory per service, its
+    scanner (s6-svscan / runsvdir) in the foreground, detached, its pid kept by the bench.
+
+    Each service is ``DIR/scan/NAME/run``: ``#!/bin/sh`` + ``exec ARGV`` (so the service pid
+    is the program's, as with sysg and supervisord). A service that must not restart (the
+    log row's ``cat``) first writes the run-once command to its own supervisor's control
+    fifo (a shell builtin, before the clock starts). A ``big_log`` service gets a logger,
+    ``NAME/log/run`` (s6-log / svlogd with timestamps, no rotation), which the scanner
+    connects to the service by a pipe; its file is ``DIR/logs/NAME/current``.
+    """
+
+    scanner = ""
+    supervisor_comm = ""  # the per-service supervisor process: helper_pids
+    once_cmd = ""  # control-fifo command: do not restart when it exits
+    shutdown_signal = signal.SIGTERM
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.scan = os.path.join(self.root, "scan")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.names: list[str] = []
+
+    def logger_run(self, logdir: str) -> str:
+        raise NotImplementedError
+
+    def configure(self, services: list[Svc]) -> None:
+        os.makedirs(self.scan, exist_ok=True)
+        self.names = []
+        for s in services:
+            d = os.path.join(self.scan, s.name)
+            os.makedirs(d)
+            once = "" if s.restart else f"printf {self.once_cmd} > supervise/control\n"
+            _script(os.path.join(d, "run"), f"{once}exec {shlex.join(s.argv)}\n")
+            if s.big_log:
+                logdir = os.path.join(self.root, "logs", s.name)
+                os.makedirs(logdir)
+                os.makedirs(os.path.join(d, "log"))
+                _script(os.path.join(d, "log", "run"), self.logger_run(logdir))
+            self.names.append(s.name)
+        # runsvdir does not scan a directory modified in the current second (it could miss
+        # a second change within it) and retries a second later; an operator's scan dir is
+        # older than that, so date it back rather than time that wait.
+        old = time.time() - 10
+        os.utime(self.scan, (old, old))
+
+    def dirs(self) -> list[str]:
+        return [os.path.join(self.scan, n) for n in self.names]
+
+    def launch_argv(self) -> list[str]:
+        return [self.scanner, self.scan]
+
+    def launch(self) -> subprocess.Popen[bytes]:  # type: ignore[override]
+        self.proc = subprocess.Popen(
+            self.launch_argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.root,
+            start_new_session=True,
+        )
+        return _Started()  # type: ignore[return-value]
+
+    def daemon_pid(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
+
+    def helper_pids(self) -> list[int]:
+        return [p for p in pids_in_dir(self.scan) if comm(p) == self.supervisor_comm]
+
+    def signal_shutdown(self) -> int:
+        pid = self.daemon_pid()
+        if pid is None:
+            raise RuntimeError(f"{self.name}: no daemon pid")
+        os.kill(pid, self.shutdown_signal)
+        return pid
+
+    def log_file(self, name: str) -> str:
+        return os.path.join(self.root, "logs", name, "current")
+
+    def cleanup(self) -> None:
+        """The scanner first (so it respawns nothing), then every process whose cwd or
+        cmdline is in this instance's root (supervisors, services, loggers), twice."""
+        pid = self.daemon_pid()
+        if pid:
+            kill_pids([pid], signal.SIGKILL)
+            wait_gone([pid], 5)
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=5)
+        for _ in range(2):
+            pids = set(pids_in_dir(self.root)) | set(pids_mentioning(self.root))
+            pids |= set(scan_sleeps(self.prefix).values())
+            kill_pids(pids, signal.SIGKILL)
+            wait_gone(pids, 5)
+        reap()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _script(path: str, body: str) -> None:
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body)
+    os.chmod(path, 0o755)
+
+
+class S6(ScanDir):
+    """s6 2.11: ``s6-svscan DIR``. SIGTERM to s6-svscan is ``s6-svscanctl -t``: it sends
+    SIGTERM to every s6-supervise, which brings its service down and exits (measured: all
+    services gone). ``s6-svstat`` reads one service dir per call: ``status`` is a shell
+    loop over all N, what an operator runs to see them all."""
+
+    scanner = "s6-svscan"
+    supervisor_comm = "s6-supervise"
+    once_cmd = "O"
+    crash_gap = 1.1  # as runit; measured: s6-supervise 2.11 restarts 1 s after any death
+    log_skip = 2  # s6-log T: "YYYY-MM-DD HH:MM:SS.nnnnnnnnn <line>"
+
+    def launch_argv(self) -> list[str]:
+        # -c: room for 1000 services and their loggers (the default maximum is 1000).
+        return [self.scanner, "-c", "4000", self.scan]
+
+    def logger_run(self, logdir: str) -> str:
+        # T: ISO 8601 timestamp; s: the largest current file (256 MiB), no rotation here.
+        return f"exec s6-log T s268435455 n1 {logdir}\n"
+
+    def status_argv(self) -> list[str]:
+        return ["sh", "-c", 'for d in "$0"/*; do s6-svstat "$d"; done', self.scan]
+
+    # s6-svc 2.11 takes one service dir ("ignoring extra arguments"): a loop, as status.
+    def stop_all_argv(self) -> list[str]:
+        return ["sh", "-c", 'for d in "$0"/*; do s6-svc -d "$d"; done', self.scan]
+
+    def start_all_argv(self) -> list[str]:
+        return ["sh", "-c", 'for d in "$0"/*; do s6-svc -u "$d"; done', self.scan]
+
+
+class Runit(ScanDir):
+    """runit 2.1.2: ``runsvdir DIR``, one ``runsv`` per service. On SIGHUP runsvdir sends
+    TERM to every runsv and exits 111; runsv on TERM acts as ``x`` (exit): TERM+CONT to its
+    service, no restart, then exits. ``sv status|down|up DIR/*`` takes all N at once."""
+
+    scanner = "runsvdir"
+    supervisor_comm = "runsv"
+    once_cmd = "o"
+    shutdown_signal = signal.SIGHUP
+    crash_gap = 1.1  # runsv: "If ./run or ./finish exit immediately, runsv waits a second"
+    log_skip = 1  # svlogd -tt: "YYYY-MM-DD_HH:MM:SS.nnnnn <line>"
+
+    def logger_run(self, logdir: str) -> str:
+        with open(os.path.join(logdir, "config"), "w") as f:
+            f.write("s0\n")  # size 0: never rotate
+        return f"exec svlogd -tt {logdir}\n"
+
+    def status_argv(self) -> list[str]:
+        return ["sv", "status", *self.dirs()]
+
+    def stop_all_argv(self) -> list[str]:
+        return ["sv", "down", *self.dirs()]
+
+    def start_all_argv(self) -> list[str]:
+        return ["sv", "up", *self.dirs()]
 
 
 def stop_quietly(peer: Peer) -> None:

@@ -181,3 +181,59 @@ def reap() -> None:
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
+
+
+def comm(pid: int | str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pids_in_dir(root: str) -> list[int]:
+    """Pids (not ours) whose working directory is ``root`` or below it: s6-supervise and
+    runsv chdir into their service directory, and the services and loggers they start
+    inherit it, so this finds a whole s6/runit tree even after its scanner died."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + "/"):
+            found.append(int(entry))
+    return found
+
+
+def children_map() -> dict[int, list[int]]:
+    """ppid -> pids, from one /proc scan."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def tree(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process descending from them."""
+    kids = children_map()
+    seen: set[int] = set()
+    todo = [p for p in roots if p]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo += kids.get(pid, [])
+    return seen
