@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 
 from procs import (
+    comm,
     kill_pids,
     pid_alive,
-    comm,
     pids_in_dir,
     pids_mentioning,
     read_pidfile,
