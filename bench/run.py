@@ -1082,13 +1082,13 @@ def main() -> int:
         }
         for kind, pkg in (("s6", "s6"), ("runit", "runit")):
             if kind in cfg.peers:
-                ver = subprocess.run(
+                pkg_ver = subprocess.run(
                     ["dpkg-query", "-W", "-f", "${Version}", pkg],
                     capture_output=True,
                     text=True,
                     check=False,
                 ).stdout.strip()
-                versions[kind] = f"{pkg} {ver or '?'}"
+                versions[kind] = f"{pkg} {pkg_ver or '?'}"
         log(f"{versions} ; {facts}")
         if "cold10" in only:
             small = bench_cold(cfg, res, cfg.n_small)
