@@ -404,7 +404,7 @@ class S6(ScanDir):
     supervisor_comm = "s6-supervise"
     once_cmd = "O"
     crash_gap = 1.1  # as runit; measured: s6-supervise 2.11 restarts 1 s after any death
-    log_skip = 2  # s6-log T: "YYYY-MM-DD HH:MM:SS.nnnnnnnnn <line>"
+    log_skip = 3  # s6-log T: "YYYY-MM-DD HH:MM:SS.nnnnnnnnn  <line>" (two spaces)
 
     def launch_argv(self) -> list[str]:
         # -c: room for 1000 services and their loggers (the default maximum is 1000).
@@ -434,7 +434,9 @@ class Runit(ScanDir):
     supervisor_comm = "runsv"
     once_cmd = "o"
     shutdown_signal = signal.SIGHUP
-    crash_gap = 1.1  # runsv: "If ./run or ./finish exit immediately, runsv waits a second"
+    # runsv: "If ./run or ./finish exit immediately, runsv waits a second"; 1.5 s keeps
+    # every kill clear of that second on a loaded machine.
+    crash_gap = 1.5
     log_skip = 1  # svlogd -tt: "YYYY-MM-DD_HH:MM:SS.nnnnn <line>"
 
     def logger_run(self, logdir: str) -> str:
