@@ -953,7 +953,11 @@ def scale_rows(cfg: Cfg, res: Results, scale: dict[int, dict[str, dict[str, list
             check: Callable[[float | None, float | None], bool | None] | None = None
             if key == "cold" and n == 1000 and 100 in scale:
                 target = "≤ 10x (N=100 time)"
-                check = within_10x(med(100, "sysg", "cold"))
+                check = within(10, med(100, "sysg", "cold"))
+            if key == "cpu_per" and n == 1000 and 100 in scale:
+                # "cost per service flat": read as at most 10 % above N=100's
+                target = "flat: ≤ 1.1x (N=100)"
+                check = within(1.1, med(100, "sysg", "cpu_per"))
             if key == "procs":
                 target, check = "0", (lambda a, b: None if a is None else a == 0)
             res.rows.append(
@@ -978,8 +982,9 @@ def scale_rows(cfg: Cfg, res: Results, scale: dict[int, dict[str, dict[str, list
     )
 
 
-def within_10x(ref: float | None) -> Callable[[float | None, float | None], bool | None]:
-    return lambda a, b: None if a is None or ref is None else a <= 10 * ref
+def within(factor: float, ref: float | None) -> Callable[[float | None, float | None], bool | None]:
+    """sysg's value at most ``factor`` times its own ``ref`` (another row's)."""
+    return lambda a, b: None if a is None or ref is None else a <= factor * ref
 
 
 def le_ratio(limit: float) -> Callable[[float | None, float | None], bool | None]:
