@@ -250,7 +250,7 @@ def test_a_hung_name_service_fails_only_the_unit_that_needs_it(
     h.sup.resolver = Resolver(h.loop, h.sup.accounts, timeout_s=1.0, getent=getent)
     other_up_while_ghost_resolves: list[bool] = []
 
-    def watch_other() -> None:
+    def watch_other(_unit: Unit) -> None:
         if h.unit("other").state.phase is Phase.RUNNING:
             other_up_while_ghost_resolves.append(h.unit("ghost").state.phase is Phase.STARTING)
 

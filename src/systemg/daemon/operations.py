@@ -43,7 +43,7 @@ from systemg.daemon.phases import ALIVE, BLOCKING, HELD, SETTLED, Phase
 from systemg.daemon.rollout import Rollouts
 from systemg.daemon.supervisor import ProjectRuntime, Supervisor, Unit
 from systemg.errors import Code, Diagnostic
-from systemg.manifest.graph import start_layers
+from systemg.manifest.graph import direct_dependents, start_layers
 from systemg.manifest.model import Project, RestartPolicy, Service
 
 Done = Callable[[], None]
@@ -55,8 +55,35 @@ class _Waiter:
     def __init__(self, ops: Operations, check: Callable[[], bool], then: Done) -> None:
         self.ops, self.check, self.then = ops, check, then
 
-    def __call__(self) -> None:
+    def __call__(self, _unit: Unit) -> None:
         if self.check():
+            self.ops.sup.watchers.remove(self)
+            self.then()
+
+
+class _EachWaiter:
+    """``then`` once ``holds(u)`` is true for every unit ``u`` of a set at the same moment.
+
+    Kept incrementally: an event re-tests only the unit it changed (an event changes only
+    its own unit), so an operation over N units costs O(1) per event instead of a scan of
+    all N (a cold start of N services was N² with ``when(lambda: all(...))``)."""
+
+    def __init__(
+        self, ops: Operations, units: Iterable[Unit], holds: Callable[[Unit], bool], then: Done
+    ) -> None:
+        self.ops, self.holds, self.then = ops, holds, then
+        self.units = {id(u): u for u in units}
+        self.pending = {key for key, u in self.units.items() if not holds(u)}
+
+    def __call__(self, unit: Unit) -> None:
+        key = id(unit)
+        if key not in self.units:
+            return
+        if self.holds(unit):
+            self.pending.discard(key)
+        else:
+            self.pending.add(key)
+        if not self.pending:
             self.ops.sup.watchers.remove(self)
             self.then()
 
@@ -76,6 +103,14 @@ class Operations:
             self.sup.loop.call_later(0, then)
             return
         self.sup.watchers.append(_Waiter(self, check, then))
+
+    def when_each(self, units: Iterable[Unit], holds: Callable[[Unit], bool], then: Done) -> None:
+        """``when(lambda: all(holds(u) for u in units), then)``, at O(1) per event."""
+        waiter = _EachWaiter(self, units, holds, then)
+        if not waiter.pending:
+            self.sup.loop.call_later(0, then)
+            return
+        self.sup.watchers.append(waiter)
 
     def units(self, project_id: str, names: Iterable[str] | None = None) -> list[Unit]:
         runtime = self.sup.projects[project_id]
@@ -215,7 +250,7 @@ class Operations:
                     self.sup.apply(unit, lc.Start(now))
                 else:
                     self._hold(runtime, unit)
-        self.when(lambda: all(u.state.phase in SETTLED for u in touched), then)
+        self.when_each(touched, lambda u: u.state.phase in SETTLED, then)
         return touched
 
     # --- stop -------------------------------------------------------------------------
@@ -249,17 +284,14 @@ class Operations:
         # waited for it to be down would wait for ever.
         # The other generations of a unit in a rolling restart go down with it.
         wave = [*wave, *(g for u in wave for g in (u.candidate, u.draining) if g is not None)]
-        marks = [u.stops_done + 1 for u in wave]
+        marks = {id(u): u.stops_done + 1 for u in wave}
         for unit in wave:
             self.sup.apply(unit, lc.Stop(reason, now))
 
-        def done() -> bool:
-            return all(
-                u.state.phase not in ALIVE or u.stops_done >= mark
-                for u, mark in zip(wave, marks, strict=True)
-            )
+        def down(u: Unit) -> bool:
+            return u.state.phase not in ALIVE or u.stops_done >= marks[id(u)]
 
-        self.when(done, lambda: self._stop_waves(rest, reason, then))
+        self.when_each(wave, down, lambda: self._stop_waves(rest, reason, then))
 
     # --- restart / reconcile ----------------------------------------------------------
     def restart(
@@ -422,6 +454,7 @@ class Operations:
                     os.kill(pid, signal.SIGKILL)
         alive = [u for rt in self.sup.projects.values() for u in rt.units.values() if u.main]
         # Their exits are reaped as they come; give them a moment, never forever.
+        # Generic ``when``: ``main`` is cleared before (and sometimes without) an event.
         self.when(lambda: not any(u.main for u in alive), then)
         self.sup.loop.call_later(1.0, then)
 
@@ -452,8 +485,7 @@ class Operations:
         runtime = self.sup.projects.get(unit.project_id)
         if runtime is None or unit.shadow or unit.service.name not in runtime.units:
             return
-        for dependent in runtime.units.values():
-            if unit.service.name not in dependent.service.depends_on:
-                continue
-            if dependent.state.phase in HELD:
+        for name in direct_dependents(runtime.project).get(unit.service.name, ()):
+            dependent = runtime.units.get(name)
+            if dependent is not None and dependent.state.phase in HELD:
                 self._hold(runtime, dependent)

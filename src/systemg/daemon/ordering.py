@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from systemg.errors import Code, Diagnostic, SysgError
-from systemg.manifest.graph import transitive_dependents
+from systemg.manifest.graph import direct_dependents
 from systemg.manifest.model import Project, Service
 
 
@@ -32,9 +32,15 @@ def closure_with_dependencies(project: Project, names: Iterable[str]) -> frozens
 
 
 def with_dependents(project: Project, names: Iterable[str]) -> frozenset[str]:
+    """``names`` and everything that depends on them: one walk of the reverse graph."""
+    dependents = direct_dependents(project)
     out = set(names)
-    for name in list(out):
-        out |= transitive_dependents(project, name)
+    stack = list(out)
+    while stack:
+        for dependent in dependents.get(stack.pop(), ()):
+            if dependent not in out:
+                out.add(dependent)
+                stack.append(dependent)
     return frozenset(out)
 
 

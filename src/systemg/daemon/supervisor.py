@@ -95,7 +95,8 @@ class Supervisor(ProcessSide):
         self.side = SideCommands(self)
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
-        self.watchers: list[Callable[[], None]] = []  # run after every state change
+        # Run after every event, told which unit it changed (operations.Operations.when).
+        self.watchers: list[Callable[[Unit], None]] = []
         self.subscribers: list[Subscriber] = []  # told of every announcement
         self.phase_listeners: list[PhaseListener] = []  # told of every phase change
         self._queue: deque[tuple[Unit, lc.Event]] = deque()
@@ -144,7 +145,7 @@ class Supervisor(ProcessSide):
                 self._guarded(unit, listener, before)
         for watcher in list(self.watchers):
             try:
-                watcher()
+                watcher(unit)
             except Exception:
                 self.journal.error(f"internal error in a waiter:\n{traceback.format_exc()}")
 

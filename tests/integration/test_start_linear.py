@@ -1,0 +1,68 @@
+"""A start of N services costs the supervisor's dependency bookkeeping O(N), not O(N²)
+(issue 14): counted, never timed.
+
+The supervisor runs in this process on its real loop and launches real ``sleep``s; a
+profile hook counts every Python call and generator resumption in the code that reacts to
+events (``daemon/operations.py``, ``daemon/ordering.py``, ``manifest/graph.py``) during
+``start`` of a project where N services depend on one ``db``. Before the fix every event
+re-scanned all N units twice (the start's "all settled" waiter, and the search for the
+changed unit's dependents), so 4 times the services cost ~7.7 times the calls here; now ~3.9.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from systemg.spawn.launcher import launch
+from tests.integration.test_supervisor_inprocess import Harness
+
+WATCHED = ("daemon/operations.py", "daemon/ordering.py", "manifest/graph.py")
+
+
+def fan_out(n: int) -> str:
+    lines = ['version: "2"', "projects:", "  p:", "    services:", "      db:"]
+    lines.append('        command: "sleep 1000.{m}"')
+    for i in range(n):
+        lines += [f"      s{i:03d}:", '        command: "sleep 1000.{m}"']
+        lines.append("        depends_on: [db]")
+    return "\n".join(lines) + "\n"
+
+
+def calls_during_start(root: Path, n: int) -> int:
+    h = Harness(root, lambda plan, out, err: launch(plan, stdout=out, stderr=err), fan_out(n))
+    count = [0]
+
+    def profile(frame: FrameType, event: str, _arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.endswith(WATCHED):
+            count[0] += 1
+
+    try:
+        started: list[Callable[[], None]] = []
+
+        def start(then: Callable[[], None]) -> None:
+            started.append(then)
+            sys.setprofile(profile)
+            h.ops.start("p", None, then)
+
+        settled = h.run_until(start, timeout=60)
+        sys.setprofile(None)
+        assert settled, f"N={n}: start never settled"
+        units = h.sup.projects["p"].units.values()
+        assert {u.state.phase.value for u in units} == {"running"}
+        return count[0]
+    finally:
+        sys.setprofile(None)
+        h.close()
+
+
+def test_a_start_of_four_times_the_services_costs_about_four_times_the_bookkeeping(
+    tmp_path: Path,
+) -> None:
+    small = calls_during_start(tmp_path / "small", 40)
+    big = calls_during_start(tmp_path / "big", 160)
+    ratio = big / small
+    assert ratio < 5.5, f"40 services: {small} calls, 160: {big} ({ratio:.1f}x: quadratic)"
