@@ -53,6 +53,9 @@ def calls_during_start(root: Path, n: int) -> int:
         assert settled, f"N={n}: start never settled"
         units = h.sup.projects["p"].units.values()
         assert {u.state.phase.value for u in units} == {"running"}
+        # Stopped and reaped by the supervisor: no zombie left for later tests of this worker.
+        assert h.run_until(h.ops.stop_everything, timeout=60), "stop never finished"
+        assert all(u.state.pid is None for u in units)
         return count[0]
     finally:
         sys.setprofile(None)
