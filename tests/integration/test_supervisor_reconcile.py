@@ -204,3 +204,34 @@ projects:
     assert len(with_marker(m)) == 3
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
+
+
+def test_restart_of_one_service_answers_for_it_not_for_a_failed_sibling(rt: Runtime) -> None:
+    # A sibling that cannot start must not turn `restart -s web` into a failure (it was
+    # "Service 'web' not restarted", exit 1, with the sibling's error, though web restarted).
+    m = new_marker()
+    cfg = rt.write(
+        "sysg.yaml",
+        f"""version: "2"
+projects:
+  rs:
+    services:
+      web:
+        command: "exec sleep 1000.{m}"
+      broken:
+        exec: ["/nonexistent/{m}"]
+        restart_policy: never
+""",
+    )
+    rt.sysg("start", "-c", str(cfg), "--daemonize")
+    before = pids(rt)
+    done = rt.sysg("restart", "-s", "web")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Service 'web' restarted" in done.stdout
+    assert "nonexistent" not in done.stderr
+    assert pids(rt)["web"] != before["web"]
+    failed = rt.sysg("restart", "-s", "broken")
+    assert failed.returncode != 0
+    assert "nonexistent" in failed.stderr
+    rt.sysg("stop", "--supervisor", check=True)
+    assert not with_marker(m)

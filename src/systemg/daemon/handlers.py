@@ -281,13 +281,14 @@ class Handlers:
         pending = [len(new_projects)]
         summaries: list[str] = []
         feeds: list[Feed] = []
+        chosen: dict[str, list[str]] = {}  # restart -s: only these units answer for it
 
         def one_done() -> None:
             pending[0] -= 1
             if pending[0] > 0:
                 return
             _close(feeds)
-            units = [u for pid in touched_ids for u in self.ops.units(pid)]
+            units = [u for pid in touched_ids for u in self.ops.units(pid, chosen.get(pid))]
             result = self._result(touched_ids, units)
             # A rolling restart's failed new generation, or its fallback to immediate: said
             # once, by the restart that met it (the unit itself serves on).
@@ -321,6 +322,7 @@ class Handlers:
                         return
                 if project_id not in self.sup.projects:
                     self.ops.register(new, environ, keep_drop)
+                chosen[project_id] = sorted(names)
                 self.ops.restart(project_id, names, one_done, new=new)
                 summaries.append(f"{project_id}: restarted {', '.join(sorted(names))}")
             else:
