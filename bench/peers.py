@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 from procs import (
+    children_map,
+    cmdline,
     comm,
     kill_pids,
     pid_alive,
@@ -202,8 +204,13 @@ class Sysg(Peer):
         return read_pidfile(os.path.join(self.root, "st", "sysg.pid"))
 
     def helper_pids(self) -> list[int]:
+        """The fd holder, and the spawn helper once a privileged spawn started it."""
         pid = read_pidfile(os.path.join(self.root, "st", "fdholder.pid"))
-        return [pid] if pid else []
+        daemon = self.daemon_pid()
+        spawners = [
+            c for c in children_map().get(daemon or 0, []) if b"forkserver.serve" in cmdline(c)
+        ]
+        return [pid, *spawners] if pid else spawners
 
     def status_argv(self) -> list[str]:
         return [os.path.join(self.bindir, "sysg"), "status"]

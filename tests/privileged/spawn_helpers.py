@@ -16,6 +16,7 @@ from typing import Any
 
 from systemg.manifest.model import Service
 from systemg.spawn import cgroups
+from systemg.spawn.forkserver import ForkServer
 from systemg.spawn.launcher import Child, launch
 from systemg.spawn.plan import PlanResult, SpawnContext, SpawnPlan, build_plan
 
@@ -108,7 +109,10 @@ def wait(predicate: Any, *, timeout: float = 10.0, what: str = "") -> Any:
 
 
 class Spawner:
-    def __init__(self) -> None:
+    """Launches through ``forkserver`` (the spawn helper) when given, else forks here."""
+
+    def __init__(self, forkserver: ForkServer | None = None) -> None:
+        self.forkserver = forkserver
         self.running: list[Running] = []
         self.reaped: dict[int, int] = {}
 
@@ -127,7 +131,7 @@ class Spawner:
     def launch(self, result: PlanResult) -> Running:
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            child = launch(result.plan, stdout=w, stderr=w)
+            child = launch(result.plan, stdout=w, stderr=w, forkserver=self.forkserver)
         except BaseException:
             os.close(r)
             cgroups.remove_cgroup(result.plan)

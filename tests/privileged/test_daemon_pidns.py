@@ -78,11 +78,15 @@ def test_status_pid_is_the_namespace_init_itself(rt: Runtime) -> None:
     pid = int(unit["pid"])
     _wait_log(rt, "big", "ready 1")  # getpid() inside: 1
     _assert_pid1_under_the_supervisor(rt, pid)
-    # Nothing else between them: the supervisor's children are the service and the fd
-    # holder; no resident relay (a forked copy of the supervisor) anywhere.
+    # Nothing else between them: the supervisor's children are the service, the fd holder
+    # and the spawn helper (a small interpreter that cloned the intermediate); no resident
+    # relay (a forked copy of the supervisor) anywhere.
     sup = rt.supervisor_pid()
     holder = int((rt.state / "fdholder.pid").read_text())
-    assert sorted(p.pid for p in processes() if p.ppid == sup) == sorted([pid, holder])
+    children = {p.pid for p in processes() if p.ppid == sup} - {pid, holder}
+    assert len(children) == 1, children
+    with open(f"/proc/{children.pop()}/cmdline", "rb") as fh:
+        assert b"forkserver.serve" in fh.read()
 
     # RSS and CPU are the service's own: at least the 64 MiB it touched.
     def measured() -> dict[str, Any] | None:

@@ -106,7 +106,9 @@ class SideCommands:
         def on_output(_stream: str, data: bytes) -> None:
             self.sup.log_output(unit, label, data)
 
-        return command_attempt(self.sup.loop, plan, timeout_s, done, on_output=on_output)
+        return command_attempt(
+            self.sup.loop, plan, timeout_s, done, on_output=on_output, launcher=self.sup.launcher
+        )
 
     # --- hooks --------------------------------------------------------------------------
     def fire(self, unit: Unit, which: str, info: ExitInfo | None = None) -> None:

@@ -49,7 +49,8 @@ from systemg.manifest.load import load_manifest
 from systemg.paths import Mode, Paths, ensure_private_dir
 from systemg.spawn import linux
 from systemg.spawn.detach import spawn_detached
-from systemg.spawn.launcher import mark_all_cloexec
+from systemg.spawn.forkserver import ForkServer
+from systemg.spawn.launcher import mark_all_cloexec, through
 from systemg.spawn.sockets import capture_activation
 
 WANTED = {str(phase) for phase in phases.WANTED}
@@ -236,6 +237,7 @@ def main(argv: list[str]) -> int:
     loop.on_signal(signal.SIGCHLD, on_sigchld)
     holder = connect_holder(paths, journal, loop)
     store = Store(paths, journal)
+    forkserver = ForkServer(journal.info)  # started on the first spawn that needs a fork
     sup = Supervisor(
         loop,
         paths,
@@ -245,6 +247,7 @@ def main(argv: list[str]) -> int:
         activation=activation,
         drop_privileges=drop,
         log_group=gid,
+        launcher=through(forkserver),
     )
     ops = Operations(sup)
     stopping = [False]
@@ -272,6 +275,7 @@ def main(argv: list[str]) -> int:
     finally:
         sup.flush()
         server.close()
+        forkserver.close()
         alive = any(u.state.pid for rt in sup.projects.values() for u in rt.units.values())
         if not alive:
             holder.shutdown()

@@ -49,7 +49,7 @@ from systemg.daemon.loop import Loop, Timer
 from systemg.daemon.watch import Exit, Watched
 from systemg.errors import SpawnError
 from systemg.spawn import linux
-from systemg.spawn.launcher import launch
+from systemg.spawn.launcher import Launcher, through
 from systemg.spawn.plan import SpawnPlan
 from systemg.spawn.sockets import host_address
 
@@ -415,10 +415,18 @@ def http_attempt(  # noqa: PLR0917 - the probe API: target, then timeout and cal
 # --- commands -----------------------------------------------------------------------------
 class _CommandAttempt(Attempt):
     def __init__(
-        self, loop: Loop, plan: SpawnPlan, timeout_s: float, done: Done, on_output: OnOutput
+        self,
+        loop: Loop,
+        plan: SpawnPlan,
+        timeout_s: float,
+        done: Done,
+        on_output: OnOutput,
+        *,
+        launcher: Launcher,
     ) -> None:
         super().__init__(loop, timeout_s, done)
         self._on_output = on_output
+        self._launcher = launcher
         self._pid: int | None = None
         self._watched: Watched | None = None
         self._exited = False
@@ -433,7 +441,7 @@ class _CommandAttempt(Attempt):
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            child = launch(plan, stdout=out_w, stderr=err_w)
+            child = self._launcher(plan, out_w, err_w)
         except (SpawnError, OSError) as exc:
             for fd in (out_r, err_r):
                 if fd >= 0:
@@ -520,7 +528,10 @@ def command_attempt(
     done: Done,
     *,
     on_output: OnOutput,
+    launcher: Launcher | None = None,
 ) -> Attempt:
     """Run ``plan``: PASS on exit 0, UNHEALTHY otherwise, TIMEOUT (killed) at ``timeout_s``,
     UNREACHABLE if it cannot be launched. Its output goes to ``on_output(stream, data)``."""
-    return _CommandAttempt(loop, plan, timeout_s, done, on_output)
+    return _CommandAttempt(
+        loop, plan, timeout_s, done, on_output, launcher=launcher or through(None)
+    )

@@ -41,7 +41,7 @@ from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import LogSink
 from systemg.spawn import cgroups
 from systemg.spawn.accounts import Pending
-from systemg.spawn.launcher import Child, launch
+from systemg.spawn.launcher import Child, Launcher, through
 from systemg.spawn.plan import SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import bind_listen
 
@@ -66,11 +66,7 @@ _ASKED = frozenset(
     {lc.StopReason.MANUAL, lc.StopReason.SHUTDOWN, lc.StopReason.RESTART, lc.StopReason.DEPENDENCY}
 )
 
-Launcher = Callable[[SpawnPlan, int, int], Child]  # (plan, stdout fd, stderr fd)
-
-
-def default_launcher(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
-    return launch(plan, stdout=stdout, stderr=stderr)
+default_launcher: Launcher = through(None)  # forks in the supervisor: tests, tools
 
 
 class ProcessSide:

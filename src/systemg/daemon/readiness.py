@@ -239,7 +239,12 @@ class Readiness:
                 if plan is None:
                     return
                 health.attempt = command_attempt(
-                    self.sup.loop, plan, timeout, done, on_output=self._output(unit)
+                    self.sup.loop,
+                    plan,
+                    timeout,
+                    done,
+                    on_output=self._output(unit),
+                    launcher=self.sup.launcher,
                 )
 
     def _command_plan(self, unit: Unit, check: ProbeSpec) -> SpawnPlan | None:

@@ -46,7 +46,7 @@ from systemg.daemon.lifecycle import Announce, UnitState
 from systemg.daemon.loop import Loop, Timer
 from systemg.daemon.ordering import definition_id
 from systemg.daemon.phases import Phase
-from systemg.daemon.processes import Launcher, ProcessSide, default_launcher
+from systemg.daemon.processes import ProcessSide, default_launcher
 from systemg.daemon.readiness import Readiness
 from systemg.daemon.resolver import Resolver
 from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
@@ -56,6 +56,7 @@ from systemg.errors import Code, Diagnostic
 from systemg.manifest.model import Service
 from systemg.paths import Paths
 from systemg.spawn.accounts import CachedAccounts
+from systemg.spawn.launcher import Launcher
 from systemg.spawn.plan import SpawnContext
 from systemg.spawn.sockets import Activation
 

@@ -45,11 +45,13 @@ import os
 import resource
 import signal
 import stat
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from systemg.spawn import linux, protect
 from systemg.spawn.fault import Step, encode, encode_forked
-from systemg.spawn.plan import SpawnPlan
+
+if TYPE_CHECKING:  # the spawn helper runs this module without the manifest's imports
+    from systemg.spawn.plan import SpawnPlan
 
 RESET_SIGNALS = _RESET_SIGNALS = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,

@@ -9,6 +9,8 @@ Under ``isolation.pid`` the pipe carries one more record of the same size, ``(FO
 the intermediate process sends the service's host pid before it exits, and the service (its
 child, PID 1 of the namespace) still reports its own fault, if any. The two writers are
 separate processes, so the records may arrive in either order: ``decode_all`` takes both.
+A child cloned by the spawn helper writes ``(CLONED, its pid)`` before anything else, so
+that record always comes first (``launcher`` reads it alone, then the rest as above).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ RECORD = struct.Struct("=ii")
 """(step, errno) as two native ints; 8 bytes, well under PIPE_BUF so the write is atomic."""
 FORKED = 0
 """Not a step: the record ``(FORKED, pid)`` names the pid-namespace service's host pid."""
+CLONED = -1
+"""Not a step: the first record of a child the spawn helper cloned, ``(CLONED, its pid)``;
+``(CLONED, -errno)`` from the helper when the clone failed, ``(CLONED, 0)`` when it could not
+read the request (``spawn.forkserver``)."""
 
 
 class Step(enum.IntEnum):
@@ -129,14 +135,21 @@ def encode_forked(pid: int) -> bytes:
     return RECORD.pack(FORKED, pid)
 
 
+def encode_cloned(value: int) -> bytes:
+    return RECORD.pack(CLONED, value)
+
+
 def decode_all(data: bytes) -> tuple[int | None, tuple[Step, int] | None]:
     """(the ``FORKED`` pid or None, the fault or None) in everything read up to EOF."""
     forked: int | None = None
     fault: tuple[Step, int] | None = None
     for start in range(0, len(data), RECORD.size):
         chunk = data[start : start + RECORD.size]
-        if len(chunk) == RECORD.size and RECORD.unpack(chunk)[0] == FORKED:
+        marker = RECORD.unpack(chunk)[0] if len(chunk) == RECORD.size else None
+        if marker == FORKED:
             forked = RECORD.unpack(chunk)[1]
+        elif marker == CLONED:
+            continue
         elif fault is None:
             fault = decode(chunk)
     return forked, fault

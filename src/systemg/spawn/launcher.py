@@ -27,13 +27,15 @@ import resource
 import select
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from systemg import proc
 from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
 from systemg.manifest.values import format_cpu_list
 from systemg.spawn import child, linux
-from systemg.spawn.fault import RECORD, Step, decode_all
+from systemg.spawn.fault import CLONED, RECORD, Step, decode_all
+from systemg.spawn.forkserver import REPLY_TIMEOUT_S, ForkServer, Unavailable
 from systemg.spawn.plan import SpawnPlan, describe_limit
 
 PRE_EXEC_TIMEOUT_S = 5.0  # fork to exec is milliseconds; past this a step hangs
@@ -48,13 +50,28 @@ class Child:
     start_time: int  # /proc/PID/stat field 22 (identity = pid + start_time)
 
 
+Launcher = Callable[[SpawnPlan, int, int], Child]  # (plan, stdout fd, stderr fd)
+
+
+def through(forkserver: ForkServer | None) -> Launcher:
+    """The launcher the supervisor passes around: ``launch`` through its spawn helper."""
+
+    def launcher(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
+        return launch(plan, stdout=stdout, stderr=stderr, forkserver=forkserver)
+
+    return launcher
+
+
 def start_time(pid: int) -> int:
     """The identity start time of a process just launched; 0 if it is already reaped."""
     return proc.start_time(pid, zombie_ok=True) or 0
 
 
-def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
-    """Fork and exec ``plan`` with stdin ``/dev/null`` and the given stdout/stderr fds."""
+def launch(
+    plan: SpawnPlan, *, stdout: int, stderr: int, forkserver: ForkServer | None = None
+) -> Child:
+    """Fork and exec ``plan`` with stdin ``/dev/null`` and the given stdout/stderr fds;
+    through ``forkserver`` (the spawn helper) when given and able, else forked here."""
     argv = [os.fsencode(a) for a in plan.argv]
     env: dict[bytes, bytes] = {}
     for entry in plan.env:
@@ -63,13 +80,27 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
     if _plain(plan) and stdout > 2 and stderr > 2:
         pid = _posix_spawn(plan, argv, env, stdout, stderr)
         return Child(pid, os.pidfd_open(pid), start_time(pid))
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
     # A pid namespace's service is re-parented to us when the intermediate exits: only a
     # child subreaper gets it (the supervisor is one from boot; any other caller is made
     # one until the intermediate is reaped), else init would reap it and keep its status.
     subreaper = not plan.pid or linux.child_subreaper()
     if not subreaper:
         linux.set_child_subreaper(True)
+    try:
+        cloned = _clone(plan, argv, env, (stdout, stderr), forkserver) if forkserver else None
+        if cloned is None:
+            cloned = _fork(plan, argv, env, stdout, stderr)
+        return _await_exec(plan, *cloned)
+    finally:
+        if not subreaper:
+            linux.set_child_subreaper(False)
+
+
+def _fork(
+    plan: SpawnPlan, argv: list[bytes], env: dict[bytes, bytes], stdout: int, stderr: int
+) -> tuple[int, int]:
+    """(pid, fault pipe read end) of a child forked here that runs ``child.run``."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         pid = os.fork()
@@ -77,20 +108,73 @@ def launch(plan: SpawnPlan, *, stdout: int, stderr: int) -> Child:
             child.run(plan, argv=argv, env=env, stdout=stdout, stderr=stderr, fault_fd=write_end)
     except OSError as exc:
         os.close(read_end)
-        os.close(write_end)
-        if not subreaper:
-            linux.set_child_subreaper(False)
-        raise SpawnError(
-            Diagnostic(Code.SPAWN_FAILED, f"service '{plan.service}': fork failed: {exc.strerror}")
-        ) from None
+        raise _fork_failed(plan, exc.errno or 0) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    os.close(write_end)
+        os.close(write_end)
+    return pid, read_end
+
+
+def _clone(
+    plan: SpawnPlan,
+    argv: list[bytes],
+    env: dict[bytes, bytes],
+    stdio: tuple[int, int],
+    forkserver: ForkServer,
+) -> tuple[int, int] | None:
+    """(pid, fault pipe read end) of a child the spawn helper cloned for us, or None when
+    it did not (cannot take this spawn, died, stuck): then nothing was cloned and the
+    caller forks here. A cloned child's first record is ``(CLONED, its pid)``; it holds the
+    pipe open until it wrote it, so EOF before that record means there is no child."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        return _await_exec(plan, pid, read_end)
+        forkserver.send(plan, argv, env, [*stdio, write_end, *plan.inherited_fds])
+    except Unavailable:
+        os.close(read_end)
+        return None
     finally:
-        if not subreaper:
-            linux.set_child_subreaper(False)
+        os.close(write_end)
+    record = _first_record(read_end, REPLY_TIMEOUT_S)
+    if record is None:
+        # Stuck (stopped, or hung in a clone): killed; a child it cloned meanwhile still
+        # reports, else the pipe reaches EOF now that the helper's copy is gone.
+        forkserver.lost(f"did not answer within {REPLY_TIMEOUT_S:g}s")
+        record = _first_record(read_end, PRE_EXEC_TIMEOUT_S)
+        if record is None:
+            os.close(read_end)
+            raise SpawnError(
+                Diagnostic(
+                    Code.SPAWN_FAILED,
+                    f"service '{plan.service}': the spawn helper hung and was killed",
+                    hint="see supervisor.log; the next start uses a new helper",
+                )
+            )
+    marker, value = record
+    if marker == CLONED and value > 0:
+        return value, read_end
+    os.close(read_end)
+    if marker == CLONED and value < 0:
+        raise _fork_failed(plan, -value)
+    if marker != CLONED:  # EOF (it died), or not what a cloned child writes first
+        forkserver.lost("closed a request unanswered" if marker is None else "broke protocol")
+    return None
+
+
+def _first_record(fd: int, timeout: float) -> tuple[int | None, int] | None:
+    """The first record on the fault pipe; (None, 0) at EOF, None when none came in time."""
+    if not select.select([fd], [], [], timeout)[0]:
+        return None
+    data = os.read(fd, RECORD.size)  # records are written whole (8 bytes < PIPE_BUF)
+    if len(data) < RECORD.size:
+        return None, 0
+    marker, value = RECORD.unpack(data)
+    return marker, value
+
+
+def _fork_failed(plan: SpawnPlan, err: int) -> SpawnError:
+    return SpawnError(
+        Diagnostic(Code.SPAWN_FAILED, f"service '{plan.service}': fork failed: {os.strerror(err)}")
+    )
 
 
 def _await_exec(plan: SpawnPlan, pid: int, read_end: int) -> Child:

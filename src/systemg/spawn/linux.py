@@ -8,7 +8,9 @@ python-prctl is unmaintained and needs the libcap headers to build, ``pyroute2``
 packages cover one call each, and ``os.unshare``/``os.setns`` only arrive in Python 3.12
 (``os.timerfd_*`` in 3.13). Thin wrappers are less than any of those.
 
-Capability names come from ``manifest.values.CAPABILITIES`` (one table for the project).
+Capability names come from ``manifest.values.CAPABILITIES`` (one table for the project),
+imported on first use: the spawn helper (``spawn.forkserver``) imports this module and must
+stay small.
 
 Invariant: nothing here allocates much or logs: the wrappers run between fork and exec (and
 ``setns`` in the supervisor, between entering a service's network namespace and leaving it).
@@ -23,11 +25,10 @@ import os
 import socket
 import struct
 
-from systemg.manifest import values as _manifest_values
-
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # prctl options (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
@@ -62,8 +63,12 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
-# One table of capability names for the whole project: the manifest validates against it.
-CAPABILITIES = _manifest_values.CAPABILITIES
+
+def _capabilities() -> dict[str, int]:
+    """The one table of capability names (the manifest validates against it)."""
+    from systemg.manifest.values import CAPABILITIES
+
+    return CAPABILITIES
 
 
 @functools.cache  # a kernel constant; read on every spawn's plan otherwise (~0.1 ms each)
@@ -73,11 +78,11 @@ def cap_last_cap() -> int:
         with open("/proc/sys/kernel/cap_last_cap") as fh:
             return int(fh.read())
     except (OSError, ValueError):
-        return max(CAPABILITIES.values())
+        return max(_capabilities().values())
 
 
 def cap_names(mask: int) -> list[str]:
-    by_number = {v: k for k, v in CAPABILITIES.items()}
+    by_number = {v: k for k, v in _capabilities().items()}
     return [by_number.get(bit, f"cap_{bit}") for bit in range(64) if mask >> bit & 1]
 
 
@@ -264,3 +269,27 @@ def timerfd_at(fd: int, epoch_s: float | None) -> None:
         spec.it_value = _Timespec(sec, min(int((epoch_s - int(epoch_s)) * 1e9), 999_999_999))
     flags = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET if epoch_s is not None else 0
     _check(_libc.timerfd_settime(ctypes.c_int(fd), flags, ctypes.byref(spec), None))
+
+
+# clone(2) numbers; the flags-first argument order is the same on both, and every other
+# argument is 0 here (no new stack: the child runs on a copy of the caller's, like fork).
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
+CLONE_PARENT = 0x00008000
+SIGCHLD = 17
+
+
+def clone_parent_supported() -> bool:
+    return _SYS_CLONE is not None
+
+
+def clone_parent() -> int:
+    """``fork``, but the child's parent is the caller's parent (``CLONE_PARENT``): the spawn
+    helper starts services that are the supervisor's own children, which it reaps. 0 in the
+    child, its pid in the caller. A raw system call, so neither glibc's nor Python's at-fork
+    handlers run: only for a single-threaded caller that goes straight to exec
+    (``spawn.forkserver``)."""
+    if _SYS_CLONE is None:
+        raise OSError(38, os.strerror(38))  # ENOSYS: an architecture without the table entry
+    return _check(_libc.syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_ulong(CLONE_PARENT | SIGCHLD),
+                                ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                                ctypes.c_ulong(0)))  # fmt: skip

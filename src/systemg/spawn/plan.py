@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from systemg.errors import Code, Diagnostic, SpawnError
 from systemg.manifest.model import UNLIMITED, Service
-from systemg.manifest.values import format_cpu_list, parse_cpu_list
+from systemg.manifest.values import CAPABILITIES, format_cpu_list, parse_cpu_list
 from systemg.spawn import linux, sandbox_plan
 from systemg.spawn.accounts import SYSTEM, AccountSource, UserEntry
 from systemg.spawn.cgroups import CgroupPlan, prepare_cgroup
@@ -284,7 +284,7 @@ def build_plan(
         if service.capabilities is not None:
             cap_mask = 0
             for name in service.capabilities:
-                cap_mask |= 1 << linux.CAPABILITIES[name]
+                cap_mask |= 1 << CAPABILITIES[name]
         elif uid is not None and uid != 0:
             cap_mask = 0
     last = linux.cap_last_cap()
@@ -315,7 +315,7 @@ def build_plan(
             protect = sandbox_plan.protect_plan(iso, prefix)
     lsm_attr = sandbox_plan.lsm(iso, prefix, skip)
     # A seccomp filter needs NoNewPrivs unless the service keeps CAP_SYS_ADMIN (docs/security.md).
-    sys_admin = 1 << linux.CAPABILITIES["CAP_SYS_ADMIN"]
+    sys_admin = 1 << CAPABILITIES["CAP_SYS_ADMIN"]
     keeps_sys_admin = (
         ctx.is_root and uid in (None, 0) if cap_mask is None else bool(cap_mask & sys_admin)
     )

@@ -20,10 +20,13 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from systemg.errors import Code, Diagnostic, SpawnError
-from systemg.manifest.model import Isolation
 from systemg.spawn import linux
+
+if TYPE_CHECKING:  # the spawn helper imports this module (``apply``): no manifest import
+    from systemg.manifest.model import Isolation
 
 SYSTEM = {"true": ("/usr", "/boot", "/efi"), "full": ("/usr", "/boot", "/efi", "/etc")}
 HOME = ("/home", "/root", "/run/user")
