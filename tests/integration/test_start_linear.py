@@ -62,6 +62,41 @@ def calls_during_start(root: Path, n: int) -> int:
         h.close()
 
 
+def records_written_during_start(root: Path, n: int) -> int:
+    """Service records the store serialized (a snapshot counts all of its project's
+    services, a journal line one) while N services start."""
+    h = Harness(root, lambda plan, out, err: launch(plan, stdout=out, stderr=err), fan_out(n))
+    written = [0]
+    save, append = h.sup.store.save, h.sup.store.append
+
+    def counted_save(record: Any) -> bool:
+        written[0] += len(record.services)
+        return save(record)
+
+    def counted_append(*args: Any) -> bool:
+        written[0] += 1
+        return append(*args)
+
+    try:
+        h.sup.store.save = counted_save  # type: ignore[method-assign]
+        h.sup.store.append = counted_append  # type: ignore[method-assign]
+        assert h.run_until(lambda then: h.ops.start("p", None, then), timeout=60)
+        assert h.run_until(h.ops.stop_everything, timeout=60), "stop never finished"
+        return written[0]
+    finally:
+        h.close()
+
+
+def test_a_start_of_four_times_the_services_writes_about_four_times_the_state(
+    tmp_path: Path,
+) -> None:
+    # Each spawn used to rewrite its whole project twice: 4x the services wrote ~16x.
+    small = records_written_during_start(tmp_path / "small", 40)
+    big = records_written_during_start(tmp_path / "big", 160)
+    ratio = big / small
+    assert ratio < 5.5, f"40 services: {small} records written, 160: {big} ({ratio:.1f}x)"
+
+
 def test_a_start_of_four_times_the_services_costs_about_four_times_the_bookkeeping(
     tmp_path: Path,
 ) -> None:

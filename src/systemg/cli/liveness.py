@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from systemg import proc
 from systemg.paths import Paths
@@ -144,6 +145,8 @@ def live_services(paths: Paths) -> list[RecordedService]:
         services = data.get("services") if isinstance(data, dict) else None
         if not isinstance(services, dict):
             continue
+        services = dict(services)
+        _replay_journal(entry / "state.journal", data.get("seq", 0), services)
         for name, record in sorted(services.items()):
             if not isinstance(record, dict):
                 continue
@@ -153,3 +156,24 @@ def live_services(paths: Paths) -> list[RecordedService]:
             if proc.start_time(pid) == start:
                 found.append(RecordedService(entry.name, str(name), pid, start))
     return found
+
+
+def _replay_journal(path: Path, seq: object, services: dict[str, object]) -> None:
+    """Apply the lines of a project's state journal newer than its snapshot (``seq``), as
+    the supervisor's ``store`` does on load; unreadable lines are skipped."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    last = seq if isinstance(seq, int) else 0
+    for line in data.split(b"\n"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        n, name, record = entry.get("seq"), entry.get("service"), entry.get("record")
+        if isinstance(n, int) and n > last and isinstance(name, str):
+            last = n
+            services[name] = record

@@ -91,7 +91,7 @@ class ProcessSide:
 
         def apply(self, unit: Unit, event: lc.Event) -> None: ...
         def context_for(self, runtime: ProjectRuntime) -> SpawnContext: ...
-        def save_now(self, project_id: str) -> None: ...
+        def save_now(self, project_id: str, name: str | None = None) -> None: ...
 
     def _spawn(self, unit: Unit) -> lc.Event | None:
         """Launch the unit's process; the event that says how it went (never raises).
@@ -215,7 +215,7 @@ class ProcessSide:
             unit.invocation = secrets.token_hex(16)
             unit.definition = definition_id(unit.service)
             plan = replace(plan, env=(*plan.env, proc.INVOCATION_VAR + unit.invocation.encode()))
-            self.save_now(unit.project_id)
+            self.save_now(unit.project_id, unit.service.name)
             if fds:
                 self.holder.put(self.holder_key(unit), [fds["stdout"][0], fds["stderr"][0]])
             plan = self.readiness.prepare(unit, plan)

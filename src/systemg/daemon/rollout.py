@@ -189,7 +189,7 @@ class Rollouts:
             runtime.project,
             services=tuple(runtime.units[s.name].service for s in runtime.project.services),
         )
-        sup.save_now(unit.project_id)
+        sup.save_now(unit.project_id, service.name)
         grace = service.grace_period_ms / 1000.0
         sup.log_note(
             candidate,

@@ -26,6 +26,14 @@ empty file (a filesystem without rename ordering) is survivable, below.
   (bad JSON, wrong types, unknown keys) is logged naming the file, moved aside as
   ``state.json.corrupt`` and replaced by ``state.json.bak`` if that one is good;
   otherwise that project is skipped (not re-adopted) and the supervisor boots as usual.
+* **Journal between snapshots.** A save of a whole project costs O(services); the
+  supervisor saves one *service* after each change (``append``: one JSON line added to
+  ``state.journal``, O(1)), and the whole project only when the journal has grown past
+  about twice its services, on the coalescing flush — so a start of N services writes
+  O(N) bytes, not O(N²). Each snapshot and line carries a sequence number; ``load`` replays
+  the lines newer than the snapshot, in order (a torn or unreadable line is skipped), and
+  the journal is emptied after each snapshot (a crash between the two leaves only lines the
+  snapshot already holds, which the sequence numbers skip).
 * **Save never raises.** If the state disk is full (or read-only), the temp file is
   removed, the old file stays, the error is logged once per project and ``save`` returns
   False; the failed record is retried on the next ``save`` of any project (the next
@@ -72,6 +80,8 @@ class ProjectRecord:
     drop_privileges: bool = False
     attached: bool = False
     services: dict[str, ServiceRecord] = field(default_factory=dict)
+    # The last journal line this snapshot includes (``Store`` sets it; not part of the state).
+    seq: int = field(default=0, compare=False)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, backup: bool = False) -> None:
@@ -118,9 +128,46 @@ class Store:
         self._journal = journal
         # Records whose save failed, newest per project, with the number of failed attempts.
         self._unsaved: dict[str, tuple[ProjectRecord, int]] = {}
+        self._seq: dict[str, int] = {}  # last sequence number on disk, per project
+        self._lines: dict[str, int] = {}  # journal lines since the last snapshot
+        self._fds: dict[str, int] = {}  # open journal (O_APPEND), per project
 
     def _file(self, project_id: str) -> Path:
         return self.paths.project_state_dir(project_id) / "state.json"
+
+    def _journal_file(self, project_id: str) -> Path:
+        return self.paths.project_state_dir(project_id) / "state.journal"
+
+    def append(self, project_id: str, name: str, service: ServiceRecord) -> bool:
+        """Record one service's new state (one line in the journal); False when the caller
+        must ``save`` the whole project instead (no snapshot yet, an earlier save failed,
+        or the write failed)."""
+        if project_id not in self._seq or project_id in self._unsaved:
+            return False
+        seq = self._seq[project_id] + 1
+        entry = {"seq": seq, "service": name, "record": _service_json(service)}
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        try:
+            fd = self._fds.get(project_id)
+            if fd is None:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                fd = self._fds[project_id] = os.open(self._journal_file(project_id), flags, 0o600)
+            if os.write(fd, line) != len(line):
+                return False  # a short write (disk full): the snapshot ends the torn line
+        except OSError:
+            return False
+        self._seq[project_id] = seq
+        self._lines[project_id] = self._lines.get(project_id, 0) + 1
+        return True
+
+    def journal_lines(self, project_id: str) -> int:
+        """Lines appended since the project's last snapshot."""
+        return self._lines.get(project_id, 0)
+
+    def _close_journal(self, project_id: str) -> None:
+        fd = self._fds.pop(project_id, None)
+        if fd is not None:
+            os.close(fd)
 
     def save(self, record: ProjectRecord) -> bool:
         """Write ``record`` (then retry earlier failed saves); False if it could not be."""
@@ -132,6 +179,8 @@ class Store:
 
     def _save(self, record: ProjectRecord) -> bool:
         project_id = record.project_id
+        seq = self._seq.get(project_id, 0) + 1
+        record = dataclasses.replace(record, seq=seq)
         # Performance: asdict() deep-copies every field and indent= forces the pure-Python
         # encoder; this runs after every batch of state changes (100 services: ~5 ms -> <1 ms).
         # Same keys and values, compact (the file is read by json.loads only).
@@ -149,6 +198,14 @@ class Store:
                     "keeping the previous state, retrying on the next change"
                 )
             return False
+        self._seq[project_id] = seq
+        self._lines[project_id] = 0
+        fd = self._fds.get(project_id)
+        with contextlib.suppress(OSError):
+            if fd is not None:
+                os.ftruncate(fd, 0)
+            else:
+                os.truncate(self._journal_file(project_id), 0)
         failed = self._unsaved.pop(project_id, None)
         if failed is not None:
             self._report().info(
@@ -171,7 +228,7 @@ class Store:
         """The saved record, or None if there is none or it is unreadable (logged)."""
         path = self._file(project_id)
         try:
-            return _parse(path.read_bytes())
+            return self._replay(_parse(path.read_bytes()))
         except (FileNotFoundError, NotADirectoryError):
             return None  # no state (yet), or a stray file in the projects directory
         # RecursionError: JSON nested deeper than the parser goes is a bad file too.
@@ -191,6 +248,8 @@ class Store:
             record = None
         if record is not None and record.project_id != project_id:
             record = None
+        if record is not None:
+            record = self._replay(record)
         outcome = (
             f"using the previous state from {backup}"
             if record is not None
@@ -199,8 +258,41 @@ class Store:
         self._report().error(f"state file {path} is unreadable ({problem}); {kept}; {outcome}")
         return record
 
+    def _replay(self, record: ProjectRecord) -> ProjectRecord:
+        """``record`` with the journal lines newer than it applied, in order."""
+        project_id = record.project_id
+        seq = record.seq
+        services = dict(record.services)
+        try:
+            data = self._journal_file(project_id).read_bytes()
+        except OSError:
+            data = b""
+        skipped = 0
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            try:
+                entry = _checked(json.loads(line), _JournalLine, _LINE_TYPES, "journal line")
+                service = _parse_service(entry["record"], f"journal.{entry['service']}")
+            except (ValueError, KeyError, RecursionError):
+                skipped += 1
+                continue
+            if entry["seq"] > seq:
+                seq = entry["seq"]
+                services[entry["service"]] = service
+        if skipped:
+            self._report().error(
+                f"state journal {self._journal_file(project_id)}: {skipped} unreadable "
+                "line(s) skipped (a torn last write)"
+            )
+        self._seq[project_id] = max(seq, self._seq.get(project_id, 0))
+        return dataclasses.replace(record, services=services, seq=seq)
+
     def forget(self, project_id: str) -> list[str]:
         self._unsaved.pop(project_id, None)
+        self._close_journal(project_id)
+        self._seq.pop(project_id, None)
+        self._lines.pop(project_id, None)
         directory = self.paths.project_state_dir(project_id)
         removed: list[str] = []
         if directory.is_dir():
@@ -229,6 +321,7 @@ _PROJECT_TYPES: dict[str, tuple[type, ...]] = {
     "drop_privileges": (bool,),
     "attached": (bool,),
     "services": (dict,),
+    "seq": (int,),
 }
 _SERVICE_TYPES: dict[str, tuple[type, ...]] = {
     "pid": (int, _NONE),
@@ -251,6 +344,16 @@ _EXIT_TYPES: dict[str, tuple[type, ...]] = {
 _STOP_REASONS = frozenset(str(r) for r in StopReason)
 
 
+@dataclass(frozen=True, slots=True)
+class _JournalLine:
+    seq: int
+    service: str
+    record: dict[str, Any]
+
+
+_LINE_TYPES: dict[str, tuple[type, ...]] = {"seq": (int,), "service": (str,), "record": (dict,)}
+
+
 def _parse(data: bytes) -> ProjectRecord:
     """A ``ProjectRecord`` from the bytes of a state file; ``ValueError`` if malformed."""
     raw = _checked(json.loads(data), ProjectRecord, _PROJECT_TYPES, "state")
@@ -260,25 +363,28 @@ def _parse(data: bytes) -> ProjectRecord:
     environ = raw.get("environ", {})
     if not all(isinstance(v, str) for v in environ.values()):
         raise ValueError("state.environ: a value is not a string")
-    services = {}
-    for name, value in raw.pop("services", {}).items():
-        where = f"services.{name}"
-        fields = _checked(value, ServiceRecord, _SERVICE_TYPES, where)
-        if fields.get("last_exit") is not None:
-            _checked(fields["last_exit"], ExitInfo, _EXIT_TYPES, f"{where}.last_exit")
-        reason = fields.get("stop_reason")
-        if reason is not None and reason not in _STOP_REASONS:
-            raise ValueError(f"{where}.stop_reason: unknown value {reason!r}")
-        if "others" in fields:
-            others = fields["others"]
-            if not all(
-                isinstance(o, list) and len(o) == 2 and all(type(x) is int for x in o)
-                for o in others
-            ):
-                raise ValueError(f"{where}.others: not a list of [pid, start_time]")
-            fields["others"] = tuple((o[0], o[1]) for o in others)
-        services[name] = ServiceRecord(**fields)
+    services = {
+        name: _parse_service(value, f"services.{name}")
+        for name, value in raw.pop("services", {}).items()
+    }
     return ProjectRecord(services=services, **raw)
+
+
+def _parse_service(value: object, where: str) -> ServiceRecord:
+    fields = _checked(value, ServiceRecord, _SERVICE_TYPES, where)
+    if fields.get("last_exit") is not None:
+        _checked(fields["last_exit"], ExitInfo, _EXIT_TYPES, f"{where}.last_exit")
+    reason = fields.get("stop_reason")
+    if reason is not None and reason not in _STOP_REASONS:
+        raise ValueError(f"{where}.stop_reason: unknown value {reason!r}")
+    if "others" in fields:
+        others = fields["others"]
+        if not all(
+            isinstance(o, list) and len(o) == 2 and all(type(x) is int for x in o) for o in others
+        ):
+            raise ValueError(f"{where}.others: not a list of [pid, start_time]")
+        fields["others"] = tuple((o[0], o[1]) for o in others)
+    return ServiceRecord(**fields)
 
 
 def _checked(
@@ -303,20 +409,7 @@ def _checked(
 def _as_json(record: ProjectRecord) -> dict[str, Any]:
     """``dataclasses.asdict(record)`` without the deep copies (values are JSON scalars,
     ``environ`` is str -> str and ``last_exit`` a flat dict)."""
-    services: dict[str, dict[str, Any]] = {}
-    for name, svc in record.services.items():
-        services[name] = {
-            "pid": svc.pid,
-            "start_time": svc.start_time,
-            "started_at": svc.started_at,
-            "phase": svc.phase,
-            "restarts": svc.restarts,
-            "last_exit": None if svc.last_exit is None else dict(svc.last_exit),
-            "stop_reason": svc.stop_reason,
-            "definition": svc.definition,
-            "invocation": svc.invocation,
-            "others": [list(o) for o in svc.others],
-        }
+    services = {name: _service_json(svc) for name, svc in record.services.items()}
     return {
         "project_id": record.project_id,
         "manifest_path": record.manifest_path,
@@ -324,4 +417,20 @@ def _as_json(record: ProjectRecord) -> dict[str, Any]:
         "drop_privileges": record.drop_privileges,
         "attached": record.attached,
         "services": services,
+        "seq": record.seq,
+    }
+
+
+def _service_json(svc: ServiceRecord) -> dict[str, Any]:
+    return {
+        "pid": svc.pid,
+        "start_time": svc.start_time,
+        "started_at": svc.started_at,
+        "phase": svc.phase,
+        "restarts": svc.restarts,
+        "last_exit": None if svc.last_exit is None else dict(svc.last_exit),
+        "stop_reason": svc.stop_reason,
+        "definition": svc.definition,
+        "invocation": svc.invocation,
+        "others": [list(o) for o in svc.others],
     }

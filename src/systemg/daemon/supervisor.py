@@ -103,6 +103,7 @@ class Supervisor(ProcessSide):
         self._queue: deque[tuple[Unit, lc.Event]] = deque()
         self._applying = False
         self._dirty: set[str] = set()
+        self._dirty_services: set[tuple[str, str]] = set()
         self._flush_timer: Timer | None = None
         self.cron = Scheduler(self)  # after phase_listeners: it is one
 
@@ -138,9 +139,9 @@ class Supervisor(ProcessSide):
         except Exception:
             self._internal_error(unit, traceback.format_exc())
         if isinstance(event, lc.Spawned):
-            self.save_now(unit.project_id)
+            self.save_now(unit.project_id, unit.service.name)
         else:
-            self.mark_dirty(unit.project_id)
+            self.mark_dirty(unit.project_id, unit.service.name)
         if unit.state.phase is not before:
             for listener in list(self.phase_listeners):
                 self._guarded(unit, listener, before)
@@ -254,7 +255,7 @@ class Supervisor(ProcessSide):
         )
         self._watch(unit, pid, pidfd, pipes, False)
         self.journal.info(f"{unit.key}: re-adopted pid {pid}")
-        self.mark_dirty(unit.project_id)
+        self.mark_dirty(unit.project_id, unit.service.name)
         return True
 
     def stale(self, unit: Unit, service: Service) -> bool:
@@ -267,63 +268,91 @@ class Supervisor(ProcessSide):
         )
 
     # --- persistence ----------------------------------------------------------------
-    def mark_dirty(self, project_id: str) -> None:
-        self._dirty.add(project_id)
+    def mark_dirty(self, project_id: str, name: str | None = None) -> None:
+        """Persist soon (on the coalescing flush): service ``name`` alone (a journal line),
+        or, without a name, the whole project."""
+        if name is None:
+            self._dirty.add(project_id)
+        else:
+            self._dirty_services.add((project_id, name))
         if self._flush_timer is None:
             self._flush_timer = self.loop.call_later(0, self.flush)
 
-    def save_now(self, project_id: str) -> None:
-        """Persist one project before anything else happens: after a spawn (a ``kill -9``
-        right after must not leave a live process unrecorded, or the next supervisor
-        starts a duplicate) and at registration. A write and a rename, no fsync: page
-        cache survives a killed supervisor (``store``)."""
-        self._dirty.discard(project_id)
+    def save_now(self, project_id: str, name: str | None = None) -> None:
+        """Persist before anything else happens: after a spawn (a ``kill -9`` right after
+        must not leave a live process unrecorded, or the next supervisor starts a
+        duplicate) and at registration. ``name``: only that service changed, one journal
+        line (``store``); else the whole project. A write (and a rename), no fsync: page
+        cache survives a killed supervisor."""
         runtime = self.projects.get(project_id)
-        if runtime is not None:
-            self.store.save(self.record(runtime))
+        if runtime is None:
+            return
+        if name is not None and self._append(runtime, name):
+            return
+        self._dirty.discard(project_id)
+        self.store.save(self.record(runtime))
 
     def flush(self) -> None:
         self._flush_timer = None
         dirty, self._dirty = self._dirty, set()
+        services, self._dirty_services = self._dirty_services, set()
+        for project_id, name in services:
+            runtime = self.projects.get(project_id)
+            if project_id not in dirty and runtime is not None and not self._append(runtime, name):
+                dirty.add(project_id)
         for project_id in dirty:
             runtime = self.projects.get(project_id)
             if runtime is not None:
                 self.store.save(self.record(runtime))
 
+    def _append(self, runtime: ProjectRuntime, name: str) -> bool:
+        """One service's record as a journal line; False when the whole project must be
+        saved instead. Past ~2 lines per service the project is snapshotted on the next
+        flush, so the journal (and a load's replay) stays O(services)."""
+        unit = runtime.units.get(name)
+        project_id = runtime.project.id
+        if unit is None or not self.store.append(project_id, name, self.service_record(unit)):
+            return False
+        if self.store.journal_lines(project_id) > 2 * len(runtime.units) + 32:
+            self.mark_dirty(project_id)
+        return True
+
     def record(self, runtime: ProjectRuntime) -> ProjectRecord:
-        services = {}
-        for name, unit in runtime.units.items():
-            st = unit.state
-            last = st.last_exit
-            services[name] = ServiceRecord(
-                pid=st.pid,
-                start_time=unit.start_time if st.pid else None,
-                started_at=st.started_at,
-                phase=str(st.phase),
-                restarts=st.restarts,
-                last_exit=None
-                if last is None
-                else {
-                    "code": last.code,
-                    "signal": last.signal,
-                    "oom_killed": last.oom_killed,
-                    "at": last.at,
-                },
-                stop_reason=None if st.stop_reason is None else str(st.stop_reason),
-                definition=unit.definition,
-                invocation=unit.invocation,
-                others=tuple(
-                    (g.state.pid, g.start_time)
-                    for g in (unit.candidate, unit.draining)
-                    if g is not None and g.state.pid is not None and g.start_time is not None
-                ),
-            )
+        services = {name: self.service_record(unit) for name, unit in runtime.units.items()}
         return ProjectRecord(
             project_id=runtime.project.id,
             manifest_path=runtime.project.manifest_path,
             environ=runtime.environ,
             drop_privileges=runtime.drop_privileges,
             services=services,
+        )
+
+    @staticmethod
+    def service_record(unit: Unit) -> ServiceRecord:
+        st = unit.state
+        last = st.last_exit
+        return ServiceRecord(
+            pid=st.pid,
+            start_time=unit.start_time if st.pid else None,
+            started_at=st.started_at,
+            phase=str(st.phase),
+            restarts=st.restarts,
+            last_exit=None
+            if last is None
+            else {
+                "code": last.code,
+                "signal": last.signal,
+                "oom_killed": last.oom_killed,
+                "at": last.at,
+            },
+            stop_reason=None if st.stop_reason is None else str(st.stop_reason),
+            definition=unit.definition,
+            invocation=unit.invocation,
+            others=tuple(
+                (g.state.pid, g.start_time)
+                for g in (unit.candidate, unit.draining)
+                if g is not None and g.state.pid is not None and g.start_time is not None
+            ),
         )
 
     def release(self, unit: Unit) -> None:
