@@ -79,6 +79,10 @@ class Peer:
     def helper_pids(self) -> list[int]:
         return []
 
+    def fixed_helper_pids(self) -> list[int]:
+        """Helpers a supervisor has once, whatever N (not per service)."""
+        return []
+
     def status_argv(self) -> list[str]:
         raise NotImplementedError
 
@@ -202,6 +206,9 @@ class Sysg(Peer):
 
     def daemon_pid(self) -> int | None:
         return read_pidfile(os.path.join(self.root, "st", "sysg.pid"))
+
+    def fixed_helper_pids(self) -> list[int]:
+        return self.helper_pids()  # one of each per supervisor, whatever N
 
     def helper_pids(self) -> list[int]:
         """The fd holder, and the spawn helper once a privileged spawn started it."""

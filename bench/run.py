@@ -177,12 +177,13 @@ def rotation(kinds: tuple[str, ...], rep: int) -> tuple[str, ...]:
 
 def extra_procs(peer: Peer, n: int) -> float:
     """Processes per service beyond the service: everything descending from the supervisor
-    and its helpers (sysg's fd holder; s6-supervise / runsv), minus the N service sleeps
-    and the supervisor itself, divided by N."""
+    and its helpers (sysg's fd holder and spawn helper; s6-supervise / runsv), minus the N
+    service sleeps, the supervisor itself and the helpers it has once whatever N is (sysg's
+    two; none for the others), divided by N."""
     daemon = peer.daemon_pid()
     everything = procs.tree([daemon or 0, *peer.helper_pids()])
     services = set(procs.scan_sleeps(peer.prefix).values())
-    return len(everything - services - {daemon}) / n
+    return len(everything - services - {daemon} - set(peer.fixed_helper_pids())) / n
 
 
 def done_with(peer: Peer) -> None:
