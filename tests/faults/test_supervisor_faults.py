@@ -166,11 +166,15 @@ def restart_manifest(marker: str, version: int, stopping: Path) -> str:
     top = f"trap 'touch {stopping}; sleep 2; exit 0' TERM; sleep 1000.{marker}2{version} & wait"
     return harness.manifest(
         "rs",
-        harness.ticker("t0", marker),
-        harness.ticker("t1", marker),
         harness.service("base", command=base),
         harness.service("top", command=top, depends_on=["base"]),
     )
+
+
+def bystander_manifest(project: str, marker: str) -> str:
+    """The tickers, in a project of their own: ``restart -p`` of the other project never
+    touches them, and an unchanged project is bounced by ``restart`` (as upstream)."""
+    return harness.manifest(project, harness.ticker("t0", marker), harness.ticker("t1", marker))
 
 
 @pytest.mark.slow
@@ -186,15 +190,22 @@ def _restart_killed(rt: Runtime, m: str) -> None:
     before = cgroup_dirs()
     stopping = rt.work / "top-stopping"
     cfg = rt.write("rs.yaml", restart_manifest(m, 1, stopping))
+    rt.sysg(
+        "start",
+        "-c",
+        str(rt.write("by.yaml", bystander_manifest("rsby", m))),
+        "--daemonize",
+        check=True,
+    )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    by = Bystanders(rt, "rs", ("t0", "t1"))
+    by = Bystanders(rt, "rsby", ("t0", "t1"))
     by.record()
     idents = {n: harness.identity(p) for n, p in by.pids.items()}
     sup = rt.supervisor_pid()
     assert sup is not None
 
     rt.write("rs.yaml", restart_manifest(m, 2, stopping))
-    client = rt.popen("restart")
+    client = rt.popen("restart", "-p", "rs")
     wait_for(stopping.exists, timeout=30, interval=0.005, what="top to be stopping")
     kill_supervisor(sup)
     answer = finished(client)
@@ -206,7 +217,7 @@ def _restart_killed(rt: Runtime, m: str) -> None:
 
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True, timeout=120)
     assert rt.supervisor_pid() not in (None, sup)
-    rt.sysg("restart", check=True, timeout=120)
+    rt.sysg("restart", "-p", "rs", check=True, timeout=120)
     wanted = {n: f"echo {n} $i; sleep 0.02; done; : {m}" for n in by.names}
     wanted |= {"base": f"1000.{m}1", "top": f"1000.{m}2"}
     mains = one_each(wanted)

@@ -223,8 +223,9 @@ CHANGED = ("s0", "s1", "s2", "s3")
 
 
 def versioned(marker: str, version: int, broken: str = "") -> str:
-    """Tickers (the same in every version) and four services whose command names
-    ``version``: ``exec sleep 1000.<m>6<i><version>``. ``broken`` makes it invalid."""
+    """Four services whose command names ``version``: ``exec sleep 1000.<m>6<i><version>``
+    (the tickers are in a project of their own, ``mxby``, as ``restart`` bounces an unchanged
+    project). ``broken`` makes it invalid."""
     services = [
         harness.service(name, command=f"exec sleep 1000.{marker}6{i}{version}")
         for i, name in enumerate(CHANGED)
@@ -236,9 +237,7 @@ def versioned(marker: str, version: int, broken: str = "") -> str:
             services[2] += '    depends_on: ["nowhere"]\n'
         case "bad-policy":
             services[3] += '    restart_policy: "sometimes"\n'
-    return harness.manifest(
-        "mx", harness.ticker("t0", marker), harness.ticker("t1", marker), *services
-    )
+    return harness.manifest("mx", *services)
 
 
 def applied_version(rt: Runtime, marker: str) -> dict[str, tuple[str, str]]:
@@ -291,8 +290,10 @@ def test_manifest_replaced_mid_restart_is_applied_whole_or_refused(rt: Runtime) 
     m = new_marker()
     before = cgroup_dirs()
     cfg = rt.write("mx.yaml", versioned(m, 1))
+    tickers = harness.manifest("mxby", harness.ticker("t0", m), harness.ticker("t1", m))
+    rt.sysg("start", "-c", str(rt.write("by.yaml", tickers)), "--daemonize", check=True)
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    by = harness.Bystanders(rt, "mx", ("t0", "t1"))
+    by = harness.Bystanders(rt, "mxby", ("t0", "t1"))
     by.record()
     variants = [versioned(m, 2), versioned(m, 1, "unknown-key"), versioned(m, 3)]
     variants += [versioned(m, 2, "dangling-dependency"), versioned(m, 4)]
@@ -305,7 +306,7 @@ def test_manifest_replaced_mid_restart_is_applied_whole_or_refused(rt: Runtime) 
             if min(outcomes.values()) >= 2:
                 break
             pids = {u["service"]: u["pid"] for u in rt.status()["units"]}
-            proc = rt.sysg("restart", timeout=120)
+            proc = rt.sysg("restart", "-p", "mx", timeout=120)
             seen = applied_version(rt, m)
             versions = {v for pair in seen.values() for v in pair}
             assert len(versions) == 1, f"half-applied: {seen}\n{proc.stdout}{proc.stderr}"
@@ -322,7 +323,7 @@ def test_manifest_replaced_mid_restart_is_applied_whole_or_refused(rt: Runtime) 
         replacer.join(timeout=30)
     assert min(outcomes.values()) >= 2, outcomes
     rt.write("mx.yaml", versioned(m, 4))
-    rt.sysg("restart", check=True)
+    rt.sysg("restart", "-p", "mx", check=True)
     assert set(applied_version(rt, m).values()) == {("4", "4")}
     for i in range(len(CHANGED)):
         assert len(leaders(f"1000.{m}6{i}")) == 1

@@ -235,3 +235,52 @@ projects:
     assert "nonexistent" in failed.stderr
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
+
+
+ONE_SHOT = """version: "2"
+projects:
+  mig:
+    services:
+      migrate:
+        exec: ["/bin/sh", "-c", "echo run >> {counter}"]
+        restart_policy: never
+      web:
+        command: "exec sleep {web}.{m}"
+        depends_on: [{{service: migrate, condition: completed}}]
+"""
+
+
+def test_restart_bounces_an_unchanged_project_and_spares_a_finished_one_shot(
+    rt: Runtime,
+) -> None:
+    m = new_marker()
+    counter = rt.root / "runs"
+    cfg = rt.write("sysg.yaml", ONE_SHOT.format(counter=counter, web=1000, m=m))
+    rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
+
+    def runs() -> int:
+        return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+    def web_pid() -> int | None:
+        return pids(rt)["web"]
+
+    assert runs() == 1
+    first = web_pid()
+
+    # Only web changed: web restarts, the completed migration is not run again.
+    rt.write("sysg.yaml", ONE_SHOT.format(counter=counter, web=1001, m=m))
+    rt.sysg("restart", "-c", str(cfg), check=True)
+    second = web_pid()
+    assert second != first
+    assert runs() == 1
+    assert rt.unit("migrate")["state"] == "exited"
+
+    # Nothing changed: the project is bounced (new pid), the one-shot runs once more, and
+    # the message says what happened.
+    again = rt.sysg("restart", "-c", str(cfg), check=True)
+    assert "restarted" in again.stdout
+    wait_for(lambda: web_pid() not in (None, second), what="web restarted")
+    assert runs() == 2
+    assert rt.unit("web")["state"] == "running"
+    rt.sysg("stop", "--supervisor", check=True)
+    assert not with_marker(m)

@@ -20,6 +20,12 @@ class Selection:
     service: str | None = None
 
 
+CONFIG_HELP = (
+    "the manifest (YAML); checked to exist. As upstream, it does not narrow what a running "
+    "supervisor shows: -p/-s do"
+)
+
+
 def add_selector_arguments(
     parser: argparse.ArgumentParser, *, config: bool = True, service_required: bool = False
 ) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 
 from systemg.daemon import lifecycle as lc
@@ -223,7 +223,17 @@ class Operations:
         unit.service = service
 
     # --- start ------------------------------------------------------------------------
-    def start(self, project_id: str, names: Iterable[str] | None, then: Done) -> list[Unit]:
+    def start(
+        self,
+        project_id: str,
+        names: Iterable[str] | None,
+        then: Done,
+        *,
+        leave_done: Collection[str] = (),
+    ) -> list[Unit]:
+        """Start ``names`` (None: the whole project) and their dependencies. A one-shot in
+        ``leave_done`` that already completed (exited 0) is not run again (a reconcile
+        that did not change it)."""
         runtime = self.sup.projects[project_id]
         wanted = closure_with_dependencies(
             runtime.project, names if names is not None else runtime.units
@@ -245,6 +255,8 @@ class Operations:
                     continue
                 touched.append(unit)
                 if unit.state.phase in (Phase.STARTING, Phase.RUNNING):
+                    continue
+                if name in leave_done and self.satisfied(unit, completed=True):
                     continue
                 if self._deps_ready(runtime, unit):
                     self.sup.apply(unit, lc.Start(now))
@@ -368,6 +380,11 @@ class Operations:
         }
         bounce = changed | set(diff.removed)
         bounce |= with_dependents(runtime.project, changed) - set(diff.removed)
+        unchanged = not (diff.added or diff.removed or changed)
+        if unchanged:
+            # An unchanged project is bounced, as upstream and every peer do (a "restart"
+            # that restarts nothing would be a lie); cron jobs keep their schedule.
+            bounce = {n for n, u in runtime.units.items() if u.service.cron is None}
         rolling: dict[str, Service] = {}
         for name in bounce - set(diff.removed):
             service = new.service(name)
@@ -386,7 +403,10 @@ class Operations:
                     self._redefine(existing, service)
             runtime.project = new
             self.sup.mark_dirty(new.id)
-            self._roll(new.id, rolling, lambda: self._start_all(new.id, then))
+            # Units the new manifest left alone keep their state: a one-shot that completed
+            # is not run again (only a bounced or added one is).
+            keep = frozenset(runtime.units) - bounce - set(diff.added)
+            self._roll(new.id, rolling, lambda: self._start_all(new.id, then, keep))
 
         self.stop(new.id, bounce - set(rolling), apply_new_definitions)
         parts = [
@@ -398,10 +418,10 @@ class Operations:
             )
             if names
         ]
-        return "; ".join(parts) or "no changes"
+        return "; ".join(parts) or f"no changes; restarted {', '.join(sorted(bounce))}"
 
-    def _start_all(self, project_id: str, then: Done) -> None:
-        self.start(project_id, None, then)
+    def _start_all(self, project_id: str, then: Done, keep: Collection[str]) -> None:
+        self.start(project_id, None, then, leave_done=keep)
 
     def forget(self, project_id: str, then: Done) -> None:
         def drop() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from systemg.cli import boot
 from systemg.cli.mode import resolve
-from systemg.cli.selectors import selection
+from systemg.cli.selectors import CONFIG_HELP, explicit_config, selection
 from systemg.protocol.messages import InspectRequest, UnitStatus
 
 
@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-s", "--service", metavar="SERVICE", required=True, help="NAME or PROJECT/NAME"
     )
     parser.add_argument("-p", "--project", metavar="PROJECT", help="one project, by id")
+    parser.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", nargs="?", const="json"
     )
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     sel = selection(args)
     target = resolve(args, "inspect")
+    explicit_config(args, target.paths)  # SG0203 if it is not a file; it does not narrow
     data = boot.call_reviving(
         target.paths, InspectRequest(project=sel.project, service=sel.service)
     )

@@ -27,6 +27,7 @@ from systemg.cli import logfollow, logread
 from systemg.cli.logfiles import STREAM_LABELS, Follower, ServiceLogFile, parse_selector, select
 from systemg.cli.logfollow import Printer, Selector
 from systemg.cli.logquery import Query
+from systemg.cli.selectors import CONFIG_HELP, explicit_config
 from systemg.errors import Code, SysgError
 from systemg.paths import Paths
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="service name, or project/service (repeat for several)",
     )
     parser.add_argument("-p", "--project", help="every service of this project")
+    parser.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
     parser.add_argument(
         "-n",
         "-l",
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     _check_modes(args)
     query = _query(args)
     paths = resolve(args, "logs").paths
+    explicit_config(args, paths)  # SG0203 if it is not a file; it does not narrow
     selectors = [parse_selector(args.project, s) for s in (args.service or [None])]
     out: BinaryIO = sys.stdout.buffer
     if args.path:

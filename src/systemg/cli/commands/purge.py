@@ -36,7 +36,11 @@ CGROUP_ROOTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-p", "--project", metavar="PROJECT", help="remove one project's state")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("-p", "--project", metavar="PROJECT", help="remove one project's state")
+    which.add_argument(
+        "-c", "--config", metavar="FILE", help="remove the state of every project FILE declares"
+    )
     parser.add_argument(
         "--force", action="store_true", help="stop running services instead of refusing"
     )
@@ -46,7 +50,23 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args, "purge")
     if args.project is not None:
         return purge_project(target.paths, args.project, force=args.force)
+    if args.config is not None:
+        for project in declared_projects(args, target.paths):
+            purge_project(target.paths, project, force=args.force)
+        return 0
     return purge_all(runtimes(target), force=args.force, cgroups=_is_real_system(target))
+
+
+def declared_projects(args: argparse.Namespace, paths: Paths) -> list[str]:
+    """The ids of the projects ``-c FILE`` declares (the file is loaded like ``validate``
+    does; an invalid one is its ``SG02xx`` error and nothing is removed)."""
+    from systemg.cli.selectors import explicit_config
+    from systemg.manifest.load import load_manifest
+
+    found = explicit_config(args, paths)
+    assert found is not None  # -c was given
+    result = load_manifest(found, environ=os.environ)
+    return [project.id for project in result.manifest.projects]
 
 
 def check_project_id(project: str) -> None:

@@ -17,7 +17,7 @@ import time
 from systemg.cli import boot, client
 from systemg.cli.console import emit, use_color
 from systemg.cli.mode import resolve
-from systemg.cli.selectors import selection
+from systemg.cli.selectors import CONFIG_HELP, explicit_config, selection
 from systemg.errors import Code, SysgError
 from systemg.protocol.messages import StatusReply, StatusRequest
 
@@ -25,6 +25,7 @@ HEALTH_EXIT = {"healthy": 0, "degraded": 1, "failing": 2}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
     parser.add_argument("-s", "--service", metavar="SERVICE", help="NAME or PROJECT/NAME")
     parser.add_argument("-p", "--project", metavar="PROJECT", help="one project, by id")
     parser.add_argument(
@@ -44,6 +45,7 @@ def health_exit(health: str) -> int:
 def run(args: argparse.Namespace) -> int:
     sel = selection(args)
     target = resolve(args, "status")
+    explicit_config(args, target.paths)  # SG0203 if it is not a file; it does not narrow
     try:
         data = boot.call_reviving(
             target.paths, StatusRequest(project=sel.project, service=sel.service)
