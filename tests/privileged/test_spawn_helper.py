@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -166,3 +168,65 @@ def test_cloned_records_are_not_faults() -> None:
     data = fault.encode_cloned(1234) + fault.RECORD.pack(fault.Step.EXEC, 2)
     assert fault.decode_all(data) == (None, (fault.Step.EXEC, 2))
     assert fault.decode_all(fault.encode_cloned(99)) == (None, None)
+
+
+# Both run in a child Python: PID 1 of a new pid namespace, and a seccomp filter, are not
+# undone in the test process.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SPAWN_TWICE = """
+import os, sys
+sys.path[:0] = [{root!r}, {src!r}]
+from systemg.spawn.forkserver import ForkServer
+from tests.privileged.spawn_helpers import Spawner, py
+{prelude}
+logs = []
+server = ForkServer(logs.append)
+spawn = Spawner(server)
+try:
+    for i in range(2):
+        run = spawn.start(py("print('ready', flush=True)", name=f"s{{i}}", user="nobody"))
+        run.read_until("ready")
+        print("spawned", i, "ppid", run.status("PPid"), "uid", run.status("Uid").split()[0])
+    print("started", server.started, "me", os.getpid())
+finally:
+    spawn.close()
+    server.close()
+print("\\n".join(logs))
+"""
+
+
+def _spawn_twice(prelude: str = "", *wrapper: str) -> str:
+    code = _SPAWN_TWICE.format(root=_ROOT, src=os.path.join(_ROOT, "src"), prelude=prelude)
+    proc = subprocess.run(
+        [*wrapper, sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_the_helper_works_for_a_supervisor_that_is_pid_1() -> None:
+    # A container's init: the helper's parent is 1 and that is not its supervisor's death.
+    out = _spawn_twice("", "unshare", "--pid", "--fork", "--mount-proc")
+    assert "started 1 me 1" in out, out
+    assert out.count("ppid 1 uid 65534") == 2, out
+    assert "unanswered" not in out, out
+
+
+def test_a_refused_clone_makes_the_supervisor_fork_itself_from_then_on() -> None:
+    # A seccomp filter (inherited by the helper) refuses clone(CLONE_PARENT) with EPERM.
+    prelude = """
+import struct
+from systemg.spawn import linux
+def ins(code, jt, jf, k):
+    return struct.pack("HBBI", code, jt, jf, k)
+linux.seccomp_load(b"".join([
+    ins(0x20, 0, 0, 0), ins(0x15, 0, 2, 56), ins(0x20, 0, 0, 16),
+    ins(0x45, 1, 0, 0x8000), ins(0x06, 0, 0, 0x7FFF0000), ins(0x06, 0, 0, 0x00050001),
+]))
+"""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the filter names x86_64's clone syscall number")
+    out = _spawn_twice(prelude)
+    assert out.count("spawned") == 2, out
+    assert "started 1" in out, out  # one helper, then none: not one per spawn
+    assert "cannot clone (Operation not permitted)" in out, out

@@ -201,11 +201,15 @@ class Store:
         self._seq[project_id] = seq
         self._lines[project_id] = 0
         fd = self._fds.get(project_id)
-        with contextlib.suppress(OSError):
+        try:
             if fd is not None:
                 os.ftruncate(fd, 0)
             else:
                 os.truncate(self._journal_file(project_id), 0)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # harmless while sequence numbers rise: its lines are older
+            self._report().error(f"cannot empty {self._journal_file(project_id)}: {exc}")
         failed = self._unsaved.pop(project_id, None)
         if failed is not None:
             self._report().info(
@@ -250,6 +254,10 @@ class Store:
             record = None
         if record is not None:
             record = self._replay(record)
+        else:
+            # Start the new snapshots above every line left in the journal, so none of
+            # those is ever replayed over them.
+            self._replay(ProjectRecord(project_id, ""))
         outcome = (
             f"using the previous state from {backup}"
             if record is not None

@@ -22,8 +22,9 @@ How:
   ``child.run`` unchanged: the same steps, in the same order, with the same ``(step,
   errno)`` record on the same pipe, read as before (``launcher._await_exec``). A failed
   clone is ``(CLONED, -errno)``, an unreadable request ``(CLONED, 0)``, both from the helper.
-- The helper dies with the supervisor (``PR_SET_PDEATHSIG`` and EOF on the socket) and
-  ignores SIGINT (a Ctrl-C to a foreground supervisor's process group).
+- The helper dies with the supervisor (``PR_SET_PDEATHSIG``, checked against the
+  supervisor's pid — which may be 1 — and EOF on the socket) and ignores SIGINT (a
+  Ctrl-C to a foreground supervisor's process group).
 
 Failure: the helper never decides anything. If it cannot be started or the request cannot
 be sent (too big for one message, more than 250 fds), ``ForkServer.send`` raises
@@ -31,7 +32,9 @@ be sent (too big for one message, more than 250 fds), ``ForkServer.send`` raises
 ``CLONED`` record — the helper died, or did not answer within ``REPLY_TIMEOUT_S`` and was
 killed — nothing was cloned (a cloned child writes that record first, and holds the pipe
 open until it does) and the launcher forks in-process too; the next spawn starts a new
-helper.
+helper (the first answer of a new helper may take ``BOOT_TIMEOUT_S`` more: its interpreter
+is still starting). A clone the kernel refuses (a seccomp filter on ``clone``) turns the
+helper off for good; only EAGAIN/ENOMEM fail the spawn, as a fork would fail too.
 """
 
 from __future__ import annotations
@@ -53,9 +56,10 @@ from systemg.spawn import linux
 from systemg.spawn.fault import encode_cloned
 
 REPLY_TIMEOUT_S = 2.0  # a clone takes about a millisecond; past this the helper is stuck
+BOOT_TIMEOUT_S = 10.0  # more for the first request: the helper's interpreter still starts
 MAX_MESSAGE = 4 << 20
 MAX_FDS = 250  # SCM_MAX_FD is 253
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from systemg.spawn import forkserver; forkserver.serve(3)"  # noqa: E501
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from systemg.spawn import forkserver; forkserver.serve(3, int(sys.argv[2]))"  # noqa: E501
 
 
 _PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
@@ -94,6 +98,8 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._pid = 0
         self._pidfd = -1
+        self._answered = False  # the current helper has answered once (it has booted)
+        self._disabled = ""  # why the helper is not used any more (clone refused)
         self.started = 0  # helpers started so far (tests, status)
 
     @property
@@ -105,9 +111,12 @@ class ForkServer:
         """Ask for a child that runs ``child.run(plan, ...)`` with ``fds`` = stdout, stderr,
         fault pipe, then the plan's inherited fds; the answer comes on the fault pipe
         (``fault.CLONED``). ``Unavailable`` if the helper cannot take it."""
-        if len(fds) > MAX_FDS or not linux.clone_parent_supported():
+        if len(fds) > MAX_FDS or self._disabled or not linux.clone_parent_supported():
             raise Unavailable("not through the helper")
-        data = pickle.dumps((flatten(plan), argv, env), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            data = pickle.dumps((flatten(plan), argv, env), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # a plan it cannot carry: fork in-process
+            raise Unavailable(f"cannot send the plan: {exc}") from None
         if len(data) > MAX_MESSAGE:
             raise Unavailable("request too large")
         sock = self._ensure()
@@ -117,6 +126,18 @@ class ForkServer:
             if exc.errno != 90:  # EMSGSIZE: too big for this socket, the helper is fine
                 self.lost("cannot be reached")
             raise Unavailable(str(exc)) from None
+
+    def reply_timeout(self) -> float:
+        """How long the answer to the request just sent may take."""
+        return REPLY_TIMEOUT_S if self._answered else REPLY_TIMEOUT_S + BOOT_TIMEOUT_S
+
+    def answered(self) -> None:
+        self._answered = True
+
+    def disable(self, why: str) -> None:
+        """Stop using a helper for good (the kernel refuses its clone): in-process forks."""
+        self._disabled = why
+        self._discard(f"{why}; privileged services are forked by the supervisor from now on")
 
     def lost(self, why: str) -> None:
         """Give up on the current helper (killed and reaped); the next spawn starts another."""
@@ -135,25 +156,36 @@ class ForkServer:
         if self._sock is not None:
             self._discard("exited")
         kind = socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
-        ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+        except OSError as exc:  # out of fds: fork in-process this time
+            raise Unavailable(str(exc)) from None
+        pid = 0
         try:
             with contextlib.suppress(OSError):
                 ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, MAX_MESSAGE)
             root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             pid = os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-I", "-S", "-c", _BOOT, root],
+                [sys.executable, "-I", "-S", "-c", _BOOT, root, str(os.getpid())],
                 {"LC_ALL": "C"},
                 file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
                 setsigmask=(),
             )
+            pidfd = os.pidfd_open(pid)
         except OSError as exc:
             ours.close()
+            if pid:  # started but cannot be watched: not ours to use
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
             self._log(f"spawn helper: cannot start ({exc}); forking in the supervisor")
             raise Unavailable(str(exc)) from None
         finally:
             theirs.close()
-        self._sock, self._pid, self._pidfd = ours, pid, os.pidfd_open(pid)
+        self._sock, self._pid, self._pidfd = ours, pid, pidfd
+        self._answered = False
         self.started += 1
         self._log(f"spawn helper started (pid {pid})")
         return ours
@@ -177,14 +209,15 @@ class ForkServer:
 
 
 # --- the helper process ----------------------------------------------------------------
-def serve(fd: int) -> None:
-    """The helper's whole life: answer requests on ``fd`` until EOF or the parent's death."""
+def serve(fd: int, parent: int) -> None:
+    """The helper's whole life: answer requests on ``fd`` until EOF or the death of
+    ``parent`` (the supervisor's pid; it may be 1, as a container's init)."""
     import gc
 
     from systemg.spawn import child
 
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:
+    if os.getppid() != parent:
         os._exit(0)  # the supervisor died before the line above
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()  # imports done: keep the collector off the pages the clones share

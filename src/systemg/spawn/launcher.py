@@ -35,7 +35,7 @@ from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
 from systemg.manifest.values import format_cpu_list
 from systemg.spawn import child, linux
 from systemg.spawn.fault import CLONED, RECORD, Step, decode_all
-from systemg.spawn.forkserver import REPLY_TIMEOUT_S, ForkServer, Unavailable
+from systemg.spawn.forkserver import ForkServer, Unavailable
 from systemg.spawn.plan import SpawnPlan, describe_limit
 
 PRE_EXEC_TIMEOUT_S = 5.0  # fork to exec is milliseconds; past this a step hangs
@@ -132,13 +132,17 @@ def _clone(
     except Unavailable:
         os.close(read_end)
         return None
+    except BaseException:
+        os.close(read_end)
+        raise
     finally:
         os.close(write_end)
-    record = _first_record(read_end, REPLY_TIMEOUT_S)
+    timeout = forkserver.reply_timeout()
+    record = _first_record(read_end, timeout)
     if record is None:
         # Stuck (stopped, or hung in a clone): killed; a child it cloned meanwhile still
         # reports, else the pipe reaches EOF now that the helper's copy is gone.
-        forkserver.lost(f"did not answer within {REPLY_TIMEOUT_S:g}s")
+        forkserver.lost(f"did not answer within {timeout:g}s")
         record = _first_record(read_end, PRE_EXEC_TIMEOUT_S)
         if record is None:
             os.close(read_end)
@@ -150,11 +154,17 @@ def _clone(
                 )
             )
     marker, value = record
+    if marker == CLONED:
+        forkserver.answered()
     if marker == CLONED and value > 0:
         return value, read_end
     os.close(read_end)
+    if marker == CLONED and -value in (errno.EAGAIN, errno.ENOMEM):
+        raise _fork_failed(plan, -value)  # out of processes or memory: a fork fails too
     if marker == CLONED and value < 0:
-        raise _fork_failed(plan, -value)
+        # Refused for another reason (a seccomp filter on clone, an old kernel): nothing
+        # was cloned, and an in-process fork may well work.
+        forkserver.disable(f"cannot clone ({os.strerror(-value)})")
     if marker != CLONED:  # EOF (it died), or not what a cloned child writes first
         forkserver.lost("closed a request unanswered" if marker is None else "broke protocol")
     return None
