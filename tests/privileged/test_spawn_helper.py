@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -230,3 +231,20 @@ linux.seccomp_load(b"".join([
     assert out.count("spawned") == 2, out
     assert "started 1" in out, out  # one helper, then none: not one per spawn
     assert "cannot clone (Operation not permitted)" in out, out
+
+
+def test_no_helper_for_want_of_fds_forks_here_and_leaks_nothing(
+    spawn: Spawner, server: ForkServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(*_args: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(socket, "socketpair", no_fds)
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(3):
+        run = spawn.start(py(SLEEP, name=f"f{i}", user="nobody"))
+        run.read_until("ready")
+        assert run.status("PPid") == str(os.getpid())
+    assert server.started == 0
+    # Each running service holds its pidfd and output pipe here (two fds), nothing more.
+    assert len(os.listdir("/proc/self/fd")) == before + 2 * 3
