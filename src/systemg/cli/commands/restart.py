@@ -3,6 +3,9 @@
 The supervisor validates first (an invalid manifest changes nothing: ``SG0301``), then
 starts added services, stops removed ones, restarts changed ones with their dependents,
 and leaves unchanged ones running with their pid. With ``-s`` only that service restarts.
+With no supervisor running there is nothing to restart: the manifest is started instead, as
+``systemctl restart`` starts a stopped unit (``--daemonize`` is accepted for the upstream's
+scripts; a restart never attaches a terminal).
 Exit 0 when everything came back up; 1 with each failure named on stderr. ``--timeout``
 bounds the wait for the answer (default 5 min, ``cli/deadlines.py``).
 """
@@ -12,15 +15,20 @@ from __future__ import annotations
 import argparse
 
 from systemg.cli import boot, client, progress
-from systemg.cli.commands.start import on_progress, report
+from systemg.cli.commands.start import on_progress, report, resolve_config
 from systemg.cli.deadlines import add_timeout_argument, mutating
-from systemg.cli.mode import resolve
-from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
-from systemg.protocol.messages import RestartRequest
+from systemg.cli.mode import Target, resolve
+from systemg.cli.selectors import Selection, add_selector_arguments, explicit_config, selection
+from systemg.protocol.messages import RestartRequest, StartRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_arguments(parser)
+    parser.add_argument(
+        "--daemonize",
+        action="store_true",
+        help="accepted for compatibility: a restart always returns once the services are up",
+    )
     add_timeout_argument(parser)
 
 
@@ -28,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args, "restart")
     sel = selection(args)
     config = explicit_config(args, target.paths)
+    if not client.accepts(target.paths) and not boot.recorded_live_services(target.paths):
+        return _start_instead(args, target, sel)
     line = progress.Line() if progress.wanted(args) else None
     request = RestartRequest(
         config=config,
@@ -43,3 +53,24 @@ def run(args: argparse.Namespace) -> int:
         if line is not None:
             line.clear()
     return report(data, args, verb="restarted")
+
+
+def _start_instead(args: argparse.Namespace, target: Target, sel: Selection) -> int:
+    """No supervisor and nothing of a previous one alive: boot one and start the manifest."""
+    config = resolve_config(args, target, sel)
+    boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
+    line = progress.Line() if progress.wanted(args) else None
+    request = StartRequest(
+        config=config,
+        project=sel.project,
+        service=sel.service,
+        drop_privileges=target.drop_privileges,
+        environ=client.request_environ(),
+        progress=line is not None,
+    )
+    try:
+        data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
+    finally:
+        if line is not None:
+            line.clear()
+    return report(data, args, verb="started")

@@ -1,8 +1,10 @@
 """``sysg start``: boot a supervisor if none runs, register a manifest, start its services.
 
-With ``--daemonize`` the command returns once every selected service is up or failed.
-Without it the terminal stays attached: the supervisor streams the project's output, printed
-as ``service | line``, and Ctrl-C (SIGINT) stops the attached project(s) through a separate
+With ``--daemonize`` the command returns once every selected service is up or failed; so
+does ``start -s``/``-p`` when a supervisor already runs (a request to it, as with
+``systemctl start``). Otherwise the terminal stays attached: the supervisor streams the
+project's output, printed as ``service | line``, and Ctrl-C (SIGINT) stops what this
+terminal started (the project, or with ``-s`` only that service) through a separate
 ``stop`` request, then exits 0. The supervisor itself always runs detached, so closing the
 terminal never takes other projects down with it.
 
@@ -63,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args, "start")
     sel = selection(args)
     config = resolve_config(args, target, sel)
+    # `start -s X` / `-p P` against a running supervisor is a request to that supervisor,
+    # as `systemctl start` and `supervisorctl start` are: it returns once the selection is
+    # up, whether or not a terminal is attached (the upstream routes it the same way).
+    # Only a start that brings a whole manifest attaches the terminal to its output.
+    resident = (
+        not args.daemonize and bool(sel.project or sel.service) and (client.accepts(target.paths))
+    )
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
     line = progress.Line() if progress.wanted(args) else None
     request = StartRequest(
@@ -70,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
         project=sel.project,
         service=sel.service,
         drop_privileges=target.drop_privileges,
-        attach=not args.daemonize,
+        attach=not (args.daemonize or resident),
         environ=client.request_environ(),
         progress=line is not None,
     )
-    if args.daemonize:
+    if args.daemonize or resident:
         data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
         if line is not None:
             line.clear()
@@ -224,8 +233,10 @@ def _stop_attached(
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
     sys.stderr.write("\nstopping...\n")
-    stops = [StopRequest(project=p) for p in projects] or [
-        StopRequest(config=request.config, project=request.project)
+    # Exactly what this terminal started: with `-s`, that service in each project it was
+    # attached to, never its siblings (they may have been started by someone else).
+    stops = [StopRequest(project=p, service=request.service) for p in projects] or [
+        StopRequest(config=request.config, project=request.project, service=request.service)
     ]
     try:
         for stop in stops:
