@@ -40,6 +40,7 @@ class Code(enum.StrEnum):
     EXITED_AT_START = "SG0102"
     PRE_START_FAILED = "SG0103"  # deployment.pre_start exited non-zero
     HEALTH_UNHEALTHY = "SG0104"  # a health check ran and failed; no READY=1 in time
+    PORT_IN_USE = "SG0105"  # it exited at start and its output (this run's) says EADDRINUSE
     START_FAILED = "SG0106"
     SPAWN_FAILED = "SG0107"
     PRE_START_TIMEOUT = "SG0108"  # deployment.pre_start did not finish in time

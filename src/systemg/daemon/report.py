@@ -7,7 +7,10 @@ of ``sysg inspect``, in the same vocabulary as ``spawn.observe`` so the two can 
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from systemg.daemon.logs import log_tail
@@ -35,17 +38,60 @@ def unit_problems(unit: Unit, paths: Paths) -> list[Diagnostic]:
         if unit.error is not None:
             out.append(unit.error)
         else:
-            tail = log_tail(paths.service_log(unit.project_id, unit.service.name))
+            log = paths.service_log(unit.project_id, unit.service.name)
+            current = log_lines_since(log, st.started_at)
+            # This run's last lines when it printed any: an older run's output misleads.
+            tail = "\n".join("    " + ln for ln in current[-8:]) if current else log_tail(log)
+            if port_collision(current):
+                code = Code.PORT_IN_USE
+                why = f"{st.message}: its address is already in use by another process"
+                fix = f"free the port, or give '{unit.service.name}' another one; then: "
+                fix += f"sysg start -s {unit.key}"
+            else:
+                code, why, fix = Code.EXITED_AT_START, st.message, ""
             out.append(
                 Diagnostic(
-                    Code.EXITED_AT_START,
-                    f"service '{unit.service.name}' did not come up: {st.message}",
+                    code,
+                    f"service '{unit.service.name}' did not come up: {why}",
                     path=unit.key,
                     hint=(f"last output:\n{tail}\n" if tail else "")
+                    + (f"{fix}\n" if fix else "")
                     + f"see: sysg logs -s {unit.key}",
                 )
             )
     return out
+
+
+# What a program prints when bind(2) fails with EADDRINUSE (98 on Linux, 48 on BSD/macOS),
+# in the words of libc's strerror, Python, Rust, Go, Node and nginx.
+_IN_USE = re.compile(
+    r"address already in use|addrinuse|os error (98|48)\b|errno[\s:=]*(98|48)\b"
+    r"|could not bind|bind\(\) to \S+ failed \(98",
+    re.IGNORECASE,
+)
+
+
+def port_collision(lines: list[str]) -> bool:
+    """True when these log lines say the address was taken."""
+    return any(_IN_USE.search(line) for line in lines)
+
+
+def log_lines_since(path: os.PathLike[str] | str, since: float | None) -> list[str]:
+    """The lines (of the last 16 KiB) the log captured at or after ``since`` (epoch): the
+    current generation's output only, so an older run's bind error never explains a new
+    crash. Each stored line starts with its UTC RFC 3339 capture time."""
+    if since is None:
+        return []
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    start = datetime.fromtimestamp(since - 0.001, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # RFC 3339 with a fixed width compares as text, in time order.
+    return [line for line in data.splitlines() if line[:27] >= start and line[4:5] == "-"]
 
 
 def requested(unit: Unit) -> dict[str, Any]:
