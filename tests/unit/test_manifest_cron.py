@@ -74,12 +74,6 @@ def test_six_and_five_fields(tmp_path: Path) -> None:
             "cron.when",
             "unknown",
         ),
-        (
-            '    cron: {expression: "* * * * *"}\n    restart_policy: always\n',
-            Code.INVALID_VALUE,
-            "restart_policy",
-            "no restart_policy",
-        ),
         ("    persistent: true\n", Code.INVALID_VALUE, "persistent", "cron jobs only"),
         ('    cron: {expression: "* * * * *"}\n    persistent: 2\n', Code.INVALID_VALUE, "", ""),
     ],
@@ -162,3 +156,21 @@ def test_a_job_has_no_rolling_strategy(tmp_path: Path) -> None:
     assert job(
         tmp_path, '    cron: {expression: "* * * * *"}\n    deployment: {strategy: immediate}\n'
     ).cron
+
+
+@pytest.mark.parametrize("policy", ["always", "on-failure", "never"])
+def test_a_restart_policy_on_a_job_is_ignored_with_a_warning(tmp_path: Path, policy: str) -> None:
+    result = load_manifest(
+        write(
+            tmp_path,
+            '  job:\n    command: ./r\n    cron: {expression: "* * * * *"}\n'
+            f"    restart_policy: {policy}\n",
+        ),
+        environ={},
+    )
+    [svc] = [s for p in result.manifest.projects for s in p.services]
+    assert svc.restart_policy is Service.__dataclass_fields__["restart_policy"].default
+    [warning] = result.warnings
+    assert warning.severity == "warning"
+    assert warning.path == "services.job.restart_policy"
+    assert "ignored on a cron job" in warning.message

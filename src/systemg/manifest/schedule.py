@@ -9,7 +9,8 @@ the moment to count from.
 
 Invariants of the result: a ``CronSpec`` has a 6-field expression (seconds first) that
 cronsim accepts, and a time zone that resolves; ``persistent`` is only set on a job; a job
-has no ``restart_policy`` (it runs when its schedule says, never because it exited).
+ignores ``restart_policy`` with a warning (it runs when its schedule says, never because it
+exited).
 """
 
 from __future__ import annotations
@@ -147,10 +148,13 @@ def settings(ck: Checker, f: Fields, path: str) -> dict[str, Any]:
             if expression is not None:
                 out["cron"] = CronSpec(normalize(expression), tz_name, written=expression)
         if "restart_policy" in f:
-            ck.error(
+            # Ignored, said out loud: the upstream accepts it on a job (its own examples
+            # write `restart_policy: never` there) and a job never restarts off-schedule.
+            ck.warn(
                 Code.INVALID_VALUE,
                 child(path, "restart_policy"),
-                "a cron job has no restart_policy: it runs when its schedule says",
+                "ignored on a cron job: it runs when its schedule says, never because it "
+                "exited",
                 f["restart_policy"][0],
                 "remove restart_policy (a failed run is recorded, onerr fires, and the next "
                 "run comes at the next due time)",

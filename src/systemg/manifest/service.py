@@ -317,7 +317,7 @@ class Context:
                 child(path, "restart_policy"),
                 [p.value for p in RestartPolicy],
             )
-            if policy is not None:
+            if policy is not None and "cron" not in kw:  # a job: warned and ignored
                 kw["restart_policy"] = RestartPolicy(policy)
         for key, field_name in (("backoff", "backoff_ms"), ("stop_timeout", "stop_timeout_ms")):
             if key in f:
