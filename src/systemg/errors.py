@@ -33,6 +33,8 @@ class Code(enum.StrEnum):
     AMBIGUOUS_SERVICE = "SG0006"
     LOGS_PRUNE_NO_BOUND = "SG0017"  # logs --prune without --max-size or --max-age
     LOGS_NO_TARGET = "SG0019"
+    LOGS_SUPERVISOR_SELECTOR = "SG0020"  # logs --supervisor with -s/-p
+    LOGS_SERVICE_NOT_FOUND = "SG0021"  # logs -s NAME (no project) matches no service
     # 01xx start
     HEALTH_UNREACHABLE = "SG0022"  # a health check could not reach the service
     HEALTH_TIMEOUT = "SG0023"  # a health check attempt timed out; a watchdog expired

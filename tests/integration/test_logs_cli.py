@@ -97,6 +97,9 @@ def test_not_found_and_no_target(rt: Runtime) -> None:
     write_log(rt, "a", "web", [(1, "stdout", "x")])
     proc = rt.sysg("logs", "-s", "nope")
     assert proc.returncode == 1
+    assert "error[SG0021]" in proc.stderr  # a bare name that matches no service
+    proc = rt.sysg("logs", "-s", "a/nope")
+    assert proc.returncode == 1
     assert "error[SG0202]" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -319,3 +322,43 @@ def test_follow_with_supervisor_json_and_error_reply(rt: Runtime) -> None:
     }
     assert proc.returncode == 1
     assert "error[SG0202]: no service 's' in project 'p'" in proc.stderr
+
+
+def test_supervisor_log_and_its_selector_rule(rt: Runtime) -> None:
+    rt.logs.mkdir(parents=True, exist_ok=True)
+    (rt.logs / "supervisor.log").write_text("".join(f"sup line {i}\n" for i in range(300)))
+    proc = rt.sysg("logs", "--supervisor", "-n", "2", check=True)
+    assert proc.stdout == "sup line 298\nsup line 299\n"
+    assert len(rt.sysg("logs", "--supervisor", check=True).stdout.splitlines()) == 100
+    assert rt.sysg("logs", "--supervisor", "--path", check=True).stdout.strip() == str(
+        rt.logs / "supervisor.log"
+    )
+    bad = rt.sysg("logs", "--supervisor", "-s", "web")
+    assert bad.returncode == 1
+    assert "error[SG0020]" in bad.stderr
+
+
+def test_purge_empties_the_selection_and_only_it(rt: Runtime) -> None:
+    web = write_log(rt, "app", "web", [(1, "stdout", "old web")])
+    Path(f"{web}.1").write_text(f"{stamp(0)} stdout older web\n")
+    db = write_log(rt, "app", "db", [(2, "stdout", "db line")])
+    (rt.logs / "supervisor.log").write_text("sup\n")
+    conflict = rt.sysg("logs", "--path", "--purge")
+    assert conflict.returncode == 1
+    assert "error[SG0204]" in conflict.stderr
+    assert "--path and --purge" in conflict.stderr
+    rt.sysg("logs", "-s", "app/web", "--purge", check=True)
+    assert web.read_text() == ""
+    assert not Path(f"{web}.1").exists()
+    assert db.read_text() != ""
+    assert (rt.logs / "supervisor.log").read_text() == "sup\n"
+    assert "old web" not in rt.sysg("logs", "-s", "app/web", check=True).stdout
+    everything = rt.sysg("logs", "--purge", check=True)
+    assert "every log" in everything.stdout
+    assert db.read_text() == ""
+    assert (rt.logs / "supervisor.log").read_text() == ""
+    ambiguous = write_log(rt, "other", "web", [(3, "stdout", "keep")])
+    refused = rt.sysg("logs", "-s", "web", "--purge")
+    assert refused.returncode == 1
+    assert "error[SG0006]" in refused.stderr
+    assert ambiguous.read_text() != ""

@@ -140,12 +140,19 @@ def test_select_ambiguous_bare_service_lists_matches(two_projects: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("project", "service"), [(None, "nope"), ("alpha", "nope"), ("gamma", None)]
+    ("project", "service", "code"),
+    [
+        (None, "nope", Code.LOGS_SERVICE_NOT_FOUND),  # a bare name: SG0021, as upstream
+        ("alpha", "nope", Code.NOT_FOUND),
+        ("gamma", None, Code.NOT_FOUND),
+    ],
 )
-def test_select_not_found(two_projects: Path, project: str | None, service: str | None) -> None:
+def test_select_not_found(
+    two_projects: Path, project: str | None, service: str | None, code: Code
+) -> None:
     with pytest.raises(SysgError) as e:
         select(two_projects, project, service)
-    assert e.value.code is Code.NOT_FOUND
+    assert e.value.code is code
     assert select(two_projects, project, service, allow_missing=True) in (
         [],
         [ServiceLogFile("alpha", "nope", two_projects / "alpha" / "nope.log")],

@@ -134,9 +134,9 @@ def select(
 
     Nothing → every service (SG0019 if there are none); ``project`` → its services;
     ``project`` + ``service`` → that file; bare ``service`` → the unique
-    ``*/service.log`` (SG0006 listing the matches when several). Naming something that
-    has no file is SG0202, unless ``allow_missing`` (a live supervisor may still produce
-    it), which returns what exists (possibly nothing) instead.
+    ``*/service.log`` (SG0006 listing the matches when several, SG0021 when none). Naming
+    something else that has no file is SG0202, unless ``allow_missing`` (a live supervisor
+    may still produce it), which returns what exists (possibly nothing) instead.
     """
     if project and service:
         log = ServiceLogFile(project, service, log_dir / project / f"{service}.log")
@@ -159,7 +159,12 @@ def select(
                 hint=f"name one: `sysg logs -s {chosen[0].label}`",
             )
         if not chosen and not allow_missing:
-            raise _not_found(f"no log file for a service named {service!r}", log_dir)
+            raise SysgError.of(
+                Code.LOGS_SERVICE_NOT_FOUND,
+                f"no service named {service!r} has logs under {log_dir}",
+                hint="check the name with `sysg status`; a service of a project can be named "
+                f"as `-p PROJECT -s {service}`",
+            )
         return chosen
     if not every and not allow_missing:
         raise SysgError.of(

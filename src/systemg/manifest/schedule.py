@@ -153,8 +153,7 @@ def settings(ck: Checker, f: Fields, path: str) -> dict[str, Any]:
             ck.warn(
                 Code.INVALID_VALUE,
                 child(path, "restart_policy"),
-                "ignored on a cron job: it runs when its schedule says, never because it "
-                "exited",
+                "ignored on a cron job: it runs when its schedule says, never because it exited",
                 f["restart_policy"][0],
                 "remove restart_policy (a failed run is recorded, onerr fires, and the next "
                 "run comes at the next due time)",

@@ -1,4 +1,5 @@
-"""``sysg logs``: show, follow (``-f``), locate (``--path``) or prune (``--prune``) logs.
+"""``sysg logs``: show, follow (``-f``), locate (``--path``), prune (``--prune``) or empty
+(``--purge``) service logs, or show the supervisor's own (``--supervisor``).
 
 Reads the files under ``<log_dir>/<project>/<service>.log`` directly, so it works with no
 supervisor (post-mortem). What is shown is a ``Query`` (``--since``/``--until``, ``-g``,
@@ -79,6 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="the application text only")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--path", action="store_true", help="print the log file path(s)")
+    parser.add_argument(
+        "--supervisor", action="store_true", help="the supervisor's own log (supervisor.log)"
+    )
+    parser.add_argument(
+        "--purge",
+        action="store_true",
+        help="empty the selected logs (every service and the supervisor's when none is "
+        "selected) and remove their rotated files",
+    )
     parser.add_argument("--prune", action="store_true", help="remove rotated files")
     parser.add_argument("--max-size", metavar="SIZE", help="--prune: keep at most SIZE of them")
     parser.add_argument("--max-age", metavar="AGE", help="--prune: remove those older than AGE")
@@ -95,8 +105,12 @@ def run(args: argparse.Namespace) -> int:
     explicit_config(args, paths)  # SG0203 if it is not a file; it does not narrow
     selectors = [parse_selector(args.project, s) for s in (args.service or [None])]
     out: BinaryIO = sys.stdout.buffer
+    if args.supervisor:
+        return _supervisor_log(out, args, paths)
     if args.path:
         return _print_paths(out, paths, selectors)
+    if args.purge:
+        return _purge(out, paths, selectors)
     if args.prune:
         return _prune(out, args, _select(paths, selectors))
 
@@ -170,14 +184,26 @@ UNBOUNDED = sys.maxsize  # follow after the whole range: "every line" as a count
 
 
 def _check_modes(args: argparse.Namespace) -> None:
-    modes = [name for name, on in (("--path", args.path), ("--prune", args.prune)) if on]
+    modes = [
+        name
+        for name, on in (("--path", args.path), ("--prune", args.prune), ("--purge", args.purge))
+        if on
+    ]
     if args.follow:
         modes.append("-f")
+    if args.supervisor and (args.service or args.project):
+        raise SysgError.of(
+            Code.LOGS_SUPERVISOR_SELECTOR,
+            "--supervisor cannot be combined with -s or -p",
+            hint="the supervisor's log is one file: `sysg logs --supervisor`; a service's: "
+            "`sysg logs -s NAME`",
+        )
     if len(modes) > 1:
         raise SysgError.of(
             Code.LOGS_MODE_CONFLICT,
             f"{' and '.join(modes)} cannot be combined",
-            hint="show (the default), follow (-f), --path and --prune are separate modes: give one",
+            hint="show (the default), follow (-f), --path, --prune and --purge are separate "
+            "modes: give one",
         )
     if args.follow and args.until:
         raise SysgError.of(
@@ -294,5 +320,75 @@ def _print_paths(out: BinaryIO, paths: Paths, selectors: list[Selector]) -> int:
         found = select(paths.log_dir, project, service, allow_missing=bool(project and service))
         for log in found:
             out.write(f"{log.path}\n".encode())
+    out.flush()
+    return 0
+
+
+def _supervisor_log(out: BinaryIO, args: argparse.Namespace, paths: Paths) -> int:
+    """``--supervisor``: the last lines of ``supervisor.log`` (``--path``: where it is;
+    ``-f``: then every new line until Ctrl-C)."""
+    import time as clock
+
+    from systemg.cli.logfiles import tail
+
+    log = paths.supervisor_log
+    if args.path:
+        out.write(f"{log}\n".encode())
+        out.flush()
+        return 0
+    if not log.is_file():
+        raise SysgError.of(
+            Code.NOT_FOUND,
+            f"no supervisor log at {log}",
+            hint="a supervisor writes it from its first start: `sysg start --daemonize`",
+        )
+    n = 100 if args.lines is None else int(args.lines)
+    with open(log, "rb") as fh:
+        fh.seek(0, 2)
+        end = fh.tell()
+        lines = tail(log, n) if n else []
+        out.write(b"".join(line + b"\n" for line in lines))
+        out.flush()
+        if not args.follow:
+            return 0
+        fh.seek(end)
+        try:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    out.write(chunk)
+                    out.flush()
+                else:
+                    clock.sleep(0.2)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _purge(out: BinaryIO, paths: Paths, selectors: list[Selector]) -> int:
+    """``--purge``: empty the selected active logs and remove their rotated files. The
+    supervisor appends (``O_APPEND``), so a running service's next line lands at the start
+    of the emptied file; nothing of the purged content is served again."""
+    import contextlib
+    import os
+
+    from systemg.cli import logprune
+
+    everything = all(not p and not s for p, s in selectors)
+    logs = _select(paths, selectors, allow_missing=everything)
+    files = [log.path for log in logs]
+    if everything:
+        files.append(paths.supervisor_log)
+    emptied = removed = 0
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(path, 0)
+            emptied += 1
+    for log in logs:
+        for backup in logprune.backups_of(log):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(backup.path)
+                removed += 1
+    what = "every log" if everything else ", ".join(log.label for log in logs)
+    out.write(f"Logs purged: {what} ({emptied} emptied, {removed} rotated removed)\n".encode())
     out.flush()
     return 0
