@@ -77,6 +77,7 @@ class Code(enum.StrEnum):
     # 03xx restart
     RESTART_INVALID = "SG0301"
     RESTART_INCOMPLETE = "SG0302"
+    RECYCLE_REFUSED = "SG0303"  # restart found a supervisor of another version, kept it
     # 04xx purge
     PURGE_REFUSED = "SG0401"
     PURGE_IO = "SG0402"

@@ -71,6 +71,10 @@ class Handlers:
                             "pid": os.getpid(),
                             "mode": str(self.sup.paths.mode),
                             "protocol": PROTOCOL_VERSION,
+                            # What a successor must load (cli/recycle.py).
+                            "manifests": sorted(
+                                {rt.project.manifest_path for rt in self.sup.projects.values()}
+                            ),
                         }
                     )
                 case _:

@@ -5,7 +5,8 @@ starts added services, stops removed ones, restarts changed ones with their depe
 and leaves unchanged ones running with their pid. With ``-s`` only that service restarts.
 With no supervisor running there is nothing to restart: the manifest is started instead, as
 ``systemctl restart`` starts a stopped unit (``--daemonize`` is accepted for the upstream's
-scripts; a restart never attaches a terminal).
+scripts; a restart never attaches a terminal). A supervisor of another systemg version is
+recycled by a restart without ``-s`` (``cli/recycle.py``).
 Exit 0 when everything came back up; 1 with each failure named on stderr. ``--timeout``
 bounds the wait for the answer (default 5 min, ``cli/deadlines.py``).
 """
@@ -38,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
     config = explicit_config(args, target.paths)
     if not client.accepts(target.paths) and not boot.recorded_live_services(target.paths):
         return _start_instead(args, target, sel)
+    if not sel.service:
+        from systemg.cli import recycle
+
+        sup = recycle.drifted(target.paths)
+        if sup is not None:
+            return recycle.recycle(args, target, sel, config, sup)
     line = progress.Line() if progress.wanted(args) else None
     request = RestartRequest(
         config=config,
