@@ -101,7 +101,8 @@ def recycle(
         )
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
     status = 0
-    for path in manifests or [None]:
+    chosen: list[str | None] = list(manifests) or [None]
+    for path in chosen:
         line = progress.Line() if progress.wanted(args) else None
         request = StartRequest(
             config=path,
