@@ -102,10 +102,10 @@ def recycle(
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
     status = 0
     chosen: list[str | None] = list(manifests) or [None]
-    for path in chosen:
+    for manifest in chosen:
         line = progress.Line() if progress.wanted(args) else None
         request = StartRequest(
-            config=path,
+            config=manifest,
             project=sel.project,
             drop_privileges=target.drop_privileges,
             environ=client.request_environ(),
