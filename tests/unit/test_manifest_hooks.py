@@ -259,3 +259,12 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
         (Code.UNKNOWN_KEY, f"{HK}.onerr.when"),
         (Code.INVALID_VALUE, "services.web.skip"),
     ]
+
+
+def test_pre_start_budget_override() -> None:
+    from systemg.daemon.hooks import pre_start_budget_s
+
+    assert pre_start_budget_s({}) == PRE_START_TIMEOUT_MS / 1000.0
+    assert pre_start_budget_s({"SYSG_PRE_START_TIMEOUT_SECS": "3"}) == 3.0
+    for bad in ("0", "-1", "1.5", "soon", ""):
+        assert pre_start_budget_s({"SYSG_PRE_START_TIMEOUT_SECS": bad}) == 300.0

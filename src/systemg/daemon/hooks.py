@@ -21,7 +21,8 @@ Hooks never fail, delay or restart the service: their outcome is logged, nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,19 @@ if TYPE_CHECKING:
     from systemg.daemon.supervisor import Supervisor, Unit
 
 Done = Callable[[ProbeResult], None]
+
+
+PRE_START_ENV = "SYSG_PRE_START_TIMEOUT_SECS"
+
+
+def pre_start_budget_s(environ: Mapping[str, str] | None = None) -> float:
+    """How long ``pre_start`` (and a ``skip`` command) may run: ``PRE_START_TIMEOUT_MS``, or
+    whole seconds from ``SYSG_PRE_START_TIMEOUT_SECS`` in the supervisor's environment (the
+    upstream's override; anything but a positive integer is ignored)."""
+    raw = (os.environ if environ is None else environ).get(PRE_START_ENV, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return float(int(raw))
+    return PRE_START_TIMEOUT_MS / 1000.0
 
 
 class SideCommands:
@@ -152,15 +166,16 @@ class SideCommands:
             if not service.pre_start:
                 launch()
                 return
-            self.run(
+            unit.prelaunch = self.run(
                 unit,
                 service.pre_start,
                 label="pre_start",
-                timeout_s=PRE_START_TIMEOUT_MS / 1000.0,
+                timeout_s=pre_start_budget_s(),
                 done=after_pre_start,
             )
 
         def after_skip(result: ProbeResult) -> None:
+            unit.prelaunch = None
             if not current():
                 return
             if result.outcome is Outcome.PASS:
@@ -171,6 +186,7 @@ class SideCommands:
             pre_start()
 
         def after_pre_start(result: ProbeResult) -> None:
+            unit.prelaunch = None
             if not current():
                 return
             if result.outcome is Outcome.PASS:
@@ -192,11 +208,11 @@ class SideCommands:
             self.sup.apply(unit, lc.SpawnFailed(unit.error.message, self.sup.clock()))
 
         if skip and service.skip_command:
-            self.run(
+            unit.prelaunch = self.run(
                 unit,
                 service.skip_command,
                 label="pre_start",
-                timeout_s=PRE_START_TIMEOUT_MS / 1000.0,
+                timeout_s=pre_start_budget_s(),
                 done=after_skip,
             )
         else:

@@ -127,6 +127,11 @@ class Supervisor(ProcessSide):
             if before is Phase.STOPPING and unit.state.phase is not Phase.STOPPING:
                 unit.stops_done += 1
             if before is Phase.STARTING and unit.state.phase is not Phase.STARTING:
+                if unit.prelaunch is not None:
+                    # Stopped (or failed) before launch: its pre_start / skip command must
+                    # not run on (cancel kills its process group).
+                    unit.prelaunch.cancel()
+                    unit.prelaunch = None
                 self.readiness.settled(unit)
                 if unit.state.phase is Phase.RUNNING:
                     self.readiness.became_up(unit)

@@ -20,6 +20,7 @@ from systemg.spawn.plan import SpawnPlan
 
 if TYPE_CHECKING:
     from systemg.daemon.cron import Job
+    from systemg.daemon.probes import Attempt
     from systemg.daemon.readiness import Health
 
 
@@ -46,6 +47,7 @@ class Unit:
     health: Health | None = None  # readiness: notify socket, probes, watchdog (readiness.py)
     launch_seq: int = 0  # counts launch attempts (a DoSpawn each)
     prelaunch_done: int = -1  # the launch_seq whose skip / pre_start already passed
+    prelaunch: Attempt | None = None  # its skip command or pre_start while it runs
     skip_override: bool = False  # named by `sysg start -s`: its `skip` is not asked (once)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
     stops_done: int = 0  # times it left `stopping` (a stop request waits for one more)
