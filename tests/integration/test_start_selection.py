@@ -87,3 +87,12 @@ def test_restart_with_no_supervisor_starts_the_manifest(rt: Runtime) -> None:
     again = rt.sysg("restart", "-c", "stack.yaml")
     assert again.returncode == 0, again.stderr
     assert rt.unit("api")["state"] == "running"
+
+
+@pytest.mark.timeout(90)
+def test_verbose_start_names_each_service_it_started(rt: Runtime) -> None:
+    rt.write("systemg.yaml", MANIFEST)
+    done = rt.sysg("start", "--daemonize", "-v", check=True)
+    for name in ("web", "api"):
+        pid = rt.unit(name)["pid"]
+        assert f"  started demo/{name}: running (pid {pid})" in done.stdout

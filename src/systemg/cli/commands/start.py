@@ -111,7 +111,11 @@ def report(data: dict[str, Any], args: argparse.Namespace, *, verb: str) -> int:
     if getattr(args, "verbose", False):
         for u in units:
             pid = f" (pid {u['pid']})" if u.get("pid") else ""
-            out(f"  {u.get('project')}/{u.get('service')}: {u.get('state')}{pid}")
+            name = f"{u.get('project')}/{u.get('service')}"
+            if _up(u):
+                out(f"  {verb} {name}: {u.get('state')}{pid}")
+            else:
+                out(f"  not {verb} {name}: {u.get('state')}{pid}")
     failed = any(p.severity == "error" for p in problems)
     service = getattr(args, "service", None)
     if service:
