@@ -67,6 +67,11 @@ class Paths:
         return self.state_dir / "supervisor.lock"
 
     @property
+    def supervisor_xml(self) -> Path:
+        """The operator's supervisor defaults (``daemon/supervisor_xml.py``)."""
+        return self.state_dir / "supervisor.xml"
+
+    @property
     def fdholder_socket(self) -> Path:
         return self.state_dir / "fdholder.sock"
 

@@ -22,6 +22,7 @@ from systemg.daemon.audit import Audit
 from systemg.daemon.journal import Journal
 from systemg.daemon.logs import ServiceLog, format_timestamp
 from systemg.daemon.rotate import RotatingFile
+from systemg.daemon.supervisor_xml import SupervisorConfig
 from systemg.manifest.model import DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, LogSpec
 
 T0 = 1_778_724_313.470911  # 2026-05-14T02:05:13.470911Z
@@ -73,7 +74,9 @@ def test_defaults_are_those_of_service_logs(tmp_path: Path) -> None:
     for file in (journal._file, audit._file):
         assert file is not None
         assert (file.max_bytes, file.max_files) == (DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES)
-        assert (file.max_bytes, file.max_files) == (LogSpec().max_bytes, LogSpec().max_files)
+        cfg = SupervisorConfig()  # a service log with no caps of its own gets these
+        assert (file.max_bytes, file.max_files) == (cfg.log_max_bytes, cfg.log_max_files)
+    assert (LogSpec().max_bytes, LogSpec().max_files) == (None, None)
     journal.close()
     audit.close()
 

@@ -44,14 +44,17 @@ Done = Callable[[ProbeResult], None]
 PRE_START_ENV = "SYSG_PRE_START_TIMEOUT_SECS"
 
 
-def pre_start_budget_s(environ: Mapping[str, str] | None = None) -> float:
-    """How long ``pre_start`` (and a ``skip`` command) may run: ``PRE_START_TIMEOUT_MS``, or
-    whole seconds from ``SYSG_PRE_START_TIMEOUT_SECS`` in the supervisor's environment (the
-    upstream's override; anything but a positive integer is ignored)."""
+def pre_start_budget_s(
+    environ: Mapping[str, str] | None = None, *, default_s: float = PRE_START_TIMEOUT_MS / 1000.0
+) -> float:
+    """How long ``pre_start`` (and a ``skip`` command) may run: ``default_s``
+    (``supervisor.xml`` ``pre_start_secs``), or whole seconds from
+    ``SYSG_PRE_START_TIMEOUT_SECS`` in the supervisor's environment (the upstream's
+    override; anything but a positive integer is ignored)."""
     raw = (os.environ if environ is None else environ).get(PRE_START_ENV, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return float(int(raw))
-    return PRE_START_TIMEOUT_MS / 1000.0
+    return float(default_s)
 
 
 class SideCommands:
@@ -170,7 +173,7 @@ class SideCommands:
                 unit,
                 service.pre_start,
                 label="pre_start",
-                timeout_s=pre_start_budget_s(),
+                timeout_s=pre_start_budget_s(default_s=self.sup.config.pre_start_secs),
                 done=after_pre_start,
             )
 
@@ -212,7 +215,7 @@ class SideCommands:
                 unit,
                 service.skip_command,
                 label="pre_start",
-                timeout_s=pre_start_budget_s(),
+                timeout_s=pre_start_budget_s(default_s=self.sup.config.pre_start_secs),
                 done=after_skip,
             )
         else:

@@ -248,8 +248,10 @@ def _exit_phase(info: ExitInfo) -> Phase:
 
 
 def transition(
-    state: UnitState, event: Event, service: Service
+    state: UnitState, event: Event, service: Service, *, ready_after_s: float = READY_AFTER_S
 ) -> tuple[UnitState, tuple[Effect, ...]]:
+    """``ready_after_s``: how long a service without notify or health check must stay
+    alive to be up (``supervisor.xml`` ``startup_stability_ms``)."""
     phase = state.phase
     match event:
         case Start():
@@ -270,7 +272,7 @@ def transition(
         case Spawned(pid=pid, now=now):
             started = replace(state, phase=Phase.STARTING, pid=pid, started_at=now)
             if not checks_readiness(service):
-                return started, (DoTimer(TimerKind.READY, READY_AFTER_S),)
+                return started, (DoTimer(TimerKind.READY, ready_after_s),)
             return started, (
                 DoTimer(TimerKind.START, service.start_timeout_ms / 1000.0),
                 DoAwaitReady(),

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from systemg.daemon.journal import Journal
 from systemg.daemon.rotate import Dropped, RotatingFile
-from systemg.manifest.model import LogSink, LogSpec
+from systemg.manifest.model import DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, LogSink, LogSpec
 
 MAX_LINE = 64 * 1024
 # A newline-free run longer than MAX_LINE always contains a whole aligned window of this
@@ -100,8 +100,8 @@ class ServiceLog:
                 os.chown(path.parent, -1, group)
             self._file = RotatingFile(
                 path,
-                max_bytes=spec.max_bytes,
-                max_files=spec.max_files,
+                max_bytes=DEFAULT_LOG_MAX_BYTES if spec.max_bytes is None else spec.max_bytes,
+                max_files=DEFAULT_LOG_MAX_FILES if spec.max_files is None else spec.max_files,
                 mode=0o600 if group is None else 0o640,
                 group=group,
                 notice=self._notice,

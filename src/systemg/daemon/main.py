@@ -31,7 +31,7 @@ from dataclasses import replace
 
 from systemg import proc
 from systemg.daemon import lifecycle as lc
-from systemg.daemon import phases
+from systemg.daemon import phases, supervisor_xml
 from systemg.daemon.audit import Audit
 from systemg.daemon.control import ControlServer, read_settings
 from systemg.daemon.fdholder import HolderClient
@@ -215,7 +215,12 @@ def main(argv: list[str]) -> int:
     if lock is None:
         sys.stderr.write(f"sysg: another supervisor already runs on {paths.state_dir}\n")
         return 1
-    journal = Journal(paths.supervisor_log)
+    config, config_problems = supervisor_xml.load(paths.supervisor_xml)
+    journal = Journal(
+        paths.supervisor_log, max_bytes=config.log_max_bytes, max_files=config.log_max_files
+    )
+    for problem in config_problems:
+        journal.warn(f"{paths.supervisor_xml}: {problem}")
     activation = capture_activation(os.environ, os.getpid())
     mark_all_cloexec()  # services are posix_spawn'd: no inherited fd may leak into them
     if activation.fds:
@@ -248,6 +253,7 @@ def main(argv: list[str]) -> int:
         drop_privileges=drop,
         log_group=gid,
         launcher=through(forkserver),
+        config=config,
     )
     ops = Operations(sup)
     stopping = [False]

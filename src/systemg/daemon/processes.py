@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from systemg.daemon.loop import Loop
     from systemg.daemon.readiness import Readiness
     from systemg.daemon.resolver import Resolver
+    from systemg.daemon.supervisor_xml import SupervisorConfig
     from systemg.paths import Paths
     from systemg.spawn.plan import SpawnContext
     from systemg.spawn.sockets import Activation
@@ -76,6 +77,7 @@ class ProcessSide:
     if TYPE_CHECKING:
         activation: Activation
         clock: Callable[[], float]
+        config: SupervisorConfig
         cron: Scheduler
         holder: HolderClient
         journal: Journal
@@ -307,9 +309,14 @@ class ProcessSide:
             return
         path = self.paths.service_log(unit.project_id, unit.service.name)
         try:
-            unit.log = ServiceLog(
-                path, unit.service.logs, group=self.log_group, journal=self.journal
+            spec = unit.service.logs
+            # Caps the manifest left unset are the supervisor's (supervisor.xml).
+            spec = replace(
+                spec,
+                max_bytes=self.config.log_max_bytes if spec.max_bytes is None else spec.max_bytes,
+                max_files=self.config.log_max_files if spec.max_files is None else spec.max_files,
             )
+            unit.log = ServiceLog(path, spec, group=self.log_group, journal=self.journal)
         except OSError as exc:
             # The service runs on; its output is drained so it never blocks.
             self.journal.error(f"{unit.key}: cannot open its log {path}: {exc}")

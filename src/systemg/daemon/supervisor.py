@@ -50,6 +50,7 @@ from systemg.daemon.processes import ProcessSide, default_launcher
 from systemg.daemon.readiness import Readiness
 from systemg.daemon.resolver import Resolver
 from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
+from systemg.daemon.supervisor_xml import SupervisorConfig
 from systemg.daemon.timers import TimerKind, Timers
 from systemg.daemon.units import ProjectRuntime, Unit
 from systemg.errors import Code, Diagnostic
@@ -79,8 +80,11 @@ class Supervisor(ProcessSide):
         log_group: int | None = None,
         clock: Callable[[], float] = time.time,
         launcher: Launcher = default_launcher,
+        config: SupervisorConfig | None = None,
     ) -> None:
         self.loop = loop
+        self.config = config or SupervisorConfig()  # supervisor.xml
+        self.ready_after_s = self.config.startup_stability_ms / 1000.0
         self.paths = paths
         self.store = store
         self.holder = holder
@@ -123,7 +127,9 @@ class Supervisor(ProcessSide):
     def _apply_one(self, unit: Unit, event: lc.Event) -> None:
         before = unit.state.phase
         try:
-            unit.state, effects = lc.transition(unit.state, event, unit.service)
+            unit.state, effects = lc.transition(
+                unit.state, event, unit.service, ready_after_s=self.ready_after_s
+            )
             if before is Phase.STOPPING and unit.state.phase is not Phase.STOPPING:
                 unit.stops_done += 1
             if before is Phase.STARTING and unit.state.phase is not Phase.STARTING:

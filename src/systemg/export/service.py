@@ -251,9 +251,9 @@ def _logs(d: Draft, service: Service, path: str) -> None:
         return
     d.note(S, f"logs: stdout and stderr go to the journal (journalctl -u {d.name})")
     d.set(S, "SyslogIdentifier", service.name)
-    if logs.max_bytes != DEFAULT_LOG_MAX_BYTES:
+    if logs.max_bytes not in (None, DEFAULT_LOG_MAX_BYTES):
         d.drop(S, f"{path}.logs.max_bytes", logs.max_bytes, _JOURNAL_ROTATION)
-    if logs.max_files != DEFAULT_LOG_MAX_FILES:
+    if logs.max_files not in (None, DEFAULT_LOG_MAX_FILES):
         d.drop(S, f"{path}.logs.max_files", logs.max_files, _JOURNAL_ROTATION)
 
 

@@ -147,8 +147,10 @@ class EnvSpec:
 @dataclass(frozen=True, slots=True)
 class LogSpec:
     sink: LogSink = LogSink.FILE
-    max_bytes: int = DEFAULT_LOG_MAX_BYTES
-    max_files: int = DEFAULT_LOG_MAX_FILES
+    # None: the manifest did not say; the supervisor's default applies (its supervisor.xml,
+    # else DEFAULT_LOG_MAX_BYTES / DEFAULT_LOG_MAX_FILES).
+    max_bytes: int | None = None
+    max_files: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

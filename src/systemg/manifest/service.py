@@ -22,8 +22,6 @@ from systemg.manifest.env import parse_env_file
 from systemg.manifest.kernel import Kind
 from systemg.manifest.model import (
     DEFAULT_BACKOFF_MS,
-    DEFAULT_LOG_MAX_BYTES,
-    DEFAULT_LOG_MAX_FILES,
     DEFAULT_STOP_TIMEOUT_MS,
     EnvSpec,
     LogSink,
@@ -126,8 +124,8 @@ class LogDraft:
     def spec(self) -> LogSpec:
         return LogSpec(
             sink=self.sink or LogSink.FILE,
-            max_bytes=DEFAULT_LOG_MAX_BYTES if self.max_bytes is None else self.max_bytes,
-            max_files=DEFAULT_LOG_MAX_FILES if self.max_files is None else self.max_files,
+            max_bytes=self.max_bytes,
+            max_files=self.max_files,
         )
 
 
