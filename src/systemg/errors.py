@@ -71,6 +71,7 @@ class Code(enum.StrEnum):
     NOT_UTF8 = "SG0220"
     INVALID_NAME = "SG0221"
     MIGRATE_UNSUPPORTED = "SG0222"  # a version 1 manifest field with no version 2 form
+    DEPRECATED_SHAPE = "SG0223"  # a warning: project: + top-level services: (sysg migrate)
     PROTOCOL = "SG0230"
     VERSION_MISMATCH = "SG0231"
     PERMISSION_DENIED = "SG0232"

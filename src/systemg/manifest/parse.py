@@ -1,6 +1,12 @@
 """The located tree of a whole manifest -> ``model.Manifest``: version, projects, loose services,
 project ids and service names, and the ``depends_on`` graph checks.
 
+Three shapes declare services: ``projects: {ID: {name?, services}}``; top-level ``services:``
+alone (a loose bundle, its id derived from the file's path); and the deprecated single-project
+shape ``project: ID`` (or ``project: {id, name?}``) with top-level ``services:``, which are that
+project's services. The last is accepted with one ``SG0223`` warning naming the file and
+``sysg migrate``; ``project:`` beside ``projects:`` is an error naming both.
+
 Pure given the ``read`` callback (used for env files). Every problem is recorded in the
 ``Checker``; ``build`` returns None when there was any, so a ``Manifest`` only exists if the
 whole file is valid.
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from pathlib import PurePath
 
 from systemg.errors import Code
@@ -21,8 +28,9 @@ from systemg.manifest.service import Context, EnvDraft, LogDraft
 from systemg.manifest.tree import Key, Map, Node, Reader, Scalar
 from systemg.manifest.values import GrammarError, check_name, slug, suggestion
 
-TOP_KEYS = ("version", "projects", "services", "env", "logs")
+TOP_KEYS = ("version", "project", "projects", "services", "env", "logs")
 PROJECT_KEYS = ("name", "services", "env", "logs")
+LEGACY_PROJECT_KEYS = ("id", "name")
 SUPPORTED_VERSION = "2"
 # Top-level keys starting with this are ignored: a home for YAML anchors (`x-defaults: &d`).
 EXTENSION_PREFIX = "x-"
@@ -57,6 +65,7 @@ def build(root: Node, *, path: str, ck: Checker, read: Reader) -> Manifest | Non
         return None
     env = ctx.env(f["env"][1], "env") if "env" in f else EnvDraft()
     logs = ctx.logs(f["logs"][1], "logs") if "logs" in f else LogDraft()
+    legacy = _legacy_project(ck, f, path) if "project" in f else None
     projects: list[Project] = []
     if "projects" in f:
         pm = ck.mapping(f["projects"][1], "projects")
@@ -67,9 +76,19 @@ def build(root: Node, *, path: str, ck: Checker, read: Reader) -> Manifest | Non
     if "services" in f:
         stem = PurePath(path).stem
         loose = _services(ctx, f["services"][1], "services", env, logs)
-        if loose is not None:
+        if loose is not None and legacy is not None:
+            projects.append(Project(legacy[0], legacy[1], loose, path))
+        elif loose is not None:
             projects.append(Project(loose_project_id(path), stem, loose, path, loose=True))
-    if "projects" not in f and "services" not in f:
+    elif "project" in f and "projects" not in f:
+        ck.error(
+            Code.MISSING_KEY,
+            "services",
+            "project: names a project but there is no top-level services: block",
+            f["project"][0],
+            "add the project's services: block at the top level (or use projects:)",
+        )
+    if "project" not in f and "projects" not in f and "services" not in f:
         ck.error(
             Code.MISSING_KEY,
             "services",
@@ -80,6 +99,64 @@ def build(root: Node, *, path: str, ck: Checker, read: Reader) -> Manifest | Non
     if ck.errors:
         return None
     return Manifest(path, tuple(projects))
+
+
+def _legacy_project(
+    ck: Checker, f: dict[str, tuple[Key, Node]], path: str
+) -> tuple[str, str] | None:
+    """(id, name) of the deprecated ``project:`` entry, with its warning; None on problems
+    (recorded), or when ``projects:`` is there too (an error: the services would belong to
+    two places)."""
+    key, node = f["project"]
+    if "projects" in f:
+        ck.error(
+            Code.INVALID_VALUE,
+            "project",
+            "cannot be combined with projects: (a manifest declares its projects one way)",
+            key,
+            "move the top-level services: of project: into an entry of projects: "
+            "(`sysg migrate FILE` converts a file that has only project:)",
+        )
+        return None
+    ident: str | None
+    name: str | None = None
+    if isinstance(node, Map):
+        pf = ck.fields(node, "project", LEGACY_PROJECT_KEYS)
+        if "id" not in pf:
+            ck.error(
+                Code.MISSING_KEY,
+                "project.id",
+                "project: has no id",
+                node,
+                "write project: {id: ID, name: NAME} or project: ID",
+            )
+            return None
+        ident = ck.string(pf["id"][1], "project.id", what="a project id")
+        if "name" in pf:
+            name = ck.string(pf["name"][1], "project.name", what="a display name")
+        at: Key | Node = pf["id"][1]
+        id_path = "project.id"
+    else:
+        ident = ck.string(node, "project", what="a project id or {id, name}")
+        at, id_path = node, "project"
+    if ident is None:
+        return None
+    try:
+        check_name(ident, "project id")
+    except GrammarError as problem:
+        ck.error(Code.INVALID_NAME, id_path, problem.message, at, problem.hint)
+        return None
+    quoted = shlex.quote(path)
+    ck.warn(
+        Code.DEPRECATED_SHAPE,
+        "project",
+        f"deprecated single-project shape in {path} (project '{ident}' declared with "
+        "project: and top-level services:); it still works",
+        key,
+        f"convert it to projects: with `sysg migrate {quoted} --in-place` "
+        f"(`sysg migrate {quoted}` prints the result without writing)",
+    )
+    return ident, name or ident
 
 
 def _version_ok(ck: Checker, f: dict[str, tuple[Key, Node]], m: Map) -> bool:
