@@ -99,11 +99,13 @@ class Handlers:
     def _projects(self) -> dict[str, Project]:
         return {pid: rt.project for pid, rt in self.sup.projects.items()}
 
-    def _load(self, path: str, environ: dict[str, str]) -> Manifest:
+    def _load(self, path: str, environ: dict[str, str]) -> tuple[Manifest, tuple[Diagnostic, ...]]:
+        """The manifest and its load warnings: journaled here, and returned so the request
+        that loaded it shows them to its user (a deprecated shape says so on their stderr)."""
         result = load_manifest(path, environ=environ, require_trusted=os.geteuid() == 0)
         for warning in result.warnings:
             self.sup.journal.warn(f"{path}: [{warning.code}] {warning.message}")
-        return result.manifest
+        return result.manifest, result.warnings
 
     def _environ(self, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
         return {str(k): str(v) for k, v in pairs} if pairs else dict(os.environ)
@@ -114,14 +116,17 @@ class Handlers:
             return False
         return requested
 
-    def _register(self, config: str, pairs: tuple[tuple[str, str], ...], drop: bool) -> list[str]:
-        """Load ``config`` and register its projects (not started); their ids. An invalid
-        manifest raises ``ManifestError``, answered with its diagnostics by ``handle``."""
+    def _register(
+        self, config: str, pairs: tuple[tuple[str, str], ...], drop: bool
+    ) -> tuple[list[str], tuple[Diagnostic, ...]]:
+        """Load ``config`` and register its projects (not started): their ids and the load's
+        warnings. An invalid manifest raises ``ManifestError``, answered with its diagnostics
+        by ``handle``."""
         environ = self._environ(pairs)
-        manifest = self._load(config, environ)
+        manifest, warnings = self._load(config, environ)
         for project in manifest.projects:
             self.ops.register(project, environ, drop)
-        return [p.id for p in manifest.projects]
+        return [p.id for p in manifest.projects], warnings
 
     def _feed(self, verb: str, units: Callable[[], list[Unit]], r: Responder) -> Feed:
         """Progress events of this request (``daemon/progress.py``) until it is answered."""
@@ -147,7 +152,9 @@ class Handlers:
     # --- start ------------------------------------------------------------------------
     def start(self, req: m.StartRequest, r: Responder) -> None:
         drop = self._drop(req.drop_privileges)
-        within = self._register(req.config, req.environ, drop) if req.config else None
+        within, warnings = (
+            self._register(req.config, req.environ, drop) if req.config else (None, ())
+        )
         selection = select(self._projects(), req.project, req.service, within=within)
         project_ids = [pid for pid, _ in selection.targets]
         refusal = req.service and refuse_direct(self._selected_units(selection), "start")
@@ -168,6 +175,7 @@ class Handlers:
             if pending[0] == 0:
                 _close(feeds)
                 result = self._result(project_ids, touched)
+                result["problems"] = [*(w.to_json() for w in warnings), *result["problems"]]
                 if req.attach:
                     r.event({"kind": "started", **result})
                     self._end_attach_when_down(project_ids, result, r)
@@ -265,11 +273,15 @@ class Handlers:
                 paths[rt.project.manifest_path] = environ_override or rt.environ
         manifests: list[tuple[Manifest, dict[str, str]]] = []
         problems: list[Diagnostic] = []
+        warnings: list[Diagnostic] = []
         for path, environ in paths.items():
             try:
-                manifests.append((self._load(path, environ), environ))
+                manifest, found = self._load(path, environ)
             except ManifestError as exc:
                 problems.extend(exc.diagnostics)
+                continue
+            manifests.append((manifest, environ))
+            warnings.extend(found)
         if problems:
             head = Diagnostic(
                 Code.RESTART_INVALID,
@@ -299,7 +311,8 @@ class Handlers:
             rolled = [p.to_json() for u in units for p in u.rollout_problems]
             for u in units:
                 u.rollout_problems = ()
-            result["problems"] = [*rolled, *result["problems"]]
+            said = [w.to_json() for w in warnings]
+            result["problems"] = [*said, *rolled, *result["problems"]]
             result["message"] = (
                 f"Service '{service}' restarted"
                 if service

@@ -1,0 +1,48 @@
+"""A manifest in the deprecated single-project shape (``project:`` + top-level ``services:``)
+run with the real CLI, as the upstream's ``single-project-compat`` case does: it boots under
+its declared project id, every command finds it by that id, and each load that registers it
+says once, on the user's stderr, that the shape is deprecated and how to convert it."""
+
+from __future__ import annotations
+
+from tests.support.runtime import Runtime, wait_for
+
+LEGACY = """\
+version: "2"
+project:
+  id: legacy
+  name: "Legacy Single Project"
+services:
+  worker:
+    command: "echo worker-up; exec sleep 3000"
+    restart_policy: "always"
+"""
+
+
+def test_legacy_shape_runs_under_its_project_id(rt: Runtime) -> None:
+    config = rt.write("legacy.yaml", LEGACY)
+    started = rt.sysg("start", "--config", str(config), "--daemonize", check=True)
+    assert started.stderr.count("warning[SG0223]") == 1, started.stderr
+    assert "deprecated single-project shape" in started.stderr
+    assert f"sysg migrate {config}" in started.stderr
+    assert "Project 'legacy' started (1 service)" in started.stdout
+
+    worker = rt.wait_state("worker", "running")
+    assert worker["project"] == "legacy"
+    shown = rt.status("--config", str(config), "-p", "legacy")
+    assert [(u["project"], u["service"]) for u in shown["units"]] == [("legacy", "worker")]
+
+    def logged() -> bool:
+        out = rt.sysg("logs", "-p", "legacy", "-s", "worker", "--no-follow")
+        return out.returncode == 0 and "worker-up" in out.stdout
+
+    wait_for(logged, what="the worker's line in `logs -p legacy`")
+
+    restarted = rt.sysg("restart", "--project", "legacy", check=True)
+    assert restarted.stderr.count("warning[SG0223]") == 1, restarted.stderr
+    assert rt.wait_state("worker", "running")["pid"] != worker["pid"]
+
+    stopped = rt.sysg("stop", "--config", str(config), check=True)
+    assert stopped.returncode == 0
+    assert rt.unit("worker", "legacy")["state"] == "stopped"
+    rt.sysg("stop", "--supervisor", check=True)
