@@ -46,3 +46,42 @@ def test_legacy_shape_runs_under_its_project_id(rt: Runtime) -> None:
     assert stopped.returncode == 0
     assert rt.unit("worker", "legacy")["state"] == "stopped"
     rt.sysg("stop", "--supervisor", check=True)
+
+
+SHOP_V1 = """\
+version: "1"
+project:
+  id: shop
+  name: "Shop"
+services:
+  api:
+    command: "sleep 3000"
+    restart_policy: "always"
+  worker:
+    command: "sleep 3000"
+    restart_policy: "always"
+"""
+
+
+def test_migrated_file_runs_the_same_project(rt: Runtime) -> None:
+    # The upstream's migrate-command case: print, leave the source alone, boot the result.
+    legacy = rt.write("legacy.yaml", SHOP_V1)
+    migrated = rt.sysg("migrate", str(legacy), check=True)
+    assert legacy.read_text() == SHOP_V1
+    lines = migrated.stdout.splitlines()
+    assert "projects:" in lines
+    assert "  shop:" in lines
+    assert not [line for line in lines if line.startswith("project:")]
+    converted = rt.write("converted.yaml", migrated.stdout)
+    started = rt.sysg("start", "--config", str(converted), "--daemonize", check=True)
+    assert "SG0223" not in started.stderr
+    units = rt.status("--config", str(converted))["units"]
+    assert {(u["project"], u["service"]) for u in units} == {("shop", "api"), ("shop", "worker")}
+
+    # The version 2 form of the deprecated shape converts too, and in place.
+    v2 = rt.write("v2.yaml", LEGACY)
+    rt.sysg("migrate", str(v2), "--in-place", check=True)
+    assert v2.with_suffix(".yaml.bak").read_text() == LEGACY
+    checked = rt.sysg("validate", "-c", str(v2), check=True)
+    assert "SG0223" not in checked.stdout + checked.stderr
+    rt.sysg("stop", "--supervisor", check=True)

@@ -134,6 +134,36 @@ def test_version_2_is_left_alone() -> None:
     assert (result.text, result.changed) == (text, False)
 
 
+def test_version_2_in_the_deprecated_project_shape_is_converted(tmp_path: Path) -> None:
+    # The upstream's single-project-compat/migrate-command shape, with version "2".
+    text = (
+        'version: "2"  # kept\n'
+        "project:\n"
+        "  id: legacy\n"
+        '  name: "Legacy Single Project"\n'
+        "services:\n"
+        "  worker:\n"
+        '    command: "sleep 3000"\n'
+    )
+    result = migrate(text, str(tmp_path / "m.yaml"))
+    assert result.changed
+    assert result.text == (
+        'version: "2"  # kept\n'
+        "projects:\n"
+        "  legacy:\n"
+        '    name: "Legacy Single Project"\n'
+        "    services:\n"
+        "      worker:\n"
+        '        command: "sleep 3000"\n'
+    )
+    path = tmp_path / "m.yaml"
+    path.write_text(result.text)
+    loaded = load_manifest(path, environ={})
+    assert loaded.warnings == ()
+    [project] = loaded.manifest.projects
+    assert (project.id, project.name) == ("legacy", "Legacy Single Project")
+
+
 def test_quoted_names_and_a_comment_in_a_quoted_value() -> None:
     text = (
         'version: "1"\n'

@@ -1,9 +1,11 @@
-"""Version "1" manifest text -> version "2" manifest text (``sysg migrate``), pure.
+"""Version "1" manifest text, or the deprecated single-project shape of version "2", ->
+version "2" ``projects:`` text (``sysg migrate``), pure.
 
 The conversion is an edit of the source text, not a YAML round trip, so comments, key
 order, quoting, anchors and block scalars stay exactly as written:
 
-- ``version: "1"`` becomes ``version: "2"`` (a comment on that line stays);
+- ``version: "1"`` becomes ``version: "2"`` (a comment on that line stays); a version 2
+  file keeps its version line;
 - ``project: ID`` or ``project: {id: ID, name: NAME}`` is removed, and the top-level
   ``services:`` block moves under ``projects: {ID: {name: NAME, services: ...}}`` by
   indenting its lines four columns (indenting every line of a block alike keeps its
@@ -51,7 +53,9 @@ class Migration:
 
 
 def migrate(text: str, file: str) -> Migration:
-    """The version 2 form of the version 1 manifest ``text`` (read from ``file``).
+    """The version 2 ``projects:`` form of the manifest ``text`` (read from ``file``):
+    a version 1 file, or a version 2 file in the deprecated ``project:`` shape (a version 2
+    file without ``project:`` is returned unchanged).
 
     Raises ``ManifestError`` for YAML that does not parse, a version other than 1 or 2,
     and anything with no version 2 form (``SG0222``, with the field path).
@@ -62,9 +66,9 @@ def migrate(text: str, file: str) -> Migration:
     if version is None:
         raise _error(Code.MISSING_KEY, "version", "the manifest has no version", file, root)
     raw = version[1].value if isinstance(version[1], yaml.ScalarNode) else None
-    if raw == "2":
+    if raw == "2" and "project" not in entries:
         return Migration(text, changed=False, notes=("already version 2: nothing to change",))
-    if raw != "1":
+    if raw not in ("1", "2"):
         raise _error(
             Code.UNSUPPORTED_VERSION,
             "version",
@@ -119,7 +123,7 @@ def migrate(text: str, file: str) -> Migration:
     edits: list[tuple[int, int, list[str]]] = []
     vnode = version[1]
     vline = vnode.start_mark.line
-    if vnode.end_mark.line == vline:
+    if raw == "1" and vnode.end_mark.line == vline:
         start, end = vnode.start_mark.column, vnode.end_mark.column
         lines[vline] = lines[vline][:start] + '"2"' + lines[vline][end:]
     if project is not None and ident is not None:

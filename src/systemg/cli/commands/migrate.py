@@ -1,4 +1,6 @@
-"""``sysg migrate FILE [--in-place]``: a version "1" manifest rewritten for version "2".
+"""``sysg migrate FILE [--in-place]``: a version "1" manifest, or one in the deprecated
+single-project shape (``project:`` + top-level ``services:``), rewritten as version "2"
+``projects:``.
 
 Prints the version 2 manifest on stdout, or with ``--in-place`` replaces FILE atomically
 (a temporary file in the same directory, fsync'd, then renamed over it, with FILE's mode)
@@ -7,9 +9,9 @@ after copying the original to ``FILE.bak``. The conversion itself is
 loader ``sysg start`` uses before anything is printed or written, so a migrated file always
 passes ``sysg validate``. Needs no supervisor.
 
-Exit codes: 0 converted (or version 2 already: the file is printed unchanged, nothing is
-written), 1 a field has no version 2 form or the result does not validate (nothing
-written), 2 FILE cannot be read.
+Exit codes: 0 converted (or version 2 without ``project:`` already: the file is printed
+unchanged, nothing is written), 1 a field has no version 2 form or the result does not
+validate (nothing written), 2 FILE cannot be read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from systemg.errors import Code, Diagnostic, ManifestError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help='the version "1" manifest')
+    parser.add_argument(
+        "file", metavar="FILE", help='the version "1" (or project: shaped) manifest'
+    )
     parser.add_argument(
         "--in-place",
         action="store_true",
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.changed:
         return 0
     _replace(path, result.text.encode())
-    sys.stderr.write(f"migrated {path} (the version 1 file is {path}.bak)\n")
+    sys.stderr.write(f"migrated {path} (the original is {path}.bak)\n")
     return 0
 
 
