@@ -126,6 +126,33 @@ def test_unknown_key_did_you_mean_at_every_depth(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [
+        ("on_error", "hooks.onerr"),  # the upstream's config-unknown-key-refused report
+        ("onerr", "hooks.onerr"),
+        ("on_start", "hooks.onstart"),  # not max_restarts, the closer top-level spelling
+        ("health_check", "deployment.health_check"),
+        ("expression", "cron.expression"),
+        ("max_byte", "logs.max_bytes"),
+    ],
+)
+def test_a_key_of_a_nested_block_written_on_the_service_says_where_it_goes(
+    tmp_path: Path, key: str, where: str
+) -> None:
+    d = only(manifest(tmp_path, HEAD + f"  web: {{command: x, {key}: y}}\n"), Code.UNKNOWN_KEY)
+    assert d.path == f"services.web.{key}"
+    assert d.message.endswith(f"unknown key (did you mean {where}?)")
+    block, leaf = where.split(".")
+    assert d.hint.startswith(f"'{leaf}' is a key of {block}: write {block}: {{{leaf}: ...}}")
+
+
+@pytest.mark.parametrize("key", ["env_file", "onfailure", "workdir"])
+def test_no_nested_block_is_guessed_from_a_distant_spelling(tmp_path: Path, key: str) -> None:
+    d = only(manifest(tmp_path, HEAD + f"  web: {{command: x, {key}: y}}\n"), Code.UNKNOWN_KEY)
+    assert " is a key of " not in d.hint
+
+
 def test_missing_key(tmp_path: Path) -> None:
     d = only(manifest(tmp_path, HEAD + "  web: {restart_policy: never}\n"), Code.MISSING_KEY)
     assert d.path == "services.web"

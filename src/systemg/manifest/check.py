@@ -13,6 +13,7 @@ against what the kernel accepts where it is going (``manifest.kernel``).
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
@@ -22,7 +23,7 @@ from systemg.manifest.env import MissingVariableError, expand
 from systemg.manifest.kernel import Kind
 from systemg.manifest.kernel import problem as kernel_problem
 from systemg.manifest.tree import Bad, Key, Loc, Map, Node, Scalar, Seq
-from systemg.manifest.values import GrammarError, suggestion
+from systemg.manifest.values import GrammarError, did_you_mean, suggestion
 
 T = TypeVar("T")
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
@@ -105,18 +106,35 @@ class Checker:
             )
         return None
 
-    def fields(self, m: Map, path: str, allowed: Collection[str]) -> dict[str, tuple[Key, Node]]:
-        """The entries of ``m`` by name; every key not in ``allowed`` is an UNKNOWN_KEY."""
+    def fields(
+        self,
+        m: Map,
+        path: str,
+        allowed: Collection[str],
+        nested: Mapping[str, str] | None = None,
+    ) -> dict[str, tuple[Key, Node]]:
+        """The entries of ``m`` by name; every key not in ``allowed`` is an UNKNOWN_KEY.
+
+        ``nested`` maps keys that belong one level down to their block (``onerr`` ->
+        ``hooks``): an unknown key that is one of them, or close to one (``on_error``), is
+        told where it goes, which a did-you-mean over ``allowed`` alone cannot say.
+        """
         out: dict[str, tuple[Key, Node]] = {}
         for key, value in m.entries:
             if key.name in allowed:
                 out[key.name] = (key, value)
                 continue
             hint = "remove it, or check the spelling"
+            found = suggestion(key.name, allowed)
+            below = _misplaced(key.name, allowed, nested or {})
+            if below is not None:
+                parent, leaf = below
+                found = f" (did you mean {parent}.{leaf}?)"
+                hint = f"'{leaf}' is a key of {parent}: write {parent}: {{{leaf}: ...}}"
             self.error(
                 Code.UNKNOWN_KEY,
                 child(path, key.name),
-                f"unknown key{suggestion(key.name, allowed)}",
+                f"unknown key{found}",
                 key,
                 f"{hint}; allowed here: {', '.join(sorted(allowed))}",
             )
@@ -244,6 +262,34 @@ class Checker:
             f"use one of: {', '.join(choices)}{suggestion(str(shown), choices)}",
         )
         return None
+
+
+def _squash(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _misplaced(
+    name: str, allowed: Collection[str], nested: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """(block, key) when ``name`` reads as a key of a nested block better than as any key
+    of ``allowed`` (spelling compared without case, ``_`` or ``-``)."""
+    if not nested:
+        return None
+    squashed = {_squash(leaf): leaf for leaf in nested}
+    # Stricter than a did-you-mean: a wrong block is worse than no suggestion.
+    close = difflib.get_close_matches(_squash(name), squashed, n=1, cutoff=0.8)
+    if not close:
+        return None
+    guess = close[0]
+    direct = did_you_mean(name, allowed)
+    if direct is not None and _ratio(name, direct) >= _ratio(_squash(name), guess):
+        return None
+    leaf = squashed[guess]
+    return nested[leaf], leaf
+
+
+def _ratio(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
 
 
 class _Undefined:

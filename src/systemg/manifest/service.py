@@ -67,6 +67,16 @@ SERVICE_KEYS = (
 )
 ENV_KEYS = ("vars", "file", "inherit_env", "clear_session_vars", "strip")
 LOG_KEYS = ("sink", "max_bytes", "max_files")
+# Keys of the blocks inside a service: written at the service's level (``on_error:``, say,
+# for ``hooks: {onerr: ...}``), the refusal says which block they belong to.
+NESTED_KEYS = {
+    **dict.fromkeys(hooks.HOOK_NAMES, "hooks"),
+    **dict.fromkeys(readiness.DEPLOYMENT_KEYS, "deployment"),
+    **dict.fromkeys(schedule.CRON_KEYS, "cron"),
+    **dict.fromkeys(ENV_KEYS, "env"),
+    **dict.fromkeys(LOG_KEYS, "logs"),
+    **dict.fromkeys(privileged.LIMIT_KEYS, "limits"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +293,7 @@ class Context:
         m = ck.mapping(node, path)
         if m is None:
             return None, readiness.Dependencies()
-        f = ck.fields(m, path, SERVICE_KEYS)
+        f = ck.fields(m, path, SERVICE_KEYS, NESTED_KEYS)
         before = len(ck.errors)
         argv, command = self._argv(f, path, m.loc)
         deps = readiness.Dependencies()
