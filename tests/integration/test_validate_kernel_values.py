@@ -52,4 +52,4 @@ def test_validate_json_lists_every_refusal_and_never_crashes(tmp_path: Path) -> 
         ("SG0210", "services.web.env.file", 5),
         ("SG0210", "", 6),
     }
-    assert all("\\x00" in d["message"] and d["hint"] for d in doc["diagnostics"])
+    assert all("\\x00" in d["message"] and d["suggestion"] for d in doc["diagnostics"])

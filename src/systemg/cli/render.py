@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from systemg.errors import Diagnostic, SysgError
 
 _RED = "\x1b[31;1m"
@@ -14,8 +16,15 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"{code}{text}{_RESET}" if color else text
 
 
-def render_diagnostic(d: Diagnostic, *, color: bool = False, source: str | None = None) -> str:
-    """``error[SG0210]: message`` / ``  --> file:line:col (path)`` / caret / ``  help: hint``.
+def render_diagnostic(
+    d: Diagnostic,
+    *,
+    color: bool = False,
+    source: str | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    """``error[SG0210]: message`` / ``  --> file:line:col (path)`` / caret / ``  help: hint``,
+    then one ``  NOTE`` line per note.
 
     ``source`` is the text of ``d.file`` when the caller has it, to show the offending line.
     """
@@ -42,6 +51,7 @@ def render_diagnostic(d: Diagnostic, *, color: bool = False, source: str | None 
             out.append(" " * (len(gutter) + col - 1) + _paint("^", _RED, color))
     if d.hint:
         out.append(f"  help: {d.hint}")
+    out.extend(f"  {note}" for note in notes)
     return "\n".join(out) + "\n"
 
 

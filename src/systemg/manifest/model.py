@@ -293,6 +293,7 @@ class Project:
     services: tuple[Service, ...]
     manifest_path: str
     loose: bool = False  # the services came from a top-level ``services:`` block
+    legacy: bool = False  # declared by the deprecated ``project:`` + top-level ``services:``
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)

@@ -77,7 +77,7 @@ def build(root: Node, *, path: str, ck: Checker, read: Reader) -> Manifest | Non
         stem = PurePath(path).stem
         loose = _services(ctx, f["services"][1], "services", env, logs)
         if loose is not None and legacy is not None:
-            projects.append(Project(legacy[0], legacy[1], loose, path))
+            projects.append(Project(legacy[0], legacy[1], loose, path, legacy=True))
         elif loose is not None:
             projects.append(Project(loose_project_id(path), stem, loose, path, loose=True))
     elif "project" in f and "projects" not in f:
