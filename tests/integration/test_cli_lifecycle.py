@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,11 +92,30 @@ def test_version_reports_both_sides(rt: Runtime) -> None:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
     pid = rt.supervisor_pid()
+    # The sysg the supervisor was started from (boot.py: the one beside this interpreter).
+    binary = str(Path(sys.executable).parent / "sysg")
     text = rt.sysg("version", check=True).stdout.splitlines()
-    assert text == ["sysg 0.1.0 (this binary)", f"supervisor 0.1.0 (pid {pid})"]
+    assert text == [
+        "sysg 0.1.0 (this binary)",
+        f"supervisor 0.1.0 (pid {pid})",
+        f"  executing {binary}",
+    ]
     doc = json.loads(rt.sysg("version", "--format", "json", check=True).stdout)
-    assert doc["cli"] == "0.1.0"
-    assert doc["supervisor_pid"] == pid
+    assert doc == {
+        "cli": "0.1.0",
+        "supervisor": "0.1.0",
+        "supervisor_pid": pid,
+        "supervisor_binary": binary,
+        "cli_protocol": 1,
+        "mode": "user",
+        "protocol": 1,
+    }
+    # A CLI of another version says the supervisor drifted.
+    code = "import systemg, sys; systemg.__version__ = '9.9.9'; from systemg.entry import main;"
+    code += " sys.exit(main(['version']))"
+    drifted = rt.sysg("-c", code, exe=sys.executable, check=True).stdout.splitlines()
+    assert drifted[0] == "sysg 9.9.9 (this binary)"
+    assert drifted[-1].startswith("  drift: the supervisor is still serving 0.1.0; it runs 9.9.9")
 
 
 def test_purge_refuses_while_services_run_then_force(rt: Runtime) -> None:

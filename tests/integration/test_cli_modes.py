@@ -5,6 +5,7 @@ Nothing here needs a supervisor: every case is decided before a request would be
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -48,7 +49,14 @@ def test_status_without_supervisor_is_sg0206_exit_2(rt: Runtime) -> None:
 
 def test_version_without_supervisor(rt: Runtime) -> None:
     proc = rt.sysg("version", check=True)
-    assert proc.stdout.splitlines() == ["sysg 0.1.0 (this binary)", "supervisor: not running"]
+    assert proc.stdout.splitlines() == ["sysg 0.1.0 (this binary)", "supervisor not running"]
+    doc = json.loads(rt.sysg("version", "--format", check=True).stdout)
+    assert {k: doc[k] for k in ("cli", "supervisor", "supervisor_pid", "supervisor_binary")} == {
+        "cli": "0.1.0",
+        "supervisor": None,
+        "supervisor_pid": None,
+        "supervisor_binary": None,
+    }
 
 
 def test_bad_selector_is_refused_before_sending(rt: Runtime) -> None:

@@ -9,6 +9,7 @@ with a code and a hint; the supervisor itself is never at risk.
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
@@ -75,6 +76,7 @@ class Handlers:
                             "manifests": sorted(
                                 {rt.project.manifest_path for rt in self.sup.projects.values()}
                             ),
+                            "binary": _binary(),
                         }
                     )
                 case _:
@@ -479,6 +481,14 @@ class Handlers:
             r.reply({"removed": self.sup.store.forget(project_id)})
 
         self.ops.forget(project_id, drop)
+
+
+def _binary() -> str:
+    """The ``sysg`` this supervisor was started from (``sysg version``'s supervisor_binary).
+    Not ``/proc/self/exe``: for a Python program that is the interpreter, the same for every
+    install, where an upgraded package and a supervisor still on the old one differ here."""
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return script if os.path.isfile(script) else sys.executable
 
 
 def _close(feeds: list[Feed]) -> None:

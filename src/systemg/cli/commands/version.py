@@ -1,14 +1,21 @@
 """``sysg version``: this CLI's version and, if one answers, the supervisor's.
 
-Text: ``sysg X (this binary)`` then ``supervisor Y (pid N)`` or ``supervisor: not running``.
-``--format json``: ``{"cli", "supervisor", "supervisor_pid", "mode", "protocol"}`` with
-nulls when no supervisor runs. Never starts a supervisor; exit 0 either way.
+Text, as upstream: ``sysg X (this binary)``, then ``supervisor Y (pid N)`` and ``  executing
+PATH`` (the ``sysg`` it was started from), or ``supervisor not running``; a supervisor on
+another version adds a ``  drift:`` line. ``--format json`` (or ``--format`` alone)::
+
+    {"cli", "supervisor", "supervisor_pid", "supervisor_binary",   the upstream's fields
+     "cli_protocol", "mode", "protocol"}                           ours
+
+with nulls when no supervisor runs. Never starts a supervisor; exit 0 either way (a supervisor
+that is alive but not answering is ``SG0205``, as for every read-only request).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from systemg import __version__
@@ -34,20 +41,41 @@ def run(args: argparse.Namespace) -> int:
         if exc.code is not Code.NO_SUPERVISOR:
             raise
         sup = None
+    version = sup.get("version") if sup else None
+    pid = sup.get("pid") if sup else None
+    binary = (sup.get("binary") or _running_binary(pid)) if sup else None
     if args.format == "json":
         doc = {
             "cli": __version__,
+            "supervisor": version,
+            "supervisor_pid": pid,
+            "supervisor_binary": binary,
             "cli_protocol": PROTOCOL_VERSION,
-            "supervisor": sup.get("version") if sup else None,
-            "supervisor_pid": sup.get("pid") if sup else None,
             "mode": sup.get("mode") if sup else target.mode.value,
             "protocol": sup.get("protocol") if sup else None,
         }
         out(json.dumps(doc, indent=2))
         return 0
     out(f"sysg {__version__} (this binary)")
-    if sup:
-        out(f"supervisor {sup.get('version')} (pid {sup.get('pid')})")
-    else:
-        out("supervisor: not running")
+    if sup is None:
+        out("supervisor not running")
+        return 0
+    out(f"supervisor {version} (pid {pid})")
+    if binary:
+        out(f"  executing {binary}")
+    if version != __version__:
+        out(
+            f"  drift: the supervisor is still serving {version}; it runs {__version__} once "
+            "it is started again (`sysg stop --supervisor` stops it and its services)"
+        )
     return 0
+
+
+def _running_binary(pid: object) -> str | None:
+    """What the kernel says ``pid`` executes, for a supervisor too old to say it itself."""
+    if not isinstance(pid, int):
+        return None
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
