@@ -155,6 +155,7 @@ def test_run_exits_with_the_jobs_code_and_start_of_a_job_is_refused(rt: Runtime)
     refused = rt.sysg("start", "-s", "fails")
     assert refused.returncode != 0
     assert "SG0101" in refused.stderr
+    assert "cron jobs run only when their schedule fires" in refused.stderr  # as upstream
     assert "sysg run -s cj/fails" in refused.stderr
     assert "SG0101" in rt.sysg("restart", "-s", "fails").stderr
     ran = rt.sysg("run", "-s", "fails")

@@ -342,7 +342,8 @@ def refuse_direct(units: list[Unit], verb: str) -> Diagnostic | None:
             return Diagnostic(
                 Code.CRON_DIRECT,
                 f"'{unit.service.name}' is a cron job ({cron.written or cron.expression}, "
-                f"{cron.timezone}): it runs only when its schedule fires, it is not {verb}ed",
+                f"{cron.timezone}): cron jobs run only when their schedule fires, so it is "
+                f"not {verb}ed",
                 path=unit.key,
                 hint=f"to run it now: sysg run -s {unit.key}; its schedule starts with "
                 "`sysg start` of its project",
