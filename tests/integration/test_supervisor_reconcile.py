@@ -229,10 +229,16 @@ projects:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Service 'web' restarted" in done.stdout
     assert "nonexistent" not in done.stderr
+    assert "SG0302" not in done.stderr
     assert pids(rt)["web"] != before["web"]
     failed = rt.sysg("restart", "-s", "broken")
     assert failed.returncode != 0
     assert "nonexistent" in failed.stderr
+    # The summary code names only what did not come up (the upstream's SG0302).
+    assert "error[SG0302]: restart incomplete: rs/broken did not come up" in failed.stderr
+    whole = rt.sysg("restart", "-p", "rs")
+    assert whole.returncode == 1
+    assert "error[SG0302]: restart incomplete: rs/broken did not come up" in whole.stderr
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
 
