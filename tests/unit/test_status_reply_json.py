@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
+from systemg.protocol.messages import (
+    CronRun,
+    CronStatus,
+    LastExit,
+    Metrics,
+    StatusReply,
+    UnitStatus,
+)
 
 
 def test_to_json_matches_asdict() -> None:
@@ -16,6 +23,25 @@ def test_to_json_matches_asdict() -> None:
         units=(
             UnitStatus("p", "web", "running", pid=3, restarts=2, not_applied=("x: EPERM",)),
             UnitStatus("p", "db", "exited", last_exit=LastExit(1, None, False, 2.0)),
+            UnitStatus(
+                "p",
+                "job",
+                "stopped",
+                project_name="P",
+                manifest_path="/srv/p.yaml",
+                restart_policy="never",
+                metrics=Metrics(1.0, 0.5, 2.0, 4096, 3),
+                cron=CronStatus(
+                    "0 * * * * *",
+                    "UTC",
+                    scheduled=True,
+                    last_run=CronRun(2.0, 3.0, result="ok"),
+                    recent_runs=(
+                        CronRun(1.0, 1.5, result="failed"),
+                        CronRun(2.0, 3.0, result="ok"),
+                    ),
+                ),
+            ),
         ),
     )
     assert reply.to_json() == asdict(reply)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -22,7 +23,14 @@ from systemg.daemon.ordering import Selection, select, split_selector
 from systemg.daemon.phases import ALIVE, MAY_COME_UP
 from systemg.daemon.progress import Feed
 from systemg.daemon.report import requested, unit_problems
-from systemg.daemon.status import cron_history, health_report, snapshot, unit_status
+from systemg.daemon.status import (
+    cron_history,
+    health_report,
+    metric_samples,
+    project_of,
+    snapshot,
+    unit_status,
+)
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code, Diagnostic, ManifestError, SysgError
 from systemg.manifest.load import load_manifest
@@ -43,6 +51,8 @@ class Handlers:
         self.sup = sup
         self.ops = ops
         self.request_shutdown = request_shutdown
+        # Project id -> foreground starts attached to it now (status's project ``mode``).
+        self.attached: Counter[str] = Counter()
 
     def handle(self, request: m.Message, r: Responder) -> None:
         try:
@@ -206,7 +216,14 @@ class Handlers:
                 )
 
         self.sup.listeners.append(listener)
-        r.on_close(lambda: _discard(self.sup.listeners, listener))
+        self.attached.update(wanted)
+
+        def detach() -> None:
+            _discard(self.sup.listeners, listener)
+            self.attached.subtract(wanted)
+            self.attached += Counter()  # keeps only the positive counts
+
+        r.on_close(detach)
 
     def _end_attach_when_down(
         self, project_ids: list[str], result: dict[str, Any], r: Responder
@@ -394,7 +411,8 @@ class Handlers:
         else:
             for pid in sorted(self.sup.projects):
                 units.extend(self.ops.units(pid))
-        r.reply(snapshot(self.sup, units, self.sup.clock()).to_json())
+        attached = frozenset(self.attached)
+        r.reply(snapshot(self.sup, units, self.sup.clock(), attached).to_json())
 
     def inspect(self, req: m.InspectRequest, r: Responder) -> None:
         project, service = split_selector(req.project, req.service)
@@ -406,6 +424,7 @@ class Handlers:
         unit = units[0]
         from systemg.spawn import observe  # only inspect pays for reading /proc back
 
+        now = self.sup.clock()
         observed: dict[str, object] = {}
         mismatch: tuple[str, ...] = ()
         if unit.state.pid is not None:
@@ -414,7 +433,16 @@ class Handlers:
                 mismatch = observe.compare(unit.plan, observed)
         r.reply(
             {
-                "unit": asdict(unit_status(unit, self.sup.clock())),
+                "captured_at": now,
+                "unit": asdict(
+                    unit_status(
+                        unit,
+                        now,
+                        project_of(self.sup, unit),
+                        attached=unit.project_id in self.attached,
+                    )
+                ),
+                "samples": metric_samples(unit),
                 "requested": requested(unit),
                 "observed": observed,
                 "mismatch": list(mismatch),

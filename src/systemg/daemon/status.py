@@ -4,9 +4,16 @@ CPU % is measured between two status calls of the same process (the first call s
 average since it started); RSS comes from ``/proc/PID/statm``. Reading two small files per
 service keeps ``sysg status`` fast with hundreds of services — no psutil on this path.
 
-Health: ``failing`` if any unit is failed, killed, oom-killed or exited non-zero;
-``degraded`` if any is backing off, waiting, blocked, starting, stopping, or runs with part
-of its privileged plan not applied; else ``healthy``.
+Each CPU/RSS reading of a running unit is kept (the last ``units.SAMPLES``):
+``metrics`` summarises them, ``inspect`` lists them. The public ``status.v1`` document (the
+upstream's shape) is made from this reply by the CLI (``cli/status_doc.py``); each unit
+carries the facts it needs (project name, manifest, foreground or not, restart policy).
+
+``overall_health`` here is the reply's own coarse verdict (the CLI shows its own, from
+``status_doc``; this one stays for clients that read the reply as it is):
+``failing`` if any unit is failed, killed, oom-killed or exited non-zero; ``degraded`` if any
+is backing off, waiting, blocked, starting, stopping, or runs with part of its privileged
+plan not applied; else ``healthy``.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from systemg.daemon.lifecycle import checks_readiness
 from systemg.daemon.phases import ALIVE, DEGRADED, FAILING, Phase
 from systemg.daemon.supervisor import Supervisor, Unit
 from systemg.errors import Code
+from systemg.manifest.model import Project
 from systemg.protocol.messages import (
     CronRun,
     CronStatus,
     LastExit,
     LastProbe,
+    Metrics,
     StatusReply,
     UnitStatus,
 )
@@ -76,7 +85,11 @@ def readiness_health(unit: Unit) -> str:
     return "unknown"
 
 
-def unit_status(unit: Unit, now: float) -> UnitStatus:
+def unit_status(
+    unit: Unit, now: float, project: Project | None = None, *, attached: bool = False
+) -> UnitStatus:
+    """One unit's row; ``project`` (its runtime's) and ``attached`` (a foreground ``start``
+    streams it) fill the project facts, which rows built without them leave empty."""
     st = unit.state
     pid = st.pid
     cpu: float | None = None
@@ -90,6 +103,8 @@ def unit_status(unit: Unit, now: float) -> UnitStatus:
                 cpu = 100.0 * used / (now - st.started_at)
             unit.cpu_sample = (used, now)
         rss = _rss(pid)
+        if cpu is not None and rss is not None:
+            unit.samples.append((now, round(max(cpu, 0.0), 1), rss))
     last = st.last_exit
     plan = unit.plan
     cron = _cron(unit)
@@ -119,7 +134,36 @@ def unit_status(unit: Unit, now: float) -> UnitStatus:
         last_probe=_last_probe(unit),
         cron=cron,
         **_filters(unit, pid),
+        project_name="" if project is None else project.name,
+        manifest_path="" if project is None else project.manifest_path,
+        loose=project is not None and project.loose,
+        attached=attached,
+        restart_policy=str(unit.service.restart_policy) if unit.service.restart_declared else "",
+        skip=unit.service.skip or unit.service.skip_command is not None,
+        shadow=unit.shadow,
+        metrics=_metrics(unit),
     )
+
+
+def _metrics(unit: Unit) -> Metrics | None:
+    samples = unit.samples
+    if not samples:
+        return None
+    cpus = [cpu for _, cpu, _ in samples]
+    return Metrics(
+        latest_cpu_percent=cpus[-1],
+        average_cpu_percent=round(sum(cpus) / len(cpus), 1),
+        max_cpu_percent=max(cpus),
+        latest_rss_bytes=samples[-1][2],
+        samples=len(samples),
+    )
+
+
+def metric_samples(unit: Unit) -> list[dict[str, object]]:
+    """``inspect``'s samples, oldest first: ``{timestamp (epoch s), cpu_percent, rss_bytes}``."""
+    return [
+        {"timestamp": at, "cpu_percent": cpu, "rss_bytes": rss} for at, cpu, rss in unit.samples
+    ]
 
 
 def _filters(unit: Unit, pid: int | None) -> dict[str, tuple[str, ...] | None]:
@@ -148,6 +192,7 @@ def _cron(unit: Unit) -> CronStatus | None:
         scheduled=job is not None and job.scheduled,
         next_run=None if job is None or not job.scheduled else job.next_due,
         last_run=None if last is None else CronRun(**last.to_json()),
+        recent_runs=() if job is None else tuple(CronRun(**r.to_json()) for r in job.runs),
     )
 
 
@@ -163,20 +208,35 @@ def _last_probe(unit: Unit) -> LastProbe | None:
     return LastProbe(last.at, str(last.outcome), round(last.latency_s, 4), last.message)
 
 
-def _generations(unit: Unit, now: float) -> list[UnitStatus]:
+def _generations(
+    unit: Unit, now: float, project: Project | None, attached: bool
+) -> list[UnitStatus]:
     """The unit's row, then, during a rolling restart, the new generation starting beside it
-    (state ``starting``) or the old one serving out its grace period (state ``draining``)."""
-    rows = [unit_status(unit, now)]
+    (state ``starting``) or the old one serving out its grace period (state ``draining``);
+    both are ``shadow`` records (``Unit.shadow``), so their rows say so."""
+    rows = [unit_status(unit, now, project, attached=attached)]
     if unit.candidate is not None and unit.candidate.state.phase in ALIVE:
-        rows.append(unit_status(unit.candidate, now))
+        rows.append(unit_status(unit.candidate, now, project, attached=attached))
     old = unit.draining
     if old is not None and old.state.pid is not None:
-        rows.append(replace(unit_status(old, now), state=DRAINING))
+        rows.append(replace(unit_status(old, now, project, attached=attached), state=DRAINING))
     return rows
 
 
-def snapshot(sup: Supervisor, units: list[Unit], now: float) -> StatusReply:
-    statuses = tuple(row for u in units for row in _generations(u, now))
+def project_of(sup: Supervisor, unit: Unit) -> Project | None:
+    runtime = sup.projects.get(unit.project_id)
+    return None if runtime is None else runtime.project
+
+
+def snapshot(
+    sup: Supervisor, units: list[Unit], now: float, attached: frozenset[str] = frozenset()
+) -> StatusReply:
+    """The reply for ``units``; ``attached``: the project ids a foreground start streams."""
+    statuses = tuple(
+        row
+        for u in units
+        for row in _generations(u, now, project_of(sup, u), u.project_id in attached)
+    )
     health = {unit_health(u) for u in units}
     overall = (
         "failing" if "failing" in health else "degraded" if "degraded" in health else "healthy"

@@ -7,6 +7,7 @@ the CLI is built from them as frozen data (``status``, ``report``).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from systemg.daemon.cron import Job
     from systemg.daemon.probes import Attempt
     from systemg.daemon.readiness import Health
+
+SAMPLES = 120  # CPU/RSS samples kept per unit (status/inspect's ``metrics``, inspect's samples)
 
 
 @dataclass(slots=True)
@@ -50,6 +53,8 @@ class Unit:
     prelaunch: Attempt | None = None  # its skip command or pre_start while it runs
     skip_override: bool = False  # named by `sysg start -s`: its `skip` is not asked (once)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
+    # (epoch s, cpu %, rss bytes) per status/inspect that found it running: the last SAMPLES
+    samples: deque[tuple[float, float, int]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     stops_done: int = 0  # times it left `stopping` (a stop request waits for one more)
     job: Job | None = None  # a cron job's schedule and runs (cron.py)
     # Rolling restarts (rollout.py): the other generation of the same service, a whole Unit

@@ -245,6 +245,10 @@ class Service:
     env: EnvSpec = field(default_factory=EnvSpec)
     depends_on: tuple[str, ...] = ()  # every dependency, in manifest order, whatever its condition
     restart_policy: RestartPolicy = RestartPolicy.NEVER
+    # The manifest wrote ``restart_policy`` (status's ``intent``: an explicit ``never`` is a
+    # one-shot, an unset one says nothing). Not part of equality or ``repr``: it changes
+    # no behaviour, so writing down the default is no reason to restart a service.
+    restart_declared: bool = field(default=False, compare=False, repr=False)
     backoff_ms: int = DEFAULT_BACKOFF_MS
     max_restarts: int | None = None  # None = unlimited
     stop_timeout_ms: int = DEFAULT_STOP_TIMEOUT_MS

@@ -327,6 +327,7 @@ class Context:
             )
             if policy is not None and "cron" not in kw:  # a job: warned and ignored
                 kw["restart_policy"] = RestartPolicy(policy)
+                kw["restart_declared"] = True
         for key, field_name in (("backoff", "backoff_ms"), ("stop_timeout", "stop_timeout_ms")):
             if key in f:
                 ms = ck.grammar(f[key][1], child(path, key), parse_duration)

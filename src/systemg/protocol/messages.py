@@ -205,11 +205,25 @@ class CronStatus:
     scheduled: bool = False  # its project was started (and not stopped since)
     next_run: float | None = None  # epoch seconds
     last_run: CronRun | None = None
+    recent_runs: tuple[CronRun, ...] = ()  # the recorded runs, oldest first (last 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """CPU and RSS over the samples the supervisor took of this unit (one per status or
+    inspect that found it running; the last ``daemon.units.SAMPLES``). Upstream's names."""
+
+    latest_cpu_percent: float
+    average_cpu_percent: float
+    max_cpu_percent: float
+    latest_rss_bytes: int
+    samples: int
 
 
 @dataclass(frozen=True, slots=True)
 class UnitStatus:
-    """One service in ``status``. This is the documented ``status.v1`` unit schema."""
+    """One service in the supervisor's ``status`` reply (the wire form). The public
+    ``status.v1`` unit, the upstream's shape, is made from it by ``cli/status_doc.py``."""
 
     project: str
     service: str
@@ -236,6 +250,15 @@ class UnitStatus:
     # the isolation.seccomp entries, and the address families (all "~"-prefixed: denied).
     seccomp: tuple[str, ...] | None = None
     address_families: tuple[str, ...] | None = None
+    # Facts `sysg status --format json` needs for the upstream's document (cli/status_doc.py).
+    project_name: str = ""  # the project's display name ("" = its id)
+    manifest_path: str = ""  # the absolute path of the manifest that declared it
+    loose: bool = False  # from a top-level ``services:`` block, not a named project
+    attached: bool = False  # a foreground ``sysg start`` is attached to its project
+    restart_policy: str = ""  # as the manifest wrote it; "" = not written (default never)
+    skip: bool = False  # it has ``skip`` (true or a command)
+    shadow: bool = False  # a rolling restart's other generation (a second row)
+    metrics: Metrics | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitStatus:
@@ -264,6 +287,16 @@ class UnitStatus:
             cron=_cron(data.get("cron")),
             seccomp=_strings(data.get("seccomp")),
             address_families=_strings(data.get("address_families")),
+            project_name=str(data.get("project_name", "")),
+            manifest_path=str(data.get("manifest_path", "")),
+            loose=bool(data.get("loose", False)),
+            attached=bool(data.get("attached", False)),
+            restart_policy=str(data.get("restart_policy", "")),
+            skip=bool(data.get("skip", False)),
+            shadow=bool(data.get("shadow", False)),
+            metrics=Metrics(**metrics)
+            if isinstance(metrics := data.get("metrics"), dict)
+            else None,
         )
 
 
@@ -281,6 +314,9 @@ def _cron(data: object) -> CronStatus | None:
         scheduled=bool(data.get("scheduled", False)),
         next_run=data.get("next_run"),
         last_run=CronRun(**last) if isinstance(last, dict) else None,
+        recent_runs=tuple(
+            CronRun(**r) for r in data.get("recent_runs") or () if isinstance(r, dict)
+        ),
     )
 
 
@@ -290,7 +326,7 @@ class StatusReply:
     captured_at: float = 0.0
     supervisor_pid: int = 0
     mode: str = "user"
-    overall_health: str = "healthy"  # healthy | degraded | failing
+    overall_health: str = "healthy"  # healthy | degraded | failing (the public one: status_doc)
     units: tuple[UnitStatus, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
@@ -305,6 +341,8 @@ class StatusReply:
                 data["last_probe"] = _shallow(unit.last_probe)
             if unit.cron is not None:
                 data["cron"] = asdict(unit.cron)
+            if unit.metrics is not None:
+                data["metrics"] = _shallow(unit.metrics)
             units.append(data)
         reply = _shallow(self)
         reply["units"] = tuple(units)
