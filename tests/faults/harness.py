@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support import procscan
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), *Path("/sys/fs/cgroup").glob("*"))
 
@@ -71,7 +71,7 @@ class Bystanders:
     def record(self) -> None:
         for name in self.names:
             unit = self.rt.wait_state(name, "running")
-            self.pids[name] = int(unit["pid"])
+            self.pids[name] = int(pid_of(unit))
 
     def log(self, name: str) -> Path:
         return self.rt.logs / self.project / f"{name}.log"
@@ -80,8 +80,8 @@ class Bystanders:
         """Same pids, status answers, and every numbered line present exactly once."""
         for name in self.names:
             unit = self.rt.unit(name)
-            assert unit["state"] == "running", f"{name}: {unit}"
-            assert unit["pid"] == self.pids[name], f"{name} changed pid: {unit}"
+            assert unit["phase"] == "running", f"{name}: {unit}"
+            assert pid_of(unit) == self.pids[name], f"{name} changed pid: {unit}"
             seen = wait_for(
                 lambda n=name: self._at_least(n, min_lines),
                 what=f"{name} to log {min_lines} lines",

@@ -39,9 +39,9 @@ def test_crash_looping_dependency_blocks_its_dependents_and_start_returns(rt: Ru
     # The summary does not claim the project started: only the bystander is up.
     assert "Project 'p': 1 of 4 services up" in proc.stdout
     web = rt.unit("web")
-    assert web["state"] == "blocked"
+    assert web["phase"] == "blocked"
     assert "db" in web["message"]
-    assert rt.unit("db")["state"] in ("backoff", "starting")
+    assert rt.unit("db")["phase"] in ("backoff", "starting")
     assert rt.status()["overall_health"] != "healthy"
     calm = Bystanders(rt, "p", ("calm",))
     calm.record()
@@ -90,6 +90,6 @@ def test_blocked_dependent_starts_by_itself_once_the_dependency_is_up(
     )
     rt.sysg("start", "-c", str(config), "--daemonize", timeout=60)
     rt.wait_state("web", "running", timeout=30)
-    assert rt.unit("db")["state"] == "running"
+    assert rt.unit("db")["phase"] == "running"
     assert int(count.read_text()) == attempts + 1
-    wait_for(lambda: rt.unit("web")["state"] == "running")
+    wait_for(lambda: rt.unit("web")["phase"] == "running")

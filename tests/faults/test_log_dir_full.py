@@ -40,7 +40,7 @@ import pytest
 from systemg.cli.logfiles import LogLine
 from tests.faults.harness import Bystanders, assert_clean_shutdown, cgroup_dirs, manifest, ticker
 from tests.support.procscan import new_marker
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -172,7 +172,7 @@ def full_disk_case(rt: Runtime) -> None:
     assert pid_alive(supervisor)
     for name, pid in keep.pids.items():
         unit = rt.unit(name)  # status answers
-        assert (unit["state"], unit["pid"]) == ("running", pid), unit
+        assert (unit["phase"], pid_of(unit)) == ("running", pid), unit
     # Journal and audit lines while full, until neither file can grow any more.
     sizes = journal_and_audit_size(rt)
     stuck = 0
@@ -184,7 +184,7 @@ def full_disk_case(rt: Runtime) -> None:
         if stuck >= 2:
             break
     assert stuck >= 2, "supervisor.log or audit.log kept growing on a full disk"
-    assert rt.unit("probe")["state"] == "running"
+    assert rt.unit("probe")["phase"] == "running"
 
     # --- space is back -------------------------------------------------------------
     subprocess.run(["mount", "-o", "remount,size=64m", str(rt.logs)], check=True)
@@ -241,6 +241,6 @@ def full_disk_case(rt: Runtime) -> None:
     assert dropped[0]["error"] == "No space left on device"
 
     for name, pid in keep.pids.items():
-        assert rt.unit(name)["pid"] == pid, name
+        assert pid_of(rt.unit(name)) == pid, name
     assert rt.supervisor_pid() == supervisor
     assert_clean_shutdown(rt, m, before)

@@ -27,7 +27,7 @@ from tests.faults.harness import (
 )
 from tests.support import procscan
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 # An idle supervisor logging two tickers uses a few ticks over 100 polls (>= 200 ticks of
 # window); one spinning on a dead pipe would use most of them.
@@ -69,8 +69,8 @@ def test_one_shot_forking_1000_children_is_reaped_and_its_group_killed(rt: Runti
     assert supervisor is not None
     for name in ("forker", "doubler"):
         unit = rt.wait_state(name, "exited", timeout=60)
-        assert unit["last_exit"]["code"] == 0, unit
-        assert unit["pid"] is None
+        assert unit["last_exit"]["exit_code"] == 0, unit
+        assert pid_of(unit) is None
     wait_for(lambda: not _leftovers(f), timeout=30, what="the forked children to be killed")
     assert procscan.zombie_children(supervisor) == []
     by.check()
@@ -100,7 +100,7 @@ def test_restarting_forker_loses_each_generation_before_the_next(rt: Runtime) ->
 def _restart_generations(rt: Runtime, by: Bystanders, f: str) -> None:
     supervisor = rt.supervisor_pid()
     assert supervisor is not None
-    first = wait_for(lambda: rt.unit("forker")["pid"], timeout=30, what="a first forker")
+    first = wait_for(lambda: pid_of(rt.unit("forker")), timeout=30, what="a first forker")
     wait_for(lambda: rt.unit("forker")["restarts"] >= 2, timeout=60, what="two restarts")
     wait_for(
         lambda: not procscan.in_group_or_session({first}),
@@ -108,7 +108,7 @@ def _restart_generations(rt: Runtime, by: Bystanders, f: str) -> None:
         what="the first generation's group to be gone",
     )
     rt.sysg("stop", "-s", "forker", check=True)
-    assert rt.unit("forker")["state"] == "stopped"
+    assert rt.unit("forker")["phase"] == "stopped"
     wait_for(lambda: not _leftovers(f), timeout=30, what="every generation to be killed")
     assert procscan.zombie_children(supervisor) == []
     by.check()
@@ -138,7 +138,7 @@ def test_service_closing_its_output_does_not_make_the_supervisor_spin(rt: Runtim
     by = start_with_bystanders(rt, "closers", m, mute, half)
     supervisor = rt.supervisor_pid()
     assert supervisor is not None
-    pids = {name: rt.wait_state(name, "running")["pid"] for name in ("mute", "half")}
+    pids = {name: pid_of(rt.wait_state(name, "running")) for name in ("mute", "half")}
     log = rt.logs / "closers" / "half.log"
     wait_for(lambda: len(_stderr_numbers(log, "half")) >= 3, what="half's first stderr lines")
     used = ticks_over_polls(supervisor, polls=100)
@@ -146,7 +146,7 @@ def test_service_closing_its_output_does_not_make_the_supervisor_spin(rt: Runtim
     seen = len(_stderr_numbers(log, "half"))
     for name, pid in pids.items():
         unit = rt.unit(name)
-        assert (unit["state"], unit["pid"]) == ("running", pid), unit
+        assert (unit["phase"], pid_of(unit)) == ("running", pid), unit
     wait_for(
         lambda: len(_stderr_numbers(log, "half")) >= seen + 5, what="later stderr lines of half"
     )
@@ -217,7 +217,7 @@ def test_ten_megabyte_line_is_split_in_64k_pieces_and_memory_stays_bounded(rt: R
     # The supervisor never held the line: at most a piece plus its read buffers.
     assert peak - rss_before < 64 * 1024, f"peak RSS {peak} KiB, before {rss_before} KiB"
     assert rss_after - rss_before < 64 * 1024, f"RSS {rss_after} KiB, before {rss_before} KiB"
-    assert rt.unit("writer")["state"] == "running"
+    assert rt.unit("writer")["phase"] == "running"
     by.check()
     assert_clean_shutdown(rt, m, before)
     assert not _leftovers(f)
@@ -250,7 +250,7 @@ def _crash_loop(rt: Runtime, by: Bystanders, f: str) -> None:
     by.check()
     rt.sysg("stop", "-s", "crash", check=True, timeout=30)
     stopped = rt.unit("crash")
-    assert (stopped["state"], stopped["pid"]) == ("stopped", None), stopped
+    assert (stopped["phase"], pid_of(stopped)) == ("stopped", None), stopped
     idle = ticks_over_polls(supervisor, polls=50)
     assert rt.unit("crash")["restarts"] == stopped["restarts"], "restarted after a stop"
     assert idle <= IDLE_TICKS, f"supervisor used {idle} ticks over 50 polls after the stop"

@@ -36,7 +36,7 @@ from tests.faults.harness import (
 from tests.privileged.system_helpers import proc_limits, proc_status, remove_cgroup_dirs
 from tests.support import procscan
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 # Every process forks until the kernel refuses, says so once, then sleeps: the tree stops
@@ -83,7 +83,7 @@ def test_fork_bomb_is_contained_by_nproc(rt: Runtime) -> None:
     by = start_with_bystanders(rt, "bomb", m, bomb)
     supervisor = rt.supervisor_pid()
     assert supervisor is not None
-    leader = rt.wait_state("bomb", "running")["pid"]
+    leader = pid_of(rt.wait_state("bomb", "running"))
     assert proc_limits(leader)["nproc"] == (str(NPROC), str(NPROC))
 
     def settled() -> list[procscan.Proc] | None:
@@ -101,7 +101,7 @@ def test_fork_bomb_is_contained_by_nproc(rt: Runtime) -> None:
     assert {errno for _pid, errno in _refusals(rt)} == {11}  # EAGAIN
     # The supervisor (root) and the bystanders never noticed.
     assert ticks_over_polls(supervisor, polls=50) <= 25
-    assert rt.unit("bomb")["state"] == "running"
+    assert rt.unit("bomb")["phase"] == "running"
     by.check()
     rt.sysg("stop", "-s", "bomb", check=True)
     assert not pid_alive(leader)
@@ -119,7 +119,7 @@ def test_service_ignoring_sigterm_is_killed_with_its_grandchildren(rt: Runtime) 
         stop_timeout="1s",
     )
     by = start_with_bystanders(rt, "stubborn", m, stubborn)
-    pid = rt.wait_state("stubborn", "running")["pid"]
+    pid = pid_of(rt.wait_state("stubborn", "running"))
     wait_for(lambda: len(with_marker(f)) == 3, what="the three sleeps")
     group = with_marker(f)
     assert {p.pgid for p in group} == {pid}
@@ -127,7 +127,7 @@ def test_service_ignoring_sigterm_is_killed_with_its_grandchildren(rt: Runtime) 
     # Success is reported only once the service is really dead, from SIGKILL.
     assert not pid_alive(pid)
     unit = rt.unit("stubborn")
-    assert (unit["state"], unit["pid"]) == ("stopped", None), unit
+    assert (unit["phase"], pid_of(unit)) == ("stopped", None), unit
     assert unit["last_exit"]["signal"] == signal.SIGKILL
     assert "did not stop in time, sending SIGKILL" in (rt.logs / "supervisor.log").read_text()
     # The grandchildren got the same SIGKILL with the group (the kernel may take a moment
@@ -159,14 +159,14 @@ def test_setsid_escapee_outlives_its_service_without_a_cgroup(rt: Runtime) -> No
     m, f = new_marker(), new_marker()
     before = cgroup_dirs()
     by = start_with_bystanders(rt, "escape", m, service("escaper", command=ESCAPER.format(f=f)))
-    pid = rt.wait_state("escaper", "running")["pid"]
+    pid = pid_of(rt.wait_state("escaper", "running"))
     escaped = wait_for(lambda: _escapees(f, pid), what="the setsid child")
     assert all(p.sid == p.pid != pid for p in escaped), "it runs in a session of its own"
     try:
         rt.sysg("stop", "-s", "escaper", check=True)
         assert not pid_alive(pid)
         wait_for(lambda: not procscan.in_group_or_session({pid}), what="the group to be gone")
-        assert rt.unit("escaper")["state"] == "stopped"
+        assert rt.unit("escaper")["phase"] == "stopped"
         by.check()
     finally:
         _kill(_escapees(f, pid))
@@ -182,7 +182,7 @@ def test_setsid_escapee_in_a_cgroup_dies_with_its_service(rt: Runtime) -> None:
         "escaper", command=ESCAPER.format(f=f), limits={"cgroup": {"memory_max": "512M"}}
     )
     by = start_with_bystanders(rt, "cgescape", m, escaper)
-    pid = rt.wait_state("escaper", "running")["pid"]
+    pid = pid_of(rt.wait_state("escaper", "running"))
     escaped = wait_for(lambda: _escapees(f, pid), what="the setsid child")
     try:
         for p in escaped:

@@ -24,7 +24,7 @@ import pytest
 from tests.faults import harness
 from tests.faults.harness import Bystanders, assert_clean_shutdown, cgroup_dirs, leaders
 from tests.support.procscan import new_marker, thread_count
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 SLEEPERS = 50
 TICKERS = ("t0", "t1", "t2", "t3")
@@ -139,9 +139,9 @@ def _cold_start_killed(rt: Runtime, m: str, when: str) -> None:
     assert new != sup
     # Exactly one main process per service: nothing started twice, nothing orphaned.
     mains = one_each(services)
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert {u["state"] for u in units.values()} == {"running"}, units
-    assert {n: units[n]["pid"] for n in services} == mains, "status names other processes"
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert {u["phase"] for u in units.values()} == {"running"}, units
+    assert {n: pid_of(units[n]) for n in services} == mains, "status names other processes"
     # What ran before the kill was re-adopted (same pid, same kernel start time).
     for pid in alive:
         assert pid in mains.values(), f"pid {pid} ({cmdline(pid)}) is not a service's process"
@@ -221,9 +221,9 @@ def _restart_killed(rt: Runtime, m: str) -> None:
     wanted = {n: f"echo {n} $i; sleep 0.02; done; : {m}" for n in by.names}
     wanted |= {"base": f"1000.{m}1", "top": f"1000.{m}2"}
     mains = one_each(wanted)
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert {n: u["state"] for n, u in units.items()} == dict.fromkeys(wanted, "running")
-    assert {n: units[n]["pid"] for n in wanted} == mains
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert {n: u["phase"] for n, u in units.items()} == dict.fromkeys(wanted, "running")
+    assert {n: pid_of(units[n]) for n in wanted} == mains
     for name, version_tag in (("base", f"1000.{m}12"), ("top", f"1000.{m}22")):
         assert version_tag in units[name]["command"], units[name]
         assert version_tag in cmdline(mains[name]), (
@@ -278,7 +278,7 @@ def test_sigstop_then_sigcont_loses_nothing_and_status_fails_fast_meanwhile(
     by = harness.start_with_bystanders(rt, "fz", m, flood, names=("t0", "t1"))
     sup = rt.supervisor_pid()
     assert sup is not None
-    writer = rt.unit("flood")["pid"]
+    writer = pid_of(rt.unit("flood"))
     counts = {n: len(harness.numbers(by.log(n), n)) for n in by.names}
     os.kill(sup, signal.SIGSTOP)
     try:
@@ -311,6 +311,6 @@ def test_sigstop_then_sigcont_loses_nothing_and_status_fails_fast_meanwhile(
     )
     lines = harness.numbers(by.log("flood"), "flood")
     assert lines == list(range(1, 200001)), "flood: lines lost or repeated"
-    assert rt.unit("flood")["pid"] == writer
+    assert pid_of(rt.unit("flood")) == writer
     by.check(min_lines=max(counts.values()) + 100)
     assert_clean_shutdown(rt, m, before)

@@ -24,7 +24,7 @@ import pytest
 from tests.faults import harness
 from tests.faults.harness import assert_clean_shutdown, cgroup_dirs, leaders
 from tests.support.procscan import new_marker, thread_count
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 TARGETS = tuple(f"w{i}" for i in range(5))
 VERBS = ("status", "start", "stop", "restart")
@@ -148,11 +148,11 @@ def test_100_concurrent_clients_get_answers_and_the_supervisor_is_unharmed(rt: R
     assert thread_count(sup) == 1
     for t in TARGETS:
         rt.sysg("start", "-s", t, "--daemonize", check=True)
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert {n: u["state"] for n, u in units.items()} == dict.fromkeys(units, "running"), units
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert {n: u["phase"] for n, u in units.items()} == dict.fromkeys(units, "running"), units
     for i, t in enumerate(TARGETS):
         mains = [p.pid for p in leaders(f"1000.{m}5{i}")]
-        assert mains == [units[t]["pid"]], f"{t}: processes {mains}, status {units[t]}"
+        assert mains == [pid_of(units[t])], f"{t}: processes {mains}, status {units[t]}"
     wait_for(
         lambda: fd_count(sup) <= fds_before + FD_SLACK,
         what=f"the supervisor's fds back to {fds_before} (now {fd_count(sup)})",
@@ -244,13 +244,13 @@ def applied_version(rt: Runtime, marker: str) -> dict[str, tuple[str, str]]:
     """``service -> (version digit status shows, version digit its process runs)``."""
     out = {}
     for unit in rt.status()["units"]:
-        name = unit["service"]
+        name = unit["name"]
         if name not in CHANGED:
             continue
         i = CHANGED.index(name)
         pattern = re.compile(rf"1000\.{marker}6{i}(\d)")
         said = pattern.search(unit["command"])
-        ran = pattern.search(cmdline(unit["pid"]))
+        ran = pattern.search(cmdline(pid_of(unit)))
         out[name] = (said.group(1) if said else "?", ran.group(1) if ran else "?")
     return out
 
@@ -305,7 +305,7 @@ def test_manifest_replaced_mid_restart_is_applied_whole_or_refused(rt: Runtime) 
         for _ in range(20):
             if min(outcomes.values()) >= 2:
                 break
-            pids = {u["service"]: u["pid"] for u in rt.status()["units"]}
+            pids = {u["name"]: pid_of(u) for u in rt.status()["units"]}
             proc = rt.sysg("restart", "-p", "mx", timeout=120)
             seen = applied_version(rt, m)
             versions = {v for pair in seen.values() for v in pair}
@@ -315,7 +315,7 @@ def test_manifest_replaced_mid_restart_is_applied_whole_or_refused(rt: Runtime) 
             else:
                 harness.assert_clean_error(proc, "SG0301")
                 assert "nothing was changed" in proc.stderr, proc.stderr
-                now = {u["service"]: u["pid"] for u in rt.status()["units"]}
+                now = {u["name"]: pid_of(u) for u in rt.status()["units"]}
                 assert now == pids, "a refused restart changed something"
                 outcomes["refused"] += 1
     finally:
@@ -358,7 +358,7 @@ def test_nul_byte_in_exec_is_refused_and_the_running_supervisor_is_unaffected(
     assert where in started.stderr
     assert "NUL" in started.stderr
     assert rt.status()["supervisor_pid"] == sup
-    assert {u["project"] for u in rt.status()["units"]} == {"nb"}
+    assert {u["project"]["id"] for u in rt.status()["units"]} == {"nb"}
     assert not leaders(f)
     by.check()
     assert_clean_shutdown(rt, m, before)

@@ -35,12 +35,12 @@ def test_config_flag_is_accepted_and_checked(rt: Runtime) -> None:
 
     status = rt.sysg("status", "-c", str(one), "--format", "json", check=True)
     # Not narrowed: the upstream's cases read other projects' units out of `status -c F`.
-    assert {u["service"] for u in json.loads(status.stdout)["units"]} == {"a", "b"}
+    assert {u["name"] for u in json.loads(status.stdout)["units"]} == {"a", "b"}
     narrowed = rt.sysg("status", "-c", str(one), "-p", "one", "--format", "json", check=True)
-    assert [u["service"] for u in json.loads(narrowed.stdout)["units"]] == ["a"]
+    assert [u["name"] for u in json.loads(narrowed.stdout)["units"]] == ["a"]
 
     inspect = rt.sysg("inspect", "-c", str(one), "-s", "a", "--format", "json", check=True)
-    assert json.loads(inspect.stdout)["unit"]["service"] == "a"
+    assert json.loads(inspect.stdout)["unit"]["name"] == "a"
 
     (rt.logs / "one").mkdir(parents=True, exist_ok=True)
     logs = rt.sysg("logs", "-c", str(one), "-s", "a", "--no-follow")
@@ -65,7 +65,7 @@ def test_purge_config_removes_only_the_projects_the_file_declares(rt: Runtime) -
     projects = rt.state / "projects"
     wait_for(lambda: not (projects / "one").exists(), what="one's state removed")
     assert (projects / "two").is_dir()
-    assert [u["service"] for u in rt.status()["units"]] == ["b"]
+    assert [u["name"] for u in rt.status()["units"]] == ["b"]
 
     bad = rt.write("bad.yaml", 'version: "2"\nprojects:\n  x:\n    services: 7\n')
     refused = rt.sysg("purge", "-c", str(bad))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.runtime import SYSG, Runtime, pid_alive, pid_of, wait_for
 
 MANIFEST = """\
 version: "2"
@@ -89,7 +89,7 @@ def _start_time(pid: int) -> int:
 def _start(rt: Runtime) -> tuple[int, dict[str, int]]:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
-    pids = {u["service"]: u["pid"] for u in rt.status()["units"]}
+    pids = {u["name"]: pid_of(u) for u in rt.status()["units"]}
     sup = rt.supervisor_pid()
     assert sup is not None
     assert all(pid_alive(p) for p in pids.values())
@@ -132,7 +132,7 @@ def test_frozen_supervisor_is_sg0205_naming_its_pid_for_reads_writes_and_streams
         assert str(sup) in follow.stderr
         _no_traceback(follow)
     # Resumed, it answers again and nothing was changed.
-    units = {u["service"]: u["state"] for u in rt.status()["units"]}
+    units = {u["name"]: u["phase"] for u in rt.status()["units"]}
     assert units == {"web": "running", "db": "running"}
 
 
@@ -165,7 +165,7 @@ def test_a_supervisor_frozen_while_a_long_request_waits_fails_it_within_seconds(
         "    stop_timeout: 60s\n",
     )
     rt.sysg("start", "--daemonize", check=True)
-    service = rt.unit("stubborn")["pid"]
+    service = pid_of(rt.unit("stubborn"))
     sup = rt.supervisor_pid()
     assert sup is not None
     proc = rt.popen("stop", "-s", "stubborn")
@@ -209,7 +209,7 @@ def test_a_request_without_deadline_still_fails_when_the_supervisor_freezes(
     service: int | None = None
     try:
         rt.wait_state("job", "running" if verb == "run" else "stopping")
-        service = rt.unit("job")["pid"]
+        service = pid_of(rt.unit("job"))
         assert proc.poll() is None  # working, not stuck: the CLI waits
         with frozen(sup):
             _out, err = proc.communicate(timeout=60)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.runtime import SYSG, Runtime, pid_alive, pid_of, wait_for
 
 MANIFEST = """\
 version: "2"
@@ -32,7 +32,7 @@ projects:
 
 
 def _units(status: dict) -> dict[str, dict]:
-    return {u["service"]: u for u in status["units"]}
+    return {u["name"]: u for u in status["units"]}
 
 
 def test_start_status_stop_round_trip_json(rt: Runtime) -> None:
@@ -45,9 +45,9 @@ def test_start_status_stop_round_trip_json(rt: Runtime) -> None:
     assert doc["schema_version"] == "status.v1"
     assert status.stdout.startswith('{\n  "schema_version"')  # pretty, indent 2
     units = _units(doc)
-    assert {units["web"]["state"], units["worker"]["state"]} == {"running"}
-    assert all(pid_alive(u["pid"]) for u in units.values())
-    rt.seen_pids.update(u["pid"] for u in units.values())
+    assert {units["web"]["phase"], units["worker"]["phase"]} == {"running"}
+    assert all(pid_alive(pid_of(u)) for u in units.values())
+    rt.seen_pids.update(pid_of(u) for u in units.values())
 
     table = rt.sysg("status", check=True).stdout
     assert "PROJECT  SERVICE" in table
@@ -55,21 +55,21 @@ def test_start_status_stop_round_trip_json(rt: Runtime) -> None:
 
     stopped = rt.sysg("stop", "-s", "demo/worker", check=True)
     assert stopped.stdout.strip() == "Service 'worker' stopped"
-    assert not pid_alive(units["worker"]["pid"])
+    assert not pid_alive(pid_of(units["worker"]))
     again = rt.sysg("stop", "-s", "demo/worker", check=True)  # idempotent
     assert again.returncode == 0
 
     rt.sysg("stop", "-p", "demo", check=True)
     after = _units(rt.status())
-    assert after["web"]["state"] == "stopped"
-    assert not pid_alive(units["web"]["pid"])
+    assert after["web"]["phase"] == "stopped"
+    assert not pid_alive(pid_of(units["web"]))
 
 
 def test_status_filter_and_unknown_service(rt: Runtime) -> None:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
     one = json.loads(rt.sysg("status", "-s", "demo/web", "--format", "json").stdout)
-    assert [u["service"] for u in one["units"]] == ["web"]
+    assert [u["name"] for u in one["units"]] == ["web"]
     missing = rt.sysg("status", "-s", "nope")
     assert missing.returncode == 1
     assert "error[SG0202]" in missing.stderr
@@ -85,7 +85,7 @@ def test_start_failure_names_the_service_and_exits_1(rt: Runtime) -> None:
     assert proc.returncode == 1
     assert "broken" in proc.stderr
     assert "error[" in proc.stderr
-    assert _units(rt.status())["ok"]["state"] == "running"
+    assert _units(rt.status())["ok"]["phase"] == "running"
 
 
 def test_version_reports_both_sides(rt: Runtime) -> None:
@@ -121,7 +121,7 @@ def test_version_reports_both_sides(rt: Runtime) -> None:
 def test_purge_refuses_while_services_run_then_force(rt: Runtime) -> None:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
-    pids = [u["pid"] for u in rt.status()["units"]]
+    pids = [pid_of(u) for u in rt.status()["units"]]
     sup = rt.supervisor_pid()
     refused = rt.sysg("purge")
     assert refused.returncode == 1
@@ -143,7 +143,7 @@ def test_purge_refuses_while_services_run_then_force(rt: Runtime) -> None:
 def test_stop_supervisor_leaves_no_process(rt: Runtime) -> None:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
-    pids = [u["pid"] for u in rt.status()["units"]]
+    pids = [pid_of(u) for u in rt.status()["units"]]
     sup = rt.supervisor_pid()
     proc = rt.sysg("stop", "--supervisor", check=True)
     assert proc.stdout.strip() == "Supervisor stopped"
@@ -175,10 +175,10 @@ def test_concurrent_starts_make_one_supervisor(rt: Runtime) -> None:
         assert p.returncode == 0, f"{out}\n{err}"
     assert len(rt.supervisor_processes()) == 1
     units = _units(rt.status())
-    assert {u["state"] for u in units.values()} == {"running"}
+    assert {u["phase"] for u in units.values()} == {"running"}
     # A later start is a no-op for a running project: same pids, still one supervisor.
     rt.sysg("start", "--daemonize", check=True)
-    assert _units(rt.status())["web"]["pid"] == units["web"]["pid"]
+    assert pid_of(_units(rt.status())["web"]) == pid_of(units["web"])
     assert len(rt.supervisor_processes()) == 1
 
 
@@ -203,15 +203,15 @@ def test_foreground_start_streams_and_ctrl_c_stops_the_project(rt: Runtime) -> N
             assert line, f"stream ended early: {seen} {proc.stderr.read() if proc.stderr else ''}"
             seen.append(line)
         units = _units(rt.status())
-        assert units["web"]["state"] == "running"
+        assert units["web"]["phase"] == "running"
         proc.send_signal(signal.SIGINT)
         out, _err = proc.communicate(timeout=30)
         assert proc.returncode == 0
         assert "Project 'demo' stopped" in out
         after = _units(rt.status())
-        assert after["web"]["state"] == "stopped"
-        assert after["worker"]["state"] == "stopped"
-        assert not pid_alive(units["web"]["pid"])
+        assert after["web"]["phase"] == "stopped"
+        assert after["worker"]["phase"] == "stopped"
+        assert not pid_alive(pid_of(units["web"]))
         # The supervisor itself keeps running for other projects.
         sup = rt.supervisor_pid()
         assert sup is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.procscan import new_marker
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 
 def _comm(pid: int) -> str:
@@ -40,11 +40,11 @@ projects:
     assert proc.returncode == 0, proc.stderr
     supervisor = rt.supervisor_pid()
     for name in ("plain", "quoted", "shell"):
-        pid = int(rt.wait_state(name, "running")["pid"])
+        pid = int(pid_of(rt.wait_state(name, "running")))
         assert _comm(pid) == "sleep", name
         assert _ppid(pid) == supervisor, name
     # A list of commands needs the shell, which stays as the service's process.
-    chain = int(rt.wait_state("chain", "running")["pid"])
+    chain = int(pid_of(rt.wait_state("chain", "running")))
     assert _comm(chain) == "sh"
     wait_for(
         lambda: "started" in (rt.logs / "nosh" / "shell.log").read_text(),

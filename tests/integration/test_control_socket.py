@@ -180,7 +180,7 @@ def test_oversized_frame_gets_an_error_and_harms_nothing(rt: Runtime) -> None:
     assert obj["ok"] is False
     assert codes(obj) == ["SG0230"]
     assert answers_status(sock)
-    assert rt.unit("svc")["state"] == "running"
+    assert rt.unit("svc")["phase"] == "running"
     rt.sysg("stop", "--supervisor", check=True)
 
 
@@ -238,7 +238,7 @@ def test_malformed_requests_get_error_replies(rt: Runtime) -> None:
         half.connect(str(sock))
         half.sendall(b'{"v":1,"verb":"sta')
     assert answers_status(sock)
-    assert rt.unit("svc")["state"] == "running"
+    assert rt.unit("svc")["phase"] == "running"
     rt.sysg("stop", "--supervisor", check=True)
 
 
@@ -266,6 +266,6 @@ def test_random_bytes_left_the_supervisor_well(shared: Runtime) -> None:
     assert answers_status(sock)
     pid = shared.supervisor_pid()
     assert pid is not None
-    wait_for(lambda: shared.unit("svc")["state"] == "running", timeout=5)
+    wait_for(lambda: shared.unit("svc")["phase"] == "running", timeout=5)
     assert shared.sysg("status").returncode == 0
     assert len(os.listdir(f"/proc/{pid}/task")) == 1

@@ -15,6 +15,7 @@ import signal
 import time
 from typing import Any
 
+from systemg.cli.status_doc import rfc3339
 from tests.support.procscan import new_marker, with_marker
 from tests.support.runtime import Runtime, wait_for
 
@@ -55,7 +56,8 @@ def test_six_field_job_runs_at_its_second_and_five_field_at_second_zero(rt: Runt
     )
     proc = rt.sysg("start", "-c", cfg, "--daemonize")
     assert proc.returncode == 0, proc.stderr
-    assert rt.unit("yearly")["state"] == "queued"  # scheduled, never run
+    yearly = rt.unit("yearly")
+    assert (yearly["kind"], yearly["state"], yearly["health"]) == ("cron", "queued", "idle")
     assert cron_of(rt, "every3")["expression"] == "*/3 * * * * *"
     assert cron_of(rt, "minutely")["expression"] == "0 * * * * *"
     runs = wait_for(
@@ -73,7 +75,7 @@ def test_six_field_job_runs_at_its_second_and_five_field_at_second_zero(rt: Runt
     [minute] = wait_for(lambda: runs_of(rt, "cj/minutely"), timeout=75, what="the minute run")
     assert int(minute["start"]) % 60 == 0
     assert minute["start"] - int(minute["start"]) < 0.5
-    assert cron_of(rt, "minutely")["next_run"] == int(minute["start"]) + 60
+    assert cron_of(rt, "minutely")["next_run"] == rfc3339(int(minute["start"]) + 60)
     rt.sysg("stop", "--supervisor", check=True)
 
 
@@ -169,6 +171,13 @@ def test_run_exits_with_the_jobs_code_and_start_of_a_job_is_refused(rt: Runtime)
         ("failed", 3, True),
         ("failed", 3, True),
     ]
+    fails = rt.unit("fails")  # what the upstream's cron-failure-is-failure case reads
+    assert (fails["state"], fails["health"], fails["last_exit"]["exit_code"]) == (
+        "failed",
+        "failing",
+        3,
+    ), fails
+    assert fails["cron"]["last_run"]["status"] == "Failed: exited with code 3", fails
     # onerr: once per failed run.
     log = wait_for(
         lambda: (t := (rt.logs / "cj" / "fails.log").read_text()).count("onerr code=3") >= 2 and t

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 
 def free_port() -> int:
@@ -72,7 +72,7 @@ projects:
     assert "liveness failed 3 time(s) in a row" in log
     flag.touch()
     again = rt.wait_state("api", "running", timeout=20)
-    assert again["pid"] != first["pid"]
+    assert pid_of(again) != pid_of(first)
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
 
@@ -98,11 +98,11 @@ projects:
     # The hung onstart hook is killed at its timeout; the service goes on and exits 3.
     wait_for(lambda: "hook onstart failed" in (rt.logs / "supervisor.log").read_text())
     assert not with_marker(f"{m}1")
-    wait_for(lambda: rt.unit("job")["state"] == "exited", what="the job to exit")
+    wait_for(lambda: rt.unit("job")["phase"] == "exited", what="the job to exit")
     wait_for(lambda: " onstop onstop project=hk" in log_of(rt, "hk", "job"), what="onstop")
     log = log_of(rt, "hk", "job")
     assert " onerr onerr code=3 name=job" in log
-    assert rt.unit("job")["last_exit"]["code"] == 3
+    assert rt.unit("job")["last_exit"]["exit_code"] == 3
     rt.sysg("stop", "--supervisor", check=True)
 
 
@@ -151,7 +151,7 @@ projects:
     assert " pre_start migrating" in log_of(rt, "ps", "web")
     ok.touch()
     rt.sysg("start", "-s", "ps/web", "--daemonize", check=True)
-    assert rt.unit("web")["state"] == "running"
+    assert rt.unit("web")["phase"] == "running"
     rt.sysg("stop", "--supervisor", check=True)
 
 
@@ -179,7 +179,7 @@ projects:
     )
     proc = rt.sysg("start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 1  # web is blocked
-    states = {u["service"]: u["state"] for u in rt.status()["units"]}
+    states = {u["name"]: u["phase"] for u in rt.status()["units"]}
     assert states == {"maint": "skipped", "off": "skipped", "web": "blocked", "other": "running"}
     assert "'maint' is skipped" in rt.unit("web")["message"]
     rt.sysg("stop", "--supervisor", check=True)
@@ -200,8 +200,8 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    assert rt.unit("maint")["state"] == "skipped"
+    assert rt.unit("maint")["phase"] == "skipped"
     rt.sysg("start", "-s", "ov/maint", "--daemonize", check=True)
-    assert rt.unit("maint")["state"] == "running"
+    assert rt.unit("maint")["phase"] == "running"
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)

@@ -44,12 +44,12 @@ def manifest(rt: Runtime, services: str) -> Path:
 def run_to_exit(rt: Runtime, service: str, *, timeout: float = 60) -> None:
     rt.sysg("start", "-c", "m.yaml", "--daemonize", check=True, timeout=timeout)
     wait_for(
-        lambda: rt.unit(service)["state"] in ("exited", "stopped", "failed"),
+        lambda: rt.unit(service)["phase"] in ("exited", "stopped", "failed"),
         timeout=timeout,
         interval=0.1,
         what=f"{service} to exit",
     )
-    assert rt.unit(service)["state"] == "exited"
+    assert rt.unit(service)["phase"] == "exited"
 
 
 def test_200k_lines_written_as_fast_as_possible_are_all_captured(rt: Runtime) -> None:

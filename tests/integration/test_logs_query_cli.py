@@ -52,7 +52,7 @@ def chatty(name: str, count: int, extra: str = "") -> str:
 def exited(rt: Runtime, *names: str) -> None:
     for name in names:
         wait_for(
-            lambda n=name: rt.unit(n)["state"] == "exited",  # type: ignore[misc]
+            lambda n=name: rt.unit(n)["phase"] == "exited",  # type: ignore[misc]
             timeout=30,
             interval=0.05,
             what=f"{name} to exit",

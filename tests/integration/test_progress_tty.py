@@ -68,7 +68,7 @@ def test_progress_on_a_terminal_then_the_usual_summary(rt: Runtime) -> None:
     assert "svc00 waiting for migrate" in text
     # The last line drawn is erased before the summary, which is all that stays.
     assert text.endswith("\r\x1b[KProject 'big' started (21 services)\r\n")
-    assert all(u["state"] in ("running", "exited") for u in rt.status()["units"])
+    assert all(u["phase"] in ("running", "exited") for u in rt.status()["units"])
 
     rc, out = in_pty(rt, "restart", "-s", "migrate")
     assert rc == 0, out

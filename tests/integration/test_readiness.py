@@ -19,7 +19,7 @@ import pytest
 
 from systemg.daemon.notify import socket_path
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 PY_NOTIFY = (
     "import os, socket, sys, time\n"
@@ -72,9 +72,9 @@ projects:
     )
     proc = rt.sysg("start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert units["db"]["state"] == units["web"]["state"] == "running"
-    assert units["db"]["health"] == "healthy"
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert units["db"]["phase"] == units["web"]["phase"] == "running"
+    assert units["db"]["readiness"] == "healthy"
     assert units["db"]["last_probe"]["result"] == "pass"
     # web started only once db answered HTTP: db slept 1.5 s before it could (the 250 ms
     # rule would have released web long before).
@@ -105,8 +105,8 @@ projects:
     assert "SG0104" in proc.stderr
     assert "sent no READY=1 within start_timeout 1s" in proc.stderr
     assert "warming up the cache" in proc.stderr  # its last log lines
-    unit = wait_for(lambda: (u := rt.unit("silent"))["state"] == "failed" and u)
-    assert unit["health"] == "unhealthy"
+    unit = wait_for(lambda: (u := rt.unit("silent"))["phase"] == "failed" and u)
+    assert unit["readiness"] == "unhealthy"
     wait_for(lambda: not with_marker(m), what="the unready service to be stopped")
 
 
@@ -132,10 +132,10 @@ projects:
     proc = rt.sysg("start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
     api = rt.unit("api")
-    assert api["state"] == "running"
-    assert api["health"] == "healthy"
+    assert api["phase"] == "running"
+    assert api["readiness"] == "healthy"
     assert api["notify_status"] == "accepting connections"
-    assert rt.unit("client")["state"] == "running"
+    assert rt.unit("client")["phase"] == "running"
     text = rt.sysg("status").stdout
     assert "HEALTH" in text
     assert "STATUS=accepting connections" in text
@@ -164,17 +164,17 @@ projects:
     first = rt.unit("api")
     assert first["notify_status"] == "serving from python"
     # sd_watchdog_enabled(3): WATCHDOG_USEC, and WATCHDOG_PID naming the service itself.
-    pid = first["pid"]
+    pid = pid_of(first)
     logs = rt.sysg("logs", "-s", "api", "-n", "50").stdout
     assert f"env 1000000 {pid} {pid}" in logs, logs
 
     # Five pings, then silence: SIGABRT, then the restart policy (it counts as a failure).
     def restarted() -> dict[str, object] | None:
         unit = rt.unit("api")
-        return unit if unit["restarts"] >= 1 and unit["state"] == "running" else None
+        return unit if unit["restarts"] >= 1 and unit["phase"] == "running" else None
 
     again = wait_for(restarted, timeout=20, what="the watchdog restart")
-    assert again["pid"] != first["pid"]
+    assert pid_of(again) != pid_of(first)
     assert again["last_exit"]["signal"] == 6  # SIGABRT
     log = (rt.logs / "supervisor.log").read_text()
     assert "watchdog timeout: no WATCHDOG=1 for 1s" in log
@@ -201,7 +201,7 @@ projects:
     assert "SG0022" in proc.stderr
     assert "health check failed after 3 attempt(s)" in proc.stderr
     wait_for(lambda: not with_marker(m), what="the unhealthy service to be stopped")
-    assert rt.unit("db")["state"] == "failed"
+    assert rt.unit("db")["phase"] == "failed"
 
 
 def test_a_command_check_runs_and_logs_with_its_own_label(rt: Runtime) -> None:
@@ -222,7 +222,7 @@ projects:
     )
     proc = rt.sysg("start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
-    assert rt.unit("db")["health"] == "healthy"
+    assert rt.unit("db")["readiness"] == "healthy"
     log = (rt.logs / "cc" / "db.log").read_text()
     assert " probe probing" in log
     logs = rt.sysg("logs", "-s", "cc/db", "--format", "json").stdout
@@ -247,7 +247,7 @@ projects:
     )
     proc = rt.sysg("start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
-    assert rt.unit("web")["state"] == "running"
+    assert rt.unit("web")["phase"] == "running"
     assert started_ns(rt.work / "web.started") >= started_ns(rt.work / "migrate.done")
     rt.sysg("stop", "--supervisor", check=True)
 
@@ -282,7 +282,7 @@ projects:
     starting = rt.popen("start", "-c", str(cfg), "--daemonize")
     try:
         unit = wait_for(
-            lambda: (u := _unit_or_none(rt, "api")) and u["pid"] and u,
+            lambda: (u := _unit_or_none(rt, "api")) and pid_of(u) and u,
             timeout=20,
             what="the service to be launched",
         )
@@ -290,13 +290,13 @@ projects:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as forger:
             forger.sendto(b"READY=1\nSTATUS=forged", str(path))
         inspect = wait_for(
-            lambda: (j := _inspect(rt))["health"]["notify_dropped"] == 1 and j,
+            lambda: (j := _inspect(rt))["readiness"]["notify_dropped"] == 1 and j,
             what="the forged datagram to be counted",
         )
-        assert inspect["health"]["notify_status"] is None
+        assert inspect["readiness"]["notify_status"] is None
         after = rt.unit("api")
-        assert after["state"] == "starting"
-        assert after["pid"] == unit["pid"]
+        assert after["phase"] == "starting"
+        assert pid_of(after) == pid_of(unit)
         assert starting.poll() is None  # `start` still waits for the real READY=1
         log = (rt.logs / "supervisor.log").read_text()
         assert "dropped a datagram" in log
@@ -309,7 +309,7 @@ projects:
             starting.kill()
         starting.communicate()
     up = rt.unit("api")
-    assert up["state"] == "running"
+    assert up["phase"] == "running"
     assert up["notify_status"] == "the real one"
     rt.sysg("stop", "--supervisor", check=True)
     wait_for(lambda: not with_marker(m), what="the service to be gone")

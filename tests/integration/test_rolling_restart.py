@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.httpload import Load
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rolling" / "server.py"
 
@@ -78,14 +78,14 @@ def setup(rt: Runtime, port: int, **kw: bool | str) -> Path:
 
 
 def web_rows(rt: Runtime) -> list[dict[str, object]]:
-    return [u for u in rt.status()["units"] if u["service"] == "web"]
+    return [u for u in rt.status()["units"] if u["name"] == "web"]
 
 
 def test_rolling_restart_under_load_drops_nothing(rt: Runtime) -> None:
     port = free_port()
     # 2 s of draining: long enough for `sysg status` to see it on a loaded machine.
     setup(rt, port, grace="2s")
-    pids = [int(rt.unit("web")["pid"])]
+    pids = [int(pid_of(rt.unit("web")))]
     seen_draining = False
     with Load("127.0.0.1", port) as load:
         load.wait_requests(200)
@@ -96,18 +96,18 @@ def test_rolling_restart_under_load_drops_nothing(rt: Runtime) -> None:
             def switched(old: int = pids[-1], restart: subprocess.Popen[str] = restart) -> bool:
                 nonlocal rows
                 rows = web_rows(rt)
-                return any(r["state"] == "draining" and r["pid"] == old for r in rows) or (
+                return any(r["phase"] == "draining" and pid_of(r) == old for r in rows) or (
                     restart.poll() is not None
                 )
 
             wait_for(switched, timeout=60, what="the old generation to drain")
-            if any(r["state"] == "draining" for r in rows):
+            if any(r["phase"] == "draining" for r in rows):
                 seen_draining = True
-                assert rows[0]["state"] == "running", rows
-                assert rows[0]["pid"] != pids[-1], rows
+                assert rows[0]["phase"] == "running", rows
+                assert pid_of(rows[0]) != pids[-1], rows
             out, err = restart.communicate(timeout=60)
             assert restart.returncode == 0, (out, err)
-            new = int(rt.unit("web")["pid"])
+            new = int(pid_of(rt.unit("web")))
             assert new != pids[-1]
             assert not pid_alive(pids[-1])
             pids.append(new)
@@ -116,7 +116,7 @@ def test_rolling_restart_under_load_drops_nothing(rt: Runtime) -> None:
     assert load.ok >= 800
     assert seen_draining, "status never showed the old generation as draining"
     assert set(pids) <= load.pids | {pids[0]}  # every generation answered (the first one too)
-    log = (rt.logs / rt.unit("web")["project"] / "web.log").read_text()
+    log = (rt.logs / rt.unit("web")["project"]["id"] / "web.log").read_text()
     for old, new in pairwise(pids):
         assert f"pid {new} is up; pid {old} drains" in log
         assert f"pid {old} stopped; pid {new} serves" in log
@@ -124,7 +124,7 @@ def test_rolling_restart_under_load_drops_nothing(rt: Runtime) -> None:
         assert f"stdout [pid {new}] pid {new} serving on" in log
         assert f"stdout [pid {old}] pid {old} stopped accepting" in log
     data = json.loads(rt.sysg("status", "--format", "json", check=True).stdout)
-    assert [u["state"] for u in data["units"] if u["service"] == "web"] == ["running"]
+    assert [u["phase"] for u in data["units"] if u["name"] == "web"] == ["running"]
 
 
 @pytest.mark.parametrize("strategy", ["immediate", "rolling"])
@@ -174,29 +174,29 @@ def test_failing_new_generation_leaves_the_old_one_serving(rt: Runtime, how: str
     assert code in done.stderr
     assert line in done.stderr
     after = rt.unit("web")
-    assert (after["pid"], after["state"]) == (before["pid"], "running")
+    assert (pid_of(after), after["phase"]) == (pid_of(before), "running")
     assert load.failed == 0
     if how == "never ready":
         # It served from the shared socket while starting (it accepts as soon as it runs);
         # what counts is that no request failed and the old one serves on.
-        assert before["pid"] in load.pids
+        assert pid_of(before) in load.pids
     else:
-        assert load.pids == {before["pid"]}
-    assert [r["state"] for r in web_rows(rt)] == ["running"]
+        assert load.pids == {pid_of(before)}
+    assert [r["phase"] for r in web_rows(rt)] == ["running"]
 
 
 def test_stop_during_a_rollout_stops_both_generations(rt: Runtime) -> None:
     port = free_port()
     path = setup(rt, port)
     path.write_text(manifest(port).replace("grace_period: 300ms", "grace_period: 60s"))
-    old = int(rt.unit("web")["pid"])
+    old = int(pid_of(rt.unit("web")))
     restart = rt.popen("restart", "-s", "web")
     rows = wait_for(
-        lambda: [r for r in web_rows(rt) if r["state"] == "draining"] and web_rows(rt),
+        lambda: [r for r in web_rows(rt) if r["phase"] == "draining"] and web_rows(rt),
         timeout=60,
         what="a draining generation",
     )
-    new = int(rows[0]["pid"])  # type: ignore[call-overload]
+    new = int(pid_of(rows[0]))  # type: ignore[call-overload]
     assert new != old
     table = rt.sysg("status", check=True).stdout
     assert any("draining" in line and str(old) in line for line in table.splitlines()), table
@@ -209,20 +209,20 @@ def test_stop_during_a_rollout_stops_both_generations(rt: Runtime) -> None:
 def test_reconcile_and_project_restart_roll_too(rt: Runtime) -> None:
     port = free_port()
     path = setup(rt, port)
-    first = int(rt.unit("web")["pid"])
+    first = int(pid_of(rt.unit("web")))
     with Load("127.0.0.1", port) as load:
         load.wait_requests(200)
         path.write_text(manifest(port).replace("GENERATION: g", "GENERATION: g2"))
         done = rt.sysg("restart", "-c", str(path), timeout=60)
         assert done.returncode == 0, done.stderr
-        second = int(rt.unit("web")["pid"])
+        second = int(pid_of(rt.unit("web")))
         load.wait_requests(200)
         # The registered manifest, re-read: a project restart (unchanged services keep
         # their pids, as before; a changed rolling one rolls).
         path.write_text(manifest(port).replace("GENERATION: g", "GENERATION: g3"))
         done = rt.sysg("restart", timeout=60)
         assert done.returncode == 0, done.stderr
-        third = int(rt.unit("web")["pid"])
+        third = int(pid_of(rt.unit("web")))
         load.wait_requests(200)
     assert len({first, second, third}) == 3
     assert load.failed == 0, f"{load.failures} of {load.total()} requests failed"
@@ -235,19 +235,19 @@ def test_supervisor_killed_mid_switch_leaves_one_generation(rt: Runtime) -> None
     port = free_port()
     path = setup(rt, port)
     path.write_text(manifest(port).replace("grace_period: 300ms", "grace_period: 60s"))
-    old = int(rt.unit("web")["pid"])
+    old = int(pid_of(rt.unit("web")))
     restart = rt.popen("restart", "-s", "web")
     rows = wait_for(
-        lambda: [r for r in web_rows(rt) if r["state"] == "draining"] and web_rows(rt),
+        lambda: [r for r in web_rows(rt) if r["phase"] == "draining"] and web_rows(rt),
         timeout=60,
         what="a draining generation",
     )
-    new = int(rows[0]["pid"])  # type: ignore[call-overload]
+    new = int(pid_of(rows[0]))  # type: ignore[call-overload]
     sup = rt.supervisor_pid()
     assert sup is not None
     os.kill(sup, signal.SIGKILL)
     restart.communicate(timeout=60)
     wait_for(lambda: not pid_alive(sup), what="the supervisor to be gone")
-    assert [(r["state"], r["pid"]) for r in web_rows(rt)] == [("running", new)]  # revives it
+    assert [(r["phase"], pid_of(r)) for r in web_rows(rt)] == [("running", new)]  # revives it
     wait_for(lambda: not pid_alive(old), timeout=30, what="the old generation to be stopped")
     assert pid_alive(new)

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 CODE = (
     "import errno, os, socket, time\\n"
@@ -50,7 +50,7 @@ projects:
     )
     proc = rt.sysg("start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    pid = int(rt.wait_state("box", "running")["pid"])
+    pid = int(pid_of(rt.wait_state("box", "running")))
     log = rt.logs / "unpriv" / "box.log"
 
     def lines() -> str | None:

@@ -7,7 +7,7 @@ import json
 import os
 import pwd
 
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 MANIFEST = """\
 version: "2"
@@ -25,8 +25,8 @@ projects:
 def test_user_mode_report_of_own_services(rt: Runtime) -> None:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
-    wait_for(lambda: rt.unit("plain")["pid"], what="plain running")
-    wait_for(lambda: not rt.unit("done")["pid"], what="done exited")
+    wait_for(lambda: pid_of(rt.unit("plain")), what="plain running")
+    wait_for(lambda: not pid_of(rt.unit("done")), what="done exited")
     proc = rt.sysg("security", "--format", "json", check=True)
     doc = json.loads(proc.stdout)
     (entry,) = doc["services"]

@@ -12,7 +12,7 @@ import os
 import signal
 
 from tests.support.procscan import new_marker
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 BAD = {
     "empty": b"",
@@ -29,7 +29,7 @@ def test_supervisor_boots_past_corrupt_state_files(rt: Runtime) -> None:
         f'        command: "exec sleep 1000.{m}"\n',
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    pid = rt.unit("db")["pid"]
+    pid = pid_of(rt.unit("db"))
     old = rt.supervisor_pid()
     assert old is not None
     os.kill(old, signal.SIGKILL)
@@ -47,7 +47,7 @@ def test_supervisor_boots_past_corrupt_state_files(rt: Runtime) -> None:
     assert new != old
     assert pid_alive(new)
     units = rt.status()["units"]
-    assert [(u["project"], u["service"], u["pid"]) for u in units] == [("good", "db", pid)]
+    assert [(u["project"]["id"], u["name"], pid_of(u)) for u in units] == [("good", "db", pid)]
 
     journal = (rt.logs / "supervisor.log").read_text()
     for project, content in BAD.items():

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.procscan import new_marker, supervisors_for, thread_count, with_marker
-from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.runtime import SYSG, Runtime, pid_alive, pid_of, started_at, wait_for
 
 READY_S = 0.25  # lifecycle.READY_AFTER_S: a service is up once it survived this long
 
@@ -42,30 +42,31 @@ projects:
     assert data["schema_version"] == "status.v1"
     assert data["overall_health"] == "healthy"
     assert data["supervisor_pid"] == rt.supervisor_pid()
-    units = {u["service"]: u for u in data["units"]}
+    units = {u["name"]: u for u in data["units"]}
     assert set(units) == {"web", "worker"}
     for unit in units.values():
-        for key in ("project", "service", "state", "pid", "uptime_s", "restarts", "last_exit"):
+        for key in ("name", "project", "kind", "state", "intent", "health", "process", "uptime"):
             assert key in unit
-        assert unit["project"] == "rt"
-        assert unit["state"] == "running"
-        assert pid_alive(unit["pid"])
+        assert (unit["state"], unit["health"]) == ("running", "healthy")
+        assert unit["project"]["id"] == "rt"
+        assert unit["phase"] == "running"
+        assert pid_alive(pid_of(unit))
         assert unit["restarts"] == 0
-        assert unit["last_exit"] is None
-    assert {p.pid for p in with_marker(m)} == {u["pid"] for u in units.values()}
+        assert unit.get("last_exit") is None
+    assert {p.pid for p in with_marker(m)} == {pid_of(u) for u in units.values()}
     # exit code 0 = healthy
     assert rt.sysg("status").returncode == 0
 
     stop = rt.sysg("stop", "-s", "worker", check=True)
     assert "worker" in stop.stdout
-    assert rt.unit("worker")["state"] == "stopped"
-    assert rt.unit("worker")["pid"] is None
-    assert not pid_alive(units["worker"]["pid"])
-    assert rt.unit("web")["pid"] == units["web"]["pid"]
+    assert rt.unit("worker")["phase"] == "stopped"
+    assert pid_of(rt.unit("worker")) is None
+    assert not pid_alive(pid_of(units["worker"]))
+    assert pid_of(rt.unit("web")) == pid_of(units["web"])
 
     rt.sysg("stop", "-p", "rt", check=True)
     after = rt.status()
-    assert {u["state"] for u in after["units"]} == {"stopped"}
+    assert {u["phase"] for u in after["units"]} == {"stopped"}
     wait_for(lambda: not with_marker(m), timeout=5, what="services to be gone")
     # idempotent
     rt.sysg("stop", "-p", "rt", check=True)
@@ -93,15 +94,15 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert {u["state"] for u in units.values()} == {"running"}
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert {u["phase"] for u in units.values()} == {"running"}
     # The services' own clocks: each started only after its dependency was up (250 ms).
     a, b, c = (started_ns(rt, n) for n in "abc")
     assert b - a >= READY_S * 1e9 * 0.9
     assert c - b >= READY_S * 1e9 * 0.9
     # And the supervisor agrees.
-    assert units["b"]["started_at"] >= units["a"]["started_at"] + READY_S
-    assert units["c"]["started_at"] >= units["b"]["started_at"] + READY_S
+    assert started_at(units["b"]) >= started_at(units["a"]) + READY_S
+    assert started_at(units["c"]) >= started_at(units["b"]) + READY_S
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
 
@@ -129,16 +130,16 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert {u["state"] for u in units.values()} == {"running"}
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert {u["phase"] for u in units.values()} == {"running"}
     a, b, c, d = (started_ns(rt, n) for n in "abcd")
     ready_ns = READY_S * 1e9 * 0.9
     assert b - a >= ready_ns
     assert c - a >= ready_ns
     assert d - max(b, c) >= ready_ns
     # b and c do not wait for each other: both start once a is up (parallel start).
-    assert abs(units["b"]["started_at"] - units["c"]["started_at"]) < READY_S
-    assert units["d"]["started_at"] >= max(units["b"]["started_at"], units["c"]["started_at"])
+    assert abs(started_at(units["b"]) - started_at(units["c"])) < READY_S
+    assert started_at(units["d"]) >= max(started_at(units["b"]), started_at(units["c"]))
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
 
@@ -157,11 +158,11 @@ projects:
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
     first = rt.supervisor_pid()
-    pid = rt.unit("s")["pid"]
+    pid = pid_of(rt.unit("s"))
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
     assert rt.supervisor_pid() == first
     assert supervisors_for(rt.state) == [first]
-    assert rt.unit("s")["pid"] == pid  # already running: not started again
+    assert pid_of(rt.unit("s")) == pid  # already running: not started again
     assert len(with_marker(m)) == 1
     # Two racing CLIs against a running supervisor: still exactly one.
     procs = [
@@ -207,7 +208,7 @@ projects:
         assert p.returncode == 0, err
     assert supervisors_for(rt.state) == [rt.supervisor_pid()]
     assert len(with_marker(m)) == 1
-    assert rt.unit("s")["state"] == "running"
+    assert rt.unit("s")["phase"] == "running"
 
 
 def test_supervisor_has_one_thread(rt: Runtime) -> None:
@@ -228,7 +229,7 @@ projects:
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
     pid = rt.supervisor_pid()
     assert pid is not None
-    assert {u["state"] for u in rt.status()["units"]} == {"running"}
+    assert {u["phase"] for u in rt.status()["units"]} == {"running"}
     assert thread_count(pid) == 1
     rt.sysg("logs", "-s", "a", "-n", "5")
     rt.sysg("stop", "-s", "b", check=True)
@@ -274,7 +275,7 @@ projects:
         wait_for((rt.state / "control.sock").exists, timeout=10, what="socket")
         rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
         assert rt.supervisor_pid() == sup.pid
-        pids = [u["pid"] for u in rt.status()["units"]]
+        pids = [pid_of(u) for u in rt.status()["units"]]
         assert len(pids) == 4
         assert all(pid_alive(p) for p in pids)
         sup.send_signal(signal.SIGTERM)

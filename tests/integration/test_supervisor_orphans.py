@@ -25,7 +25,7 @@ exec sleep 1000.{m}"
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
     sup = rt.supervisor_pid()
     assert sup is not None
-    assert rt.unit("parent")["state"] == "running"
+    assert rt.unit("parent")["phase"] == "running"
     orphan = wait_for(
         lambda: next((p for p in with_marker(f": {m}") if p.ppid == sup), None),
         what="the orphan, re-parented to the supervisor",
@@ -36,6 +36,6 @@ exec sleep 1000.{m}"
         what="the orphan to be reaped (not left a zombie)",
     )
     assert zombie_children(sup) == []
-    assert rt.unit("parent")["state"] == "running"  # the service and supervisor carry on
+    assert rt.unit("parent")["phase"] == "running"  # the service and supervisor carry on
     log = (rt.logs / "supervisor.log").read_text(errors="replace")
     assert f"reaped pid {orphan.pid} (exit 0), an orphan of a service" in log

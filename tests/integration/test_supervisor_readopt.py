@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procscan import new_marker, supervisors_for, with_marker
-from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.runtime import SYSG, Runtime, pid_alive, pid_of, wait_for
 
 
 def cmdline(pid: int) -> str:
@@ -51,21 +51,21 @@ echo during-outage-{m}; echo to-stderr-{m} >&2; exec sleep 1000.{m}2"
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    before = {u["service"]: u for u in rt.status()["units"]}
-    assert {u["state"] for u in before.values()} == {"running"}
+    before = {u["name"]: u for u in rt.status()["units"]}
+    assert {u["phase"] for u in before.values()} == {"running"}
     log = rt.logs / "ad" / "writer.log"
     wait_for(lambda: log.exists() and f"before-{m}" in log.read_text(), timeout=5)
 
     old = kill_supervisor(rt)
-    assert all(pid_alive(u["pid"]) for u in before.values())  # services survive
+    assert all(pid_alive(pid_of(u)) for u in before.values())  # services survive
     # The writer prints while no supervisor runs, then execs into its sleep.
     go.touch()
     wait_for(
-        lambda: cmdline(before["writer"]["pid"]).startswith("sleep"),
+        lambda: cmdline(pid_of(before["writer"])).startswith("sleep"),
         timeout=10,
         what="writer to print during the outage",
     )
-    assert pid_alive(before["writer"]["pid"])  # its output pipe did not break
+    assert pid_alive(pid_of(before["writer"]))  # its output pipe did not break
 
     if revive == "start":
         rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
@@ -74,10 +74,10 @@ echo during-outage-{m}; echo to-stderr-{m} >&2; exec sleep 1000.{m}2"
     assert new is not None
     assert new != old
     assert supervisors_for(rt.state) == [new]
-    after = {u["service"]: u for u in status["units"]}
+    after = {u["name"]: u for u in status["units"]}
     for name in ("db", "writer"):
-        assert after[name]["state"] == "running"
-        assert after[name]["pid"] == before[name]["pid"]  # re-adopted, not restarted
+        assert after[name]["phase"] == "running"
+        assert pid_of(after[name]) == pid_of(before[name])  # re-adopted, not restarted
     # Identity by pid: exactly one process of each, no duplicate was started.
     assert len(with_marker(f"1000.{m}1")) == 1
     assert len(with_marker(f"1000.{m}2")) == 1
@@ -92,7 +92,7 @@ echo during-outage-{m}; echo to-stderr-{m} >&2; exec sleep 1000.{m}2"
     rt.sysg("stop", "--supervisor", check=True)
     assert not pid_alive(new)
     for name in ("db", "writer"):
-        assert not pid_alive(before[name]["pid"])
+        assert not pid_alive(pid_of(before[name]))
     assert not with_marker(m)
 
 
@@ -111,13 +111,13 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    pid = rt.unit("svc")["pid"]
+    pid = pid_of(rt.unit("svc"))
     kill_supervisor(rt)
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    assert rt.unit("svc")["pid"] == pid  # re-adopted
+    assert pid_of(rt.unit("svc")) == pid  # re-adopted
     os.kill(pid, signal.SIGKILL)
     unit = wait_for(
-        lambda: (u := rt.unit("svc"))["state"] == "running" and u["pid"] != pid and u,
+        lambda: (u := rt.unit("svc"))["phase"] == "running" and pid_of(u) != pid and u,
         timeout=10,
         what="restart of the adopted service",
     )
@@ -141,17 +141,17 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    pid = rt.unit("svc")["pid"]
+    pid = pid_of(rt.unit("svc"))
     kill_supervisor(rt)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), timeout=5)
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
     unit = wait_for(
-        lambda: (u := rt.unit("svc"))["state"] == "running" and u,
+        lambda: (u := rt.unit("svc"))["phase"] == "running" and u,
         timeout=15,
         what="svc running again",
     )
-    assert unit["pid"] != pid
+    assert pid_of(unit) != pid
     assert len(with_marker(m)) == 1
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
@@ -166,7 +166,7 @@ def test_sigterm_while_the_supervisor_recovers_is_not_lost(rt: Runtime) -> None:
     services = "".join(f'      s{i}:\n        command: "exec sleep 1000.{m}"\n' for i in range(12))
     cfg = rt.write("sysg.yaml", f'version: "2"\nprojects:\n  boot:\n    services:\n{services}')
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    pids = [u["pid"] for u in rt.status()["units"]]
+    pids = [pid_of(u) for u in rt.status()["units"]]
     kill_supervisor(rt)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)  # died meanwhile: recovery starts them again

@@ -7,11 +7,11 @@ import os
 import signal
 
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, started_at, wait_for
 
 
 def pids(rt: Runtime) -> dict[str, int | None]:
-    return {u["service"]: u["pid"] for u in rt.status()["units"]}
+    return {u["name"]: pid_of(u) for u in rt.status()["units"]}
 
 
 def test_dependency_crash_cascade_and_recovery(rt: Runtime) -> None:
@@ -49,7 +49,7 @@ projects:
 
     def all_back() -> dict[str, int | None] | None:
         now = pids(rt)
-        states = {u["service"]: u["state"] for u in rt.status()["units"]}
+        states = {u["name"]: u["phase"] for u in rt.status()["units"]}
         ok = all(states[n] == "running" for n in now) and all(
             now[n] != before[n] for n in ("db", "api", "front")
         )
@@ -57,14 +57,14 @@ projects:
 
     after = wait_for(all_back, timeout=15, what="db, api, front back with new pids")
     assert after["other"] == before["other"]  # unrelated: untouched
-    units = {u["service"]: u for u in rt.status()["units"]}
+    units = {u["name"]: u for u in rt.status()["units"]}
     assert units["db"]["restarts"] == 1
     assert units["db"]["last_exit"]["signal"] == 9
     # A dependency stop is not a crash of the dependent.
     assert units["api"]["restarts"] == 0
     # Order on the way back: db up (250 ms) before api, api before front.
-    assert units["api"]["started_at"] >= units["db"]["started_at"] + 0.25
-    assert units["front"]["started_at"] >= units["api"]["started_at"] + 0.25
+    assert started_at(units["api"]) >= started_at(units["db"]) + 0.25
+    assert started_at(units["front"]) >= started_at(units["api"]) + 0.25
     journal = (rt.logs / "supervisor.log").read_text()
     assert "stopping because its dependency 'db' went down" in journal
     assert len(with_marker(m)) == 4
@@ -97,11 +97,11 @@ projects:
     os.kill(before["db"], signal.SIGKILL)
     wait_for(lambda: not pid_alive(before["api"]), timeout=10, what="api killed")
     unit = wait_for(
-        lambda: (u := rt.unit("api"))["state"] == "running" and u["pid"] != before["api"] and u,
+        lambda: (u := rt.unit("api"))["phase"] == "running" and pid_of(u) != before["api"] and u,
         timeout=10,
         what="api restarted after db came back",
     )
-    assert pid_alive(unit["pid"])
+    assert pid_alive(pid_of(unit))
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
 
@@ -150,7 +150,7 @@ def test_restart_reconciles_an_edited_manifest(rt: Runtime) -> None:
     assert bad.returncode != 0
     assert "SG0301" in bad.stderr
     assert pids(rt) == before
-    assert {u["state"] for u in rt.status()["units"]} == {"running"}
+    assert {u["phase"] for u in rt.status()["units"]} == {"running"}
     rt.write("sysg.yaml", "version: '2'\nprojects: [not, a, mapping\n")
     bad = rt.sysg("restart")
     assert bad.returncode != 0
@@ -159,13 +159,13 @@ def test_restart_reconciles_an_edited_manifest(rt: Runtime) -> None:
 
     rt.write("sysg.yaml", MANIFEST_V2.format(m=m))
     rt.sysg("restart", check=True)
-    units = {u["service"]: u for u in rt.status()["units"]}
+    units = {u["name"]: u for u in rt.status()["units"]}
     assert set(units) == {"keep", "edit", "child", "fresh"}  # gone is gone from status
-    assert {u["state"] for u in units.values()} == {"running"}
-    assert units["keep"]["pid"] == before["keep"]  # unchanged: same process
-    assert units["edit"]["pid"] != before["edit"]  # changed: restarted
+    assert {u["phase"] for u in units.values()} == {"running"}
+    assert pid_of(units["keep"]) == before["keep"]  # unchanged: same process
+    assert pid_of(units["edit"]) != before["edit"]  # changed: restarted
     assert "1001." in units["edit"]["command"]
-    assert units["child"]["pid"] != before["child"]  # dependent of a changed service
+    assert pid_of(units["child"]) != before["child"]  # dependent of a changed service
     assert not pid_alive(before["gone"])
     assert not pid_alive(before["edit"])
     assert not with_marker(f"1000.{m}4")  # removed: stopped
@@ -200,7 +200,7 @@ projects:
     assert after["db"] != before["db"]
     assert after["api"] != before["api"]
     assert after["other"] == before["other"]
-    assert {u["state"] for u in rt.status()["units"]} == {"running"}
+    assert {u["phase"] for u in rt.status()["units"]} == {"running"}
     assert len(with_marker(m)) == 3
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
@@ -279,7 +279,7 @@ def test_restart_bounces_an_unchanged_project_and_spares_a_finished_one_shot(
     second = web_pid()
     assert second != first
     assert runs() == 1
-    assert rt.unit("migrate")["state"] == "exited"
+    assert rt.unit("migrate")["phase"] == "exited"
 
     # Nothing changed: the project is bounced (new pid), the one-shot runs once more, and
     # the message says what happened.
@@ -287,6 +287,6 @@ def test_restart_bounces_an_unchanged_project_and_spares_a_finished_one_shot(
     assert "restarted" in again.stdout
     wait_for(lambda: web_pid() not in (None, second), what="web restarted")
     assert runs() == 2
-    assert rt.unit("web")["state"] == "running"
+    assert rt.unit("web")["phase"] == "running"
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)

@@ -10,7 +10,7 @@ from itertools import pairwise
 import pytest
 
 from tests.support.procscan import new_marker, with_marker, zombie_children
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 
 def runs(rt: Runtime, project: str, service: str) -> list[float]:
@@ -67,19 +67,25 @@ projects:
     unit = rt.wait_state("job", state)
     expected_restarts = 2 if restarts else 0
     assert unit["restarts"] == expected_restarts
-    assert unit["pid"] is None
+    assert pid_of(unit) is None
     last = unit["last_exit"]
     assert last is not None
     if exit_kind == "signal":
-        assert (last["code"], last["signal"]) == (None, 9)
+        assert (last.get("exit_code"), last["signal"]) == (None, 9)
     else:
-        assert (last["code"], last["signal"]) == (0 if exit_kind == "clean" else 3, None)
+        assert (last["exit_code"], last.get("signal")) == (0 if exit_kind == "clean" else 3, None)
     # The service's own output: one "run" line per process started.
     wait_for(lambda: len(runs(rt, "pol", "job")) == expected_restarts + 1, timeout=5)
     if state == "failed":
         assert "max_restarts" in unit["message"]
+    # The upstream's words (status.v1): a clean finish is done, anything else failed.
+    done = exit_kind == "clean" and state == "exited"
+    assert (unit["state"], unit["health"]) == (
+        ("done", "healthy") if done else ("failed", "failing")
+    )
+    assert unit["intent"] == ("once" if policy == "never" else "unspecified")
     health = rt.status()["overall_health"]
-    assert health == ("healthy" if exit_kind == "clean" and state == "exited" else "failing")
+    assert health == ("healthy" if done else "failing")
     assert not with_marker(m)
 
 
@@ -98,22 +104,22 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize")
-    first = rt.unit("job")["pid"]
+    first = pid_of(rt.unit("job"))
     unit = wait_for(
-        lambda: (u := rt.unit("job"))["restarts"] >= 2 and u["state"] == "running" and u,
+        lambda: (u := rt.unit("job"))["restarts"] >= 2 and u["phase"] == "running" and u,
         timeout=15,
         what="two restarts",
     )
-    assert unit["pid"] != first
-    assert unit["last_exit"]["code"] == 0
+    assert pid_of(unit) != first
+    assert unit["last_exit"]["exit_code"] == 0
     rt.sysg("stop", "-s", "job", check=True)
     stopped = rt.unit("job")
-    assert stopped["state"] == "stopped"
+    assert stopped["phase"] == "stopped"
     # A manual stop is never followed by a restart.
     restarts = stopped["restarts"]
     runs_now = len(runs(rt, "pol", "job"))
     wait_for(lambda: not with_marker(m), timeout=5)
-    assert rt.unit("job")["state"] == "stopped"
+    assert rt.unit("job")["phase"] == "stopped"
     assert rt.unit("job")["restarts"] == restarts
     assert len(runs(rt, "pol", "job")) == runs_now
 
@@ -166,10 +172,10 @@ projects:
     rt.sysg("start", "-c", str(cfg), "--daemonize")
     unit = rt.wait_state("crashy", "failed")
     assert unit["restarts"] == 2
-    assert unit["last_exit"]["code"] == 2
+    assert unit["last_exit"]["exit_code"] == 2
     assert rt.sysg("status").returncode == 2  # failing
     assert len(runs(rt, "mr", "crashy")) == 3
-    assert rt.unit("crashy")["state"] == "failed"
+    assert rt.unit("crashy")["phase"] == "failed"
     assert not with_marker(m)
     # A manual start resets the budget.
     rt.sysg("start", "-s", "crashy", "--daemonize")
@@ -210,7 +216,7 @@ projects:
     wait_for(cycles, timeout=90, interval=0.05, what="100 restarts")
     assert most <= 1
     rt.sysg("stop", "-s", "flap", check=True)
-    assert rt.unit("flap")["state"] == "stopped"
+    assert rt.unit("flap")["phase"] == "stopped"
     wait_for(lambda: not zombie_children(sup), timeout=5, what="no zombie children")
     # Nor leaked descriptors: every generation's pidfd and pipes were closed.
     assert len(os.listdir(f"/proc/{sup}/fd")) <= fds_at_start

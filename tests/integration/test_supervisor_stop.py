@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from tests.support.procscan import in_group_or_session, new_marker, with_marker
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 
 def test_stop_escalates_to_sigkill_for_a_service_ignoring_sigterm(rt: Runtime) -> None:
@@ -23,7 +23,7 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    pid = rt.unit("stubborn")["pid"]
+    pid = pid_of(rt.unit("stubborn"))
     assert pid_alive(pid)
     began = time.monotonic()
     rt.sysg("stop", "-s", "stubborn", check=True)
@@ -32,8 +32,8 @@ projects:
     assert not pid_alive(pid)
     assert took >= 0.9
     unit = rt.unit("stubborn")
-    assert unit["state"] == "stopped"
-    assert unit["pid"] is None
+    assert unit["phase"] == "stopped"
+    assert pid_of(unit) is None
     assert unit["last_exit"]["signal"] == 9
     assert not with_marker(m)
     assert "did not stop in time, sending SIGKILL" in (rt.logs / "supervisor.log").read_text()
@@ -55,7 +55,7 @@ projects:
 """,
     )
     rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
-    leaders = {u["pid"] for u in rt.status()["units"]}
+    leaders = {pid_of(u) for u in rt.status()["units"]}
     wait_for(lambda: len(with_marker(m)) >= 6, timeout=5, what="all grandchildren")
     assert in_group_or_session(leaders)
     began = time.monotonic()

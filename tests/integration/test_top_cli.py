@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.runtime import SYSG, Runtime, wait_for
+from tests.support.runtime import SYSG, Runtime, pid_of, wait_for
 
 MANIFEST = """\
 version: "2"
@@ -33,7 +33,7 @@ WAIT = 40.0  # generous: a loaded 2-core machine may take a while to draw a fram
 def started(rt: Runtime) -> dict[str, int]:
     rt.write("systemg.yaml", MANIFEST)
     rt.sysg("start", "--daemonize", check=True)
-    return {s: int(rt.wait_state(s, "running")["pid"]) for s in ("web", "worker")}
+    return {s: int(pid_of(rt.wait_state(s, "running"))) for s in ("web", "worker")}
 
 
 def test_plain_table_repeats_count_times_when_not_a_tty(rt: Runtime) -> None:
@@ -128,7 +128,7 @@ def test_top_in_a_terminal_restarts_the_selected_service(rt: Runtime, tmux: Tmux
     tmux.shows("restart demo/worker? (y/n)")
     tmux.keys("n")
     tmux.shows("cancelled")
-    assert rt.unit("worker")["pid"] == pids["worker"]
+    assert pid_of(rt.unit("worker")) == pids["worker"]
 
     tmux.keys("r")
     tmux.shows("restart demo/worker? (y/n)")
@@ -136,13 +136,13 @@ def test_top_in_a_terminal_restarts_the_selected_service(rt: Runtime, tmux: Tmux
 
     def restarted() -> int | None:
         unit = rt.unit("worker")
-        new = unit["pid"]
-        return new if unit["state"] == "running" and new not in (None, pids["worker"]) else None
+        new = pid_of(unit)
+        return new if unit["phase"] == "running" and new not in (None, pids["worker"]) else None
 
     new_pid = wait_for(restarted, timeout=WAIT, what="worker to run with a new pid")
     pane = tmux.shows(str(new_pid), "Service 'worker' restarted")
     assert str(pids["worker"]) not in pane
-    assert rt.unit("web")["pid"] == pids["web"]  # only the selected service restarted
+    assert pid_of(rt.unit("web")) == pids["web"]  # only the selected service restarted
 
     tmux.keys("q")
     wait_for(

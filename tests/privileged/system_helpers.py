@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.nobody import world_readable_sysg
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 PY = "/usr/bin/python3"
@@ -133,7 +133,8 @@ def listener_pid(port: int) -> int | None:
 
 
 def units(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {u["service"]: u for u in data.get("units", [])}
+    """A ``status.v1`` document's units by name."""
+    return {u["name"]: u for u in data.get("units", [])}
 
 
 def sys_status(rt: Runtime) -> dict[str, Any]:
@@ -141,23 +142,25 @@ def sys_status(rt: Runtime) -> dict[str, Any]:
     assert proc.stdout.strip(), proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
     for unit in data.get("units", []):
-        if unit.get("pid"):
-            rt.seen_pids.add(int(unit["pid"]))
+        if pid := pid_of(unit):
+            rt.seen_pids.add(pid)
     return data
 
 
 def wait_unit(
-    rt: Runtime, service: str, state: str, *, timeout: float = 20.0, pid_not: int | None = None
+    rt: Runtime, service: str, phase: str, *, timeout: float = 20.0, pid_not: int | None = None
 ) -> dict[str, Any]:
+    """Poll ``sysg --sys status`` until ``service`` is in ``phase`` (our own phase)."""
+
     def reached() -> dict[str, Any] | None:
         unit = units(sys_status(rt)).get(service)
-        if unit is None or unit["state"] != state:
+        if unit is None or unit["phase"] != phase:
             return None
-        if pid_not is not None and unit.get("pid") in (None, pid_not):
+        if pid_not is not None and pid_of(unit) in (None, pid_not):
             return None
         return unit
 
-    return wait_for(reached, timeout=timeout, what=f"{service} to be {state}")
+    return wait_for(reached, timeout=timeout, what=f"{service} to be {phase}")
 
 
 def read_until(path: Path, needle: str, timeout: float = 15.0) -> str:

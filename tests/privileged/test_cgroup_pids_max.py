@@ -23,7 +23,7 @@ import pytest
 from systemg.manifest.model import CgroupSpec
 from systemg.spawn.cgroups import prepare_cgroup
 from tests.privileged.system_helpers import PY, sys_status, units, wait_unit
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 pytestmark = HOST_GLOBAL  # the pids cgroup tree, and its top systemg dir
@@ -106,7 +106,7 @@ projects:
     try:
         rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True)
         bomb = wait_unit(rt, "bomb", "running")
-        pid = int(bomb["pid"])
+        pid = int(pid_of(bomb))
         log = rt.logs / "pidstest" / "bomb.log"
         counted = wait_for(
             lambda: COUNTS.search(log.read_text()) if log.exists() else None,
@@ -128,7 +128,7 @@ projects:
         assert started + refused == 200
 
         # The supervisor still answers, and inspect shows the limit requested and observed.
-        assert units(sys_status(rt))["bomb"]["state"] == "running"
+        assert units(sys_status(rt))["bomb"]["phase"] == "running"
         proc = rt.sysg("--sys", "inspect", "-s", "bomb", "--format", "json")
         data = json.loads(proc.stdout)
         assert data["requested"]["cgroup"]["pids_max"] == LIMIT
@@ -141,7 +141,7 @@ projects:
         wait_for(lambda: not any(pid_alive(p) for p in seen), what="the bomb's processes to die")
         wait_for(lambda: not leaf.exists(), what=f"{leaf} to be removed")
         assert not (pids / "systemg" / "pidstest").exists()
-        assert units(sys_status(rt))["bomb"]["state"] != "running"
+        assert units(sys_status(rt))["bomb"]["phase"] != "running"
     finally:
         rt.sysg("--sys", "stop", "--supervisor")
         _cleanup("pidstest", seen)

@@ -13,7 +13,7 @@ import os
 import uuid
 
 from tests.privileged.system_helpers import read_until, sys_status, units, wait_unit
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 PIDNS = (
     "import os, signal, sys, time\\n"
@@ -85,7 +85,7 @@ projects:
     assert obs["namespaces"]["mnt"]["own"] is True  # a private /proc needs its own mount ns
     assert inspect["mismatch"] == []
     service_pid = obs["service_pid"]
-    assert service_pid == data["pidns"]["pid"]
+    assert service_pid == pid_of(data["pidns"])
 
     # boxed: own net/mnt/user namespaces, only lo, a private /tmp, no block devices.
     text = read_until(logs / "boxed.log", "blocks:")
@@ -105,4 +105,4 @@ projects:
     assert "Service 'pidns' stopped" in stop.stdout
     wait_for(lambda: not pid_alive(service_pid), what="the pid-namespaced service to exit")
     unit = wait_unit(rt, "pidns", "stopped")
-    assert unit["last_exit"]["code"] == 7, unit["last_exit"]
+    assert unit["last_exit"]["exit_code"] == 7, unit["last_exit"]

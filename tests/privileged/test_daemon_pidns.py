@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.privileged.system_helpers import free_port, proc_status, sys_status, units, wait_unit
 from tests.support.procscan import processes
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 PY = "/usr/bin/python3"
@@ -75,7 +75,7 @@ def _wait_log(rt: Runtime, service: str, needle: str) -> str:
 def test_status_pid_is_the_namespace_init_itself(rt: Runtime) -> None:
     _start(rt, _service("big", BIG))
     unit = wait_unit(rt, "big", "running")
-    pid = int(unit["pid"])
+    pid = int(pid_of(unit))
     _wait_log(rt, "big", "ready 1")  # getpid() inside: 1
     _assert_pid1_under_the_supervisor(rt, pid)
     # Nothing else between them: the supervisor's children are the service, the fd holder
@@ -91,14 +91,15 @@ def test_status_pid_is_the_namespace_init_itself(rt: Runtime) -> None:
     # RSS and CPU are the service's own: at least the 64 MiB it touched.
     def measured() -> dict[str, Any] | None:
         got = units(sys_status(rt))["big"]
-        return got if got.get("rss_bytes") and got.get("cpu_percent") is not None else None
+        return got if (got.get("metrics") or {}).get("latest_rss_bytes") else None
 
     got = wait_for(measured, timeout=10, what="rss and cpu in status")
-    assert got["pid"] == pid
-    assert got["rss_bytes"] >= 64 << 20, got["rss_bytes"]
+    assert pid_of(got) == pid
+    rss = got["metrics"]["latest_rss_bytes"]
+    assert rss >= 64 << 20, rss
     with open(f"/proc/{pid}/statm") as fh:
         resident = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    assert abs(got["rss_bytes"] - resident) < 16 << 20
+    assert abs(rss - resident) < 16 << 20
 
 
 def test_exit_code_and_killing_signal_of_the_service(rt: Runtime) -> None:
@@ -110,16 +111,16 @@ def test_exit_code_and_killing_signal_of_the_service(rt: Runtime) -> None:
         "raise SystemExit(3)"
     )
     _start(rt, _service("coder", code) + _service("victim", SLEEP))
-    coder = int(wait_unit(rt, "coder", "running")["pid"])
-    victim = int(wait_unit(rt, "victim", "running")["pid"])
+    coder = int(pid_of(wait_unit(rt, "coder", "running")))
+    victim = int(pid_of(wait_unit(rt, "victim", "running")))
     for pid in (coder, victim):
         _assert_pid1_under_the_supervisor(rt, pid)
     _wait_log(rt, "victim", "ready")
     os.kill(victim, signal.SIGKILL)  # from the host: an ancestor namespace may always
     go.touch()
     failed = wait_unit(rt, "coder", "exited")
-    assert failed["last_exit"]["code"] == 3, failed["last_exit"]
-    assert failed["last_exit"]["signal"] is None
+    assert failed["last_exit"]["exit_code"] == 3, failed["last_exit"]
+    assert "signal" not in failed["last_exit"]
     killed = wait_unit(rt, "victim", "killed")
     assert killed["last_exit"]["signal"] == signal.SIGKILL, killed["last_exit"]
     assert not pid_alive(coder)
@@ -141,8 +142,8 @@ def test_stop_ends_the_namespace_init(rt: Runtime) -> None:
         _service("plain", SLEEP, "        stop_timeout: 1s\n")
         + _service("handler", handler, "        stop_timeout: 30s\n"),
     )
-    plain = int(wait_unit(rt, "plain", "running")["pid"])
-    handled = int(wait_unit(rt, "handler", "running")["pid"])
+    plain = int(pid_of(wait_unit(rt, "plain", "running")))
+    handled = int(pid_of(wait_unit(rt, "handler", "running")))
     for pid in (plain, handled):
         _assert_pid1_under_the_supervisor(rt, pid)
     _wait_log(rt, "plain", "ready")
@@ -158,13 +159,13 @@ def test_stop_ends_the_namespace_init(rt: Runtime) -> None:
 
     rt.sysg("--sys", "stop", "-s", "handler", check=True)
     unit = wait_unit(rt, "handler", "stopped")
-    assert unit["last_exit"]["code"] == 7, unit["last_exit"]
+    assert unit["last_exit"]["exit_code"] == 7, unit["last_exit"]
     assert not pid_alive(handled)
 
 
 def test_kill_9_of_the_supervisor_then_status_readopts_the_same_pid(rt: Runtime) -> None:
     _start(rt, _service("kept", SLEEP))
-    pid = int(wait_unit(rt, "kept", "running")["pid"])
+    pid = int(pid_of(wait_unit(rt, "kept", "running")))
     _assert_pid1_under_the_supervisor(rt, pid)
     started = proc_status(pid)
     old = rt.supervisor_pid()
@@ -177,8 +178,8 @@ def test_kill_9_of_the_supervisor_then_status_readopts_the_same_pid(rt: Runtime)
     new = rt.supervisor_pid()
     assert new is not None
     assert new != old
-    assert unit["state"] == "running"
-    assert unit["pid"] == pid
+    assert unit["phase"] == "running"
+    assert pid_of(unit) == pid
     assert proc_status(pid)["NSpid"] == started["NSpid"]
     journal = (rt.logs / "supervisor.log").read_text(errors="replace")
     assert f"re-adopted pid {pid}" in journal
@@ -200,7 +201,7 @@ def test_listen_pid_is_1_and_fd_3_is_the_socket(rt: Runtime) -> None:
         "    c.close()"
     )
     _start(rt, _service("web", code, f'        listen: ["127.0.0.1:{port}"]\n'))
-    pid = int(wait_unit(rt, "web", "running")["pid"])
+    pid = int(pid_of(wait_unit(rt, "web", "running")))
     _assert_pid1_under_the_supervisor(rt, pid)
     _wait_log(rt, "web", "ready")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:

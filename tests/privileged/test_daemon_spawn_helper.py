@@ -8,7 +8,7 @@ import os
 import signal
 
 from tests.privileged.system_helpers import proc_status, sys_status, units
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 MANIFEST = """\
 version: "2"
@@ -49,9 +49,9 @@ def test_privileged_services_come_from_the_helper_as_supervisor_children(rt: Run
     assert sup is not None
     data = units(sys_status(rt))
     for name in ("one", "two", "plain"):
-        status = proc_status(data[name]["pid"])
+        status = proc_status(pid_of(data[name]))
         assert status["PPid"] == str(sup), (name, status["PPid"])
-    assert proc_status(data["one"]["pid"])["Uid"].split() == ["65534"] * 4
+    assert proc_status(pid_of(data["one"]))["Uid"].split() == ["65534"] * 4
     assert proc_status(sup)["Threads"] == "1"
     helpers = _helpers(sup)
     assert len(helpers) == 1, helpers
@@ -60,12 +60,12 @@ def test_privileged_services_come_from_the_helper_as_supervisor_children(rt: Run
     # A helper that dies is replaced by the next spawn; nothing else changes.
     os.kill(helpers[0], signal.SIGKILL)
     rt.sysg("--sys", "restart", "-s", "one", check=True)
-    wait_for(lambda: units(sys_status(rt))["one"]["state"] == "running", what="one running")
+    wait_for(lambda: units(sys_status(rt))["one"]["phase"] == "running", what="one running")
     again = _helpers(sup)
     assert len(again) == 1, again
     assert again != helpers
     assert not os.path.exists(f"/proc/{helpers[0]}")  # reaped by the supervisor, not left a zombie
-    assert units(sys_status(rt))["two"]["pid"] == data["two"]["pid"]
+    assert pid_of(units(sys_status(rt))["two"]) == pid_of(data["two"])
 
     rt.sysg("--sys", "stop", "--supervisor", check=True)
     wait_for(lambda: not pid_alive(again[0]), what="the helper to end with the supervisor")

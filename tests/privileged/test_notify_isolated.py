@@ -16,7 +16,7 @@ import pytest
 
 from tests.privileged.system_helpers import proc_status, sys_status, units
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 PY_NOTIFY = (
@@ -60,12 +60,12 @@ projects:
     proc = srt.sysg("--sys", "start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
     api = units(sys_status(srt))["api"]
-    assert api["state"] == "running"
-    assert api["health"] == "healthy"
+    assert api["phase"] == "running"
+    assert api["readiness"] == "healthy"
     # WATCHDOG_PID is the service's pid as it sees itself: 1, the init of its pid namespace.
     assert api["notify_status"] == "isolated and ready, pid 1 wd 1"
     assert api["not_applied"] == []
-    pid = int(api["pid"])
+    pid = int(pid_of(api))
     # The kernel's view: nobody, and in namespaces of its own.
     service = wait_for(lambda: [p.pid for p in with_marker(m)], what="the service process")
     status = proc_status(service[-1])
@@ -98,8 +98,8 @@ projects:
     proc = srt.sysg("--sys", "start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
     web = units(sys_status(srt))["web"]
-    assert web["state"] == "running"
-    assert web["health"] == "healthy"
+    assert web["phase"] == "running"
+    assert web["readiness"] == "healthy"
     assert web["last_probe"]["result"] == "pass"
     assert web["last_probe"]["message"] == "HTTP 200"
     inspect = srt.sysg("--sys", "inspect", "-s", "ns/web", "--format", "json")
@@ -155,7 +155,7 @@ projects:
     proc = srt.sysg("--sys", "start", "-c", str(cfg), "--daemonize")
     assert proc.returncode == 0, proc.stderr
     web = units(sys_status(srt))["web"]
-    assert web["health"] == "healthy", web
+    assert web["readiness"] == "healthy", web
     service = wait_for(lambda: [p.pid for p in with_marker(m)], what="the service process")[-1]
     service_net = os.readlink(f"/proc/{service}/ns/net")
     host_net = os.readlink("/proc/self/ns/net")

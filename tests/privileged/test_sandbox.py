@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.privileged.system_helpers import proc_status, read_until
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 PY = "/usr/bin/python3.11"
 
@@ -79,7 +79,7 @@ def _results(rt: Runtime) -> dict[str, str]:
 def _start(rt: Runtime, manifest: Path) -> int:
     proc = rt.sysg("start", "-c", str(manifest), "--daemonize")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    pid = int(rt.wait_state("box", "running")["pid"])
+    pid = int(pid_of(rt.wait_state("box", "running")))
     rt.seen_pids.add(pid)
     return pid
 
@@ -113,7 +113,7 @@ def test_seccomp_denies_with_the_configured_errno_and_the_rest_runs(rt: Runtime)
     assert status["Seccomp_filters"] == "1"
     # A root service that keeps CAP_SYS_ADMIN can load a filter without NoNewPrivs.
     assert status["NoNewPrivs"] == "0"
-    assert rt.unit("box")["state"] == "running"
+    assert rt.unit("box")["phase"] == "running"
 
 
 def test_seccomp_kill_ends_the_service_with_sigsys(rt: Runtime) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.privileged.security_helpers import analyze_unit, badness, needs_systemd_analyze
 from tests.privileged.system_helpers import need_port, remove_cgroup_dirs
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 pytestmark = [needs_systemd_analyze, HOST_GLOBAL]  # port 80 and cgroups of the example
@@ -82,10 +82,10 @@ def _run_and_export(rt: Runtime, manifest: Path, *sysg: str) -> tuple[dict[str, 
     def up() -> dict[str, Any] | None:
         proc = rt.sysg(*sysg, "status", "--format", "json")
         units = json.loads(proc.stdout)["units"] if proc.stdout.strip() else []
-        return units if units and all(u["state"] == "running" for u in units) else None
+        return units if units and all(u["phase"] == "running" for u in units) else None
 
     for unit in wait_for(up, timeout=30, what="every service running"):
-        rt.seen_pids.add(int(unit["pid"]))
+        rt.seen_pids.add(int(pid_of(unit)))
     doc = json.loads(rt.sysg(*sysg, "security", "--format", "json", check=True).stdout)
     out = rt.root / "units"
     exported = rt.sysg("export", "systemd", "-c", str(manifest), "-o", str(out))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.privileged.security_helpers import differences, needs_systemd_analyze, systemd_analyze
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 pytestmark = [needs_systemd_analyze, HOST_GLOBAL]  # cgroup limits of the locked service
@@ -80,7 +80,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
         manifest = rt.write("sec.yaml", _manifest())
         rt.sysg("start", "-c", str(manifest), "--daemonize", check=True)
-        wait_for(lambda: all(u["state"] == "running" and u["pid"] for u in rt.status()["units"]),
+        wait_for(lambda: all(u["phase"] == "running" and pid_of(u) for u in rt.status()["units"]),
                  timeout=20, what="all services running")  # fmt: skip
         proc = rt.sysg("security", "--format", "json", check=True)
         yield rt, json.loads(proc.stdout), tmp_path_factory.mktemp("units")

@@ -40,7 +40,7 @@ from tests.privileged.system_helpers import (
     units,
     wait_unit,
 )
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 NGINX = "/usr/sbin/nginx"
@@ -186,7 +186,7 @@ def test_nginx_as_www_data_logs_to_dev_stdout(rt: Runtime, privileged: bool) -> 
     manifest = _nginx_manifest(rt, conf, capability=privileged)
     try:
         rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True)
-        master = int(wait_unit(rt, "web", "running")["pid"])
+        master = int(pid_of(wait_unit(rt, "web", "running")))
         status, body = _answer(rt, port, f"/{marker}.txt")
         assert (status, body) == (200, f"{marker}\n".encode())
 
@@ -292,7 +292,7 @@ def _check_reopen(
             assert "kmsg" not in os.listdir(dev), "a private /dev has no host devices"
         if "pid" in keys:
             assert proc_status(service)["NSpid"].split()[-1] == "1"
-        _stop_all(rt, sorted({int(unit["pid"]), service}))
+        _stop_all(rt, sorted({int(pid_of(unit)), service}))
         assert cgroup_dirs("reopen") == []
     finally:
         remove_cgroup_dirs("reopen")

@@ -10,7 +10,7 @@ import grp
 
 from tests.privileged.system_helpers import CAP_SETS, cap_masks, proc_status, units, wait_unit
 from tests.privileged.system_helpers import sys_status as status
-from tests.support.runtime import Runtime
+from tests.support.runtime import Runtime, pid_of
 
 SLEEP = '["/usr/bin/python3", "-c", "import time\\nwhile True: time.sleep(1)"]'
 MANIFEST = f"""\
@@ -34,8 +34,8 @@ def test_system_drop_privileges_reaches_a_running_supervisor(rt: Runtime) -> Non
     # A supervisor already running without the flag (it starts `api`, as root).
     rt.sysg("--sys", "start", "-c", str(manifest), "--service", "api", "--daemonize", check=True)
     api = wait_unit(rt, "api", "running")
-    assert proc_status(api["pid"])["Uid"].split() == ["0"] * 4
-    assert units(status(rt))["web"]["state"] == "stopped"
+    assert proc_status(pid_of(api))["Uid"].split() == ["0"] * 4
+    assert units(status(rt))["web"]["phase"] == "stopped"
 
     proc = rt.sysg(
         "--sys", "--drop-privileges", "start", "-c", str(manifest), "--service", "web",
@@ -44,35 +44,35 @@ def test_system_drop_privileges_reaches_a_running_supervisor(rt: Runtime) -> Non
     assert "Service 'web' started" in proc.stdout
     data = units(status(rt))
     web = data["web"]
-    assert web["state"] == "running"
-    assert web["user"] == "nobody"
-    st = proc_status(web["pid"])
+    assert web["phase"] == "running"
+    assert web["process"]["user"] == "nobody"
+    st = proc_status(pid_of(web))
     assert st["Uid"].split() == ["65534"] * 4
     assert st["Gid"].split() == [str(nogroup)] * 4
     assert st["Groups"].split() == [str(nogroup)]
-    assert cap_masks(web["pid"]) == dict.fromkeys(CAP_SETS, 0)
-    with open(f"/proc/{web['pid']}/environ", "rb") as fh:
+    assert cap_masks(pid_of(web)) == dict.fromkeys(CAP_SETS, 0)
+    with open(f"/proc/{pid_of(web)}/environ", "rb") as fh:
         environ = fh.read().split(b"\0")
     assert b"USER=nobody" in environ
     assert b"LOGNAME=nobody" in environ
     # Only `web` was started by that request; `api` kept running as root, untouched.
-    assert data["named"]["state"] == "stopped"
-    assert data["api"]["pid"] == api["pid"]
-    assert proc_status(api["pid"])["Uid"].split() == ["0"] * 4
+    assert data["named"]["phase"] == "stopped"
+    assert pid_of(data["api"]) == pid_of(api)
+    assert proc_status(pid_of(api))["Uid"].split() == ["0"] * 4
 
 
 def test_system_drop_privileges_on_a_fresh_supervisor_leaves_named_users(rt: Runtime) -> None:
     manifest = rt.write("drop.yaml", MANIFEST)
     rt.sysg("--sys", "--drop-privileges", "start", "-c", str(manifest), "--daemonize", check=True)
     data = units(status(rt))
-    assert {name: u["state"] for name, u in data.items()} == dict.fromkeys(
+    assert {name: u["phase"] for name, u in data.items()} == dict.fromkeys(
         ("web", "api", "named"), "running"
     )
     for name in ("web", "api"):
-        assert proc_status(data[name]["pid"])["Uid"].split() == ["65534"] * 4
-    assert proc_status(data["named"]["pid"])["Uid"].split() == ["33"] * 4
+        assert proc_status(pid_of(data[name]))["Uid"].split() == ["65534"] * 4
+    assert proc_status(pid_of(data["named"]))["Uid"].split() == ["33"] * 4
     # The flag after the subcommand is the same flag.
     rt.sysg("--sys", "stop", "-s", "web", check=True)
     rt.sysg("--sys", "start", "-s", "web", "--drop-privileges", "--daemonize", check=True)
     web = units(status(rt))["web"]
-    assert proc_status(web["pid"])["Uid"].split() == ["65534"] * 4
+    assert proc_status(pid_of(web))["Uid"].split() == ["65534"] * 4

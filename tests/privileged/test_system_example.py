@@ -27,7 +27,7 @@ from tests.privileged.system_helpers import (
     units,
     wait_unit,
 )
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 pytestmark = HOST_GLOBAL  # port 80 and cgroups of the example
@@ -60,7 +60,7 @@ def test_system_example_serves_port_80_as_www_data_with_no_capability(rt: Runtim
         assert body
         answering = listener_pid(80)
         assert answering is not None
-        assert answering == web["pid"], (answering, web)
+        assert answering == pid_of(web), (answering, web)
         st = proc_status(answering)
         assert st["Uid"].split() == ["33"] * 4
         assert st["Gid"].split() == ["33"] * 4
@@ -76,14 +76,14 @@ def test_system_example_serves_port_80_as_www_data_with_no_capability(rt: Runtim
             assert os.readlink(f"/proc/{answering}/ns/{ns}") != os.readlink(f"/proc/{sup}/ns/{ns}")
 
         data = sys_status(rt)
-        assert data["mode"] == "system"
+        assert data["supervisor_mode"] == "system"
         web_unit = units(data)["web"]
-        assert web_unit["state"] == "running"
-        assert web_unit["user"] == "www-data"
+        assert web_unit["phase"] == "running"
+        assert web_unit["process"]["user"] == "www-data"
         assert web_unit["enforcement"] == "full"
         worker = units(data)["worker"]
-        assert proc_status(worker["pid"])["Uid"].split() == ["1"] * 4  # daemon
-        assert cap_masks(worker["pid"]) == dict.fromkeys(CAP_SETS, 0)
+        assert proc_status(pid_of(worker))["Uid"].split() == ["1"] * 4  # daemon
+        assert cap_masks(pid_of(worker)) == dict.fromkeys(CAP_SETS, 0)
 
         stopped = rt.sysg("--sys", "stop", "--supervisor", check=True)
         assert "Supervisor stopped" in stopped.stdout
@@ -140,7 +140,7 @@ def test_system_inspect_equals_proc_and_reports_unapplied_keys(rt: Runtime) -> N
     try:
         rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True)
         web = wait_unit(rt, "web", "running")
-        pid = int(web["pid"])
+        pid = int(pid_of(web))
 
         proc = rt.sysg("--sys", "inspect", "-s", "web", "--format", "json")
         data = json.loads(proc.stdout)
@@ -241,7 +241,7 @@ def test_system_purge_stops_the_supervisor_and_removes_everything(rt: Runtime) -
         assert refused.returncode == 1
         assert "SG0401" in refused.stderr
         assert rt.state.is_dir()
-        assert pid_alive(unit["pid"])
+        assert pid_alive(pid_of(unit))
 
         purged = rt.sysg("purge", "--force")
         assert purged.returncode == 0, purged.stdout + purged.stderr
@@ -250,7 +250,7 @@ def test_system_purge_stops_the_supervisor_and_removes_everything(rt: Runtime) -
         assert not rt.state.exists()
         assert not rt.logs.exists()
         assert not pid_alive(sup)
-        assert not pid_alive(unit["pid"])
+        assert not pid_alive(pid_of(unit))
         assert cgroup_dirs("purgeme") == []
     finally:
         remove_cgroup_dirs("purgeme")

@@ -23,7 +23,7 @@ from tests.privileged.system_helpers import (
     units,
     wait_unit,
 )
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 pytestmark = HOST_GLOBAL  # cgroups; asserts the top systemg dir is gone
@@ -71,11 +71,11 @@ projects:
         assert needle in err, (needle, err)
     assert "help:" in err, err
     data = units(sys_status(rt))
-    assert data["greedy"]["state"] == "failed"
+    assert data["greedy"]["phase"] == "failed"
     assert "limits.nofile" in data["greedy"]["message"]
     modest = data["modest"]
-    assert modest["state"] == "running"
-    assert proc_limits(modest["pid"])["nofile"] == ("512", "512")
+    assert modest["phase"] == "running"
+    assert proc_limits(pid_of(modest))["nofile"] == ("512", "512")
 
 
 def _memory_v1() -> Path:
@@ -137,7 +137,7 @@ projects:
         wait_for(lambda: log.exists() and "survived" in log.read_text(), what="roomy to survive")
         leaf = v1 / "systemg" / "oomtest" / "roomy"
         assert (leaf / "memory.limit_in_bytes").read_text().strip() == str(512 << 20)
-        assert str(roomy["pid"]) in (leaf / "cgroup.procs").read_text().split()
+        assert str(pid_of(roomy)) in (leaf / "cgroup.procs").read_text().split()
         # The hog's cgroup went with it; the status JSON says why it died.
         assert not (v1 / "systemg" / "oomtest" / "hog").exists()
         raw = json.loads(rt.sysg("--sys", "status", "--format", "json").stdout)
@@ -178,7 +178,7 @@ projects:
         leaf = cpu / "systemg" / "cputest" / "spin"
         assert (leaf / "cpu.cfs_quota_us").read_text().strip() == "50000"
         assert (leaf / "cpu.cfs_period_us").read_text().strip() == "100000"
-        assert str(spin["pid"]) in (leaf / "cgroup.procs").read_text().split()
+        assert str(pid_of(spin)) in (leaf / "cgroup.procs").read_text().split()
         rt.sysg("--sys", "stop", "-s", "spin", check=True)
         assert cgroup_dirs("cputest") == []
     finally:

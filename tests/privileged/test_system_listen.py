@@ -33,7 +33,7 @@ from tests.privileged.system_helpers import (
     units,
     wait_unit,
 )
-from tests.support.runtime import SYSG, Runtime, pid_alive, wait_for
+from tests.support.runtime import SYSG, Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 SERVE = """\
@@ -99,7 +99,7 @@ def test_system_listen_socket_survives_five_restarts(rt: Runtime) -> None:
     manifest = rt.write("sock.yaml", _manifest(port, 0))
     rt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True)
     web = wait_unit(rt, "web", "running")
-    pid = int(web["pid"])
+    pid = int(pid_of(web))
     st = proc_status(pid)
     assert st["Uid"].split() == ["65534"] * 4
     assert cap_masks(pid) == dict.fromkeys(CAP_SETS, 0), "no capability, yet it serves port <1024"
@@ -130,7 +130,7 @@ def test_system_listen_socket_survives_five_restarts(rt: Runtime) -> None:
             restarts += 1
             next_at = i + 20
             if restarts % 2:  # kill -9: restart_policy always, backoff 0
-                current = int(units(sys_status(rt))["web"]["pid"] or 0)
+                current = pid_of(units(sys_status(rt))["web"]) or 0
                 os.kill(current, signal.SIGKILL)
             else:  # an edit of the manifest, applied by `sysg restart -s web` (in flight)
                 manifest.write_text(_manifest(port, restarts))
@@ -183,7 +183,7 @@ def test_system_listen_socket_survives_five_restarts(rt: Runtime) -> None:
     log = (rt.logs / "supervisor.log").read_text()
     assert log.count("sock/web: running -> backoff killed by signal 9") == 3, log
     # Still the same socket, still served by nobody.
-    fpid = int(final["pid"])
+    fpid = int(pid_of(final))
     assert proc_status(fpid)["Uid"].split() == ["65534"] * 4
     assert http_get(port)[0] == 200
     assert other_errors < 20, other_errors
@@ -229,12 +229,12 @@ projects:
         fields = _fields(body)
         assert status == 200
         web = units(sys_status(rt))["web"]
-        assert fields[:5] == [str(web["pid"]), "65534", str(web["pid"]), "1", "unknown"], fields
+        assert fields[:5] == [str(pid_of(web)), "65534", str(pid_of(web)), "1", "unknown"], fields
         sup = rt.supervisor_pid()
         assert sup is not None
         # The supervisor, not the CLI, holds the adopted socket (close-on-exec, no LISTEN_*).
         sup_sockets = _sockets_of(sup)
-        assert os.readlink(f"/proc/{web['pid']}/fd/3") in sup_sockets
+        assert os.readlink(f"/proc/{pid_of(web)}/fd/3") in sup_sockets
         # LISTEN_* left the supervisor's environment: what it spawns (the fd holder) lacks them.
         holder = int((rt.state / "fdholder.pid").read_text())
         with open(f"/proc/{holder}/environ", "rb") as fh:
@@ -248,8 +248,8 @@ projects:
         os.kill(cli.pid, signal.SIGINT)
         out, err = cli.communicate(timeout=60)
         assert cli.returncode == 0, out + err
-        assert units(sys_status(rt))["web"]["state"] == "stopped"
-        wait_for(lambda: not pid_alive(int(web["pid"])), what="web to exit")
+        assert units(sys_status(rt))["web"]["phase"] == "stopped"
+        wait_for(lambda: not pid_alive(int(pid_of(web))), what="web to exit")
     finally:
         if cli.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -29,7 +29,7 @@ from tests.privileged.system_helpers import (
     wait_unit,
     world_sysg,
 )
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 OPERATOR = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--groups=33")
 STRANGER = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
@@ -116,7 +116,7 @@ def test_system_operator_access_and_audit(system_sup: Runtime) -> None:
     assert "web" in status.stdout
     assert "running" in status.stdout
     as_json = run_as(OPERATOR, exe, ["status", "--format", "json"], env, rt.work)
-    assert json.loads(as_json.stdout)["mode"] == "system"
+    assert json.loads(as_json.stdout)["supervisor_mode"] == "system"
     inspect = run_as(OPERATOR, exe, ["inspect", "-s", "web", "--format", "json"], env, rt.work)
     assert json.loads(inspect.stdout)["observed"]["uid"] == [65534] * 4, inspect.stderr
     # logs with the journalctl-style filters, as an operator (the system log dir, no sudo).
@@ -133,11 +133,11 @@ def test_system_operator_access_and_audit(system_sup: Runtime) -> None:
     assert not (home / "share" / "systemg").exists(), "no user supervisor was booted"
 
     # stop of a registered service: allowed.
-    web_pid = units(sys_status(rt))["web"]["pid"]
+    web_pid = pid_of(units(sys_status(rt))["web"])
     stop = run_as(OPERATOR, exe, ["stop", "--service", "web"], env, rt.work)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert "Service 'web' stopped" in stop.stdout
-    assert units(sys_status(rt))["web"]["state"] == "stopped"
+    assert units(sys_status(rt))["web"]["phase"] == "stopped"
     wait_for(lambda: not pid_alive(web_pid), what="web to be gone")
 
     # Registering a manifest runs code as root: refused, even through the system socket.
@@ -147,7 +147,7 @@ def test_system_operator_access_and_audit(system_sup: Runtime) -> None:
     assert register.returncode == 1, register.stdout + register.stderr
     assert "SG0232" in register.stderr
     assert "operators (group 'www-data') may not start a manifest" in register.stderr
-    assert units(sys_status(rt))["web"]["state"] == "stopped", "nothing was started"
+    assert units(sys_status(rt))["web"]["phase"] == "stopped", "nothing was started"
     # ... while starting a registered service again is an operator's right.
     again = run_as(OPERATOR, exe, ["start", "--service", "web", "--daemonize"], direct, rt.work)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -167,7 +167,7 @@ def test_system_operator_access_and_audit(system_sup: Runtime) -> None:
     past = run_as(STRANGER_DAC, exe, ["stop", "--service", "db"], senv, rt.work)
     assert past.returncode == 1, past.stdout + past.stderr
     assert f"error[SG0232]: {DENIED}" in past.stderr, past.stderr
-    assert units(sys_status(rt))["db"]["state"] == "running"
+    assert units(sys_status(rt))["db"]["phase"] == "running"
 
     # The audit log: JSON lines for accepted requests and refused connections.
     entries = audit_lines(rt)
@@ -233,12 +233,12 @@ def test_system_cli_as_nobody(rt: Runtime) -> None:
 
         raw = run_as(STRANGER, exe, ["status", "--format", "json"], env, rt.work)
         data = units(json.loads(raw.stdout))
-        assert data["switcher"]["state"] == "failed"
+        assert data["switcher"]["phase"] == "failed"
         assert msg in data["switcher"]["message"]
         sibling = data["sibling"]
-        assert sibling["state"] == "running"
-        assert proc_status(sibling["pid"])["Uid"].split() == ["65534"] * 4
-        rt.seen_pids.add(sibling["pid"])
+        assert sibling["phase"] == "running"
+        assert proc_status(pid_of(sibling))["Uid"].split() == ["65534"] * 4
+        rt.seen_pids.add(pid_of(sibling))
         assert os.stat(state).st_uid == 65534
 
         dropped = run_as(
@@ -257,12 +257,12 @@ def test_system_cli_as_nobody(rt: Runtime) -> None:
         data = units(json.loads(run_as(STRANGER, exe, ["status", "--format", "json"], env,
                                        rt.work).stdout))  # fmt: skip
         plain = data["plain"]
-        rt.seen_pids.add(plain["pid"])
-        assert plain["state"] == "running"
+        rt.seen_pids.add(pid_of(plain))
+        assert plain["phase"] == "running"
         assert plain["enforcement"] == "full"
         # No effect: it runs as the caller with the supervisor's environment (no rebuild).
-        assert proc_status(plain["pid"])["Uid"].split() == ["65534"] * 4
-        with open(f"/proc/{plain['pid']}/environ", "rb") as fh:
+        assert proc_status(pid_of(plain))["Uid"].split() == ["65534"] * 4
+        with open(f"/proc/{pid_of(plain)}/environ", "rb") as fh:
             environ = fh.read().split(b"\0")
         assert f"HOME={home}".encode() in environ
     finally:

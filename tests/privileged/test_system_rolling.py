@@ -19,7 +19,7 @@ import pytest
 
 from tests.privileged.system_helpers import privileged_port, proc_status, sys_status
 from tests.support.httpload import Load
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
 
 pytestmark = HOST_GLOBAL  # a port below 1024
@@ -38,7 +38,7 @@ def srt() -> Iterator[Runtime]:
 
 def _web(rt: Runtime) -> dict[str, object]:
     """The unit's own row (the first; a draining generation comes after it)."""
-    return next(u for u in sys_status(rt)["units"] if u["service"] == "web")
+    return next(u for u in sys_status(rt)["units"] if u["name"] == "web")
 
 
 def test_system_rolling_restart_under_load_drops_nothing(srt: Runtime) -> None:
@@ -67,16 +67,16 @@ projects:
 """,
     )
     srt.sysg("--sys", "start", "-c", str(manifest), "--daemonize", check=True, timeout=60)
-    first = wait_for(lambda: (u := _web(srt))["state"] == "running" and u, what="web running")
-    pids = [int(first["pid"])]  # type: ignore[call-overload]
+    first = wait_for(lambda: (u := _web(srt))["phase"] == "running" and u, what="web running")
+    pids = [int(pid_of(first))]  # type: ignore[call-overload]
     with Load("127.0.0.1", port) as load:
         load.wait_requests(200)
         for _ in range(3):
             done = srt.sysg("--sys", "restart", "-s", "web", timeout=90)
             assert done.returncode == 0, (done.stdout, done.stderr)
             unit = _web(srt)
-            pid = int(unit["pid"])  # type: ignore[call-overload]
-            assert unit["state"] == "running"
+            pid = int(pid_of(unit))  # type: ignore[call-overload]
+            assert unit["phase"] == "running"
             assert pid != pids[-1]
             assert not pid_alive(pids[-1])
             assert proc_status(pid)["Uid"].split() == [str(uid)] * 4

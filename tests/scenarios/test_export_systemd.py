@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import systemd
-from tests.support.runtime import Runtime
+from tests.support.runtime import Runtime, epoch, pid_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "notify"
 
@@ -42,9 +42,9 @@ def test_validate_run_export_verify(rt: Runtime) -> None:
 
     start = rt.sysg("start", "-c", "app/systemg.yaml", "--daemonize")
     assert start.returncode == 0, start.stderr
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert units["ticker"]["state"] == "running"
-    assert units["worker"]["state"] == "running"
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert units["ticker"]["phase"] == "running"
+    assert units["worker"]["phase"] == "running"
 
     out = rt.work / "units"
     export = rt.sysg("export", "systemd", "-c", "app/systemg.yaml", "-o", str(out))
@@ -71,7 +71,7 @@ def test_validate_run_export_verify(rt: Runtime) -> None:
     # program name is looked up in PATH by both; here python3 may be a pyenv shim that
     # re-executes itself by its full path, so only the name of the program is compared)
     for name in ("ticker", "worker"):
-        cmdline = Path(f"/proc/{units[name]['pid']}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid_of(units[name])}/cmdline").read_bytes()
         running = cmdline.rstrip(b"\0").decode().split("\0")
         (argv,) = parsed[f"notify-{name}.service"].commands["ExecStart"]
         assert argv[1:] == running[1:]
@@ -82,7 +82,7 @@ def test_validate_run_export_verify(rt: Runtime) -> None:
     next_run = units["report"]["cron"]["next_run"]
     (calendar,) = parsed["notify-report.timer"].props["OnCalendar"]
     now = datetime.now(UTC)
-    assert systemd.calendar(calendar, now, 1) == [datetime.fromtimestamp(next_run, UTC)]
+    assert systemd.calendar(calendar, now, 1) == [datetime.fromtimestamp(epoch(next_run), UTC)]
 
     stop = rt.sysg("stop", "--supervisor")
     assert stop.returncode == 0, stop.stderr

@@ -16,7 +16,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, epoch, pid_alive, pid_of, started_at, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-world"
 
@@ -60,14 +60,14 @@ def test_hello_world_end_to_end(rt: Runtime) -> None:
     assert "hello    worker   running" in status.stdout
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
         assert b"hello from systemg" in resp.read()
-    units = {u["service"]: u for u in rt.status()["units"]}
+    units = {u["name"]: u for u in rt.status()["units"]}
     # `sysg start` returned only once web answered its health check (a 2xx on GET /).
-    assert units["web"]["health"] == "healthy"
+    assert units["web"]["readiness"] == "healthy"
     assert units["web"]["last_probe"]["result"] == "pass"
-    assert units["worker"]["health"] == "unknown"  # no check: up after 250 ms alive
+    assert units["worker"]["readiness"] == "unknown"  # no check: up after 250 ms alive
     # depends_on waited for web to be up: the worker started after web's probe passed
     # (started_at comes from /proc start time, 10 ms ticks: hence the small tolerance).
-    assert units["worker"]["started_at"] >= units["web"]["last_probe"]["at"] - 0.05
+    assert started_at(units["worker"]) >= epoch(units["web"]["last_probe"]["at"]) - 0.05
 
     def worker_fetched() -> bool:
         logs = rt.sysg("logs", "-s", "worker", "-n", "20")
@@ -76,12 +76,12 @@ def test_hello_world_end_to_end(rt: Runtime) -> None:
     wait_for(worker_fetched, timeout=20, interval=0.3, what="the worker's fetch lines")
 
     # Kill the web server: restart_policy always brings it back with a new pid.
-    old = rt.unit("web")["pid"]
+    old = pid_of(rt.unit("web"))
     os.kill(old, signal.SIGKILL)
 
     def new_web() -> int | None:
         unit = rt.unit("web")
-        return unit["pid"] if unit["state"] == "running" and unit["pid"] != old else None
+        return pid_of(unit) if unit["phase"] == "running" and pid_of(unit) != old else None
 
     new = wait_for(new_web, timeout=20, interval=0.1, what="web back with a new pid")
     assert not pid_alive(old)
@@ -89,14 +89,14 @@ def test_hello_world_end_to_end(rt: Runtime) -> None:
 
     # Edit the manifest: the worker fetches every second now. Restart reconciles: worker
     # changed (new pid), web unchanged (same pid).
-    worker_old = rt.unit("worker")["pid"]
+    worker_old = pid_of(rt.unit("worker"))
     manifest.write_text(manifest.read_text().replace('/", "2"]', '/", "1"]'))
     restart = rt.sysg("restart", "-c", "hello-world/systemg.yaml")
     assert restart.returncode == 0, restart.stderr
-    units = {u["service"]: u for u in rt.status()["units"]}
-    assert units["web"]["pid"] == new
-    assert units["worker"]["pid"] != worker_old
-    assert units["worker"]["state"] == "running"
+    units = {u["name"]: u for u in rt.status()["units"]}
+    assert pid_of(units["web"]) == new
+    assert pid_of(units["worker"]) != worker_old
+    assert units["worker"]["phase"] == "running"
 
     stop = rt.sysg("stop", "--supervisor")
     assert stop.returncode == 0, stop.stderr

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.support.runtime import Runtime, pid_alive, wait_for
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "notify"
 
@@ -26,22 +26,22 @@ def test_notify_example(rt: Runtime) -> None:
 
     # Up means READY=1 arrived, so health is already healthy when start returns.
     unit = rt.unit("ticker")
-    assert unit["state"] == "running"
-    assert unit["health"] == "healthy"
+    assert unit["phase"] == "running"
+    assert unit["readiness"] == "healthy"
     assert unit["notify_status"].startswith("ready, ")
-    pid = unit["pid"]
+    pid = pid_of(unit)
 
     # The watchdog (2 s) keeps being pinged: past two periods, the same process still
     # runs, healthy, and its STATUS= line has moved on.
     def ticked_past_watchdog() -> dict[str, Any]:
         u = rt.unit("ticker")
-        return u if u["uptime_s"] > 4.5 else {}
+        return u if u["uptime"]["seconds"] > 4.5 else {}
 
     later = wait_for(ticked_past_watchdog, timeout=20, interval=0.3, what="5 s of uptime")
-    assert later["pid"] == pid
+    assert pid_of(later) == pid
     assert later["restarts"] == 0
-    assert later["state"] == "running"
-    assert later["health"] == "healthy"
+    assert later["phase"] == "running"
+    assert later["readiness"] == "healthy"
     assert later["notify_status"] != "ready, 0 ticks"
     assert str(later["notify_status"]).startswith("ready, ")
 

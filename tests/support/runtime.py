@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +40,27 @@ def wait_for(
         time.sleep(interval)
         last = predicate()
     return last
+
+
+def pid_of(unit: Mapping[str, Any]) -> int | None:
+    """The live process of a ``status.v1`` unit (``process.pid``; absent when it has none)."""
+    pid = (unit.get("process") or {}).get("pid")
+    return None if pid is None else int(pid)
+
+
+def epoch(rfc3339: str) -> float:
+    """Epoch seconds of a ``status.v1`` time (RFC 3339, UTC: ``2026-05-01T12:00:00.123Z``)."""
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def started_at(unit: Mapping[str, Any]) -> float:
+    """Epoch seconds the unit's live process started (its ``uptime.started_at``)."""
+    return epoch(unit["uptime"]["started_at"])
+
+
+def units_by_name(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A ``status.v1`` document's units by service name (the last row of a name wins)."""
+    return {u["name"]: u for u in doc["units"]}
 
 
 def pid_alive(pid: int) -> bool:
@@ -121,17 +143,19 @@ class Runtime:
         )
 
     def status(self, *args: str) -> dict[str, Any]:
+        """``sysg status --format json``: the ``status.v1`` document (docs/commands.md)."""
         proc = self.sysg("status", "--format", "json", *args)
         assert proc.stdout.strip(), f"no status output: {proc.stderr}"
         data: dict[str, Any] = json.loads(proc.stdout)
         for unit in data.get("units", []):
-            if unit.get("pid"):
-                self.seen_pids.add(int(unit["pid"]))
+            if pid := pid_of(unit):
+                self.seen_pids.add(pid)
         return data
 
     def unit(self, service: str, project: str | None = None) -> dict[str, Any]:
+        """The first ``status.v1`` unit named ``service`` (in ``project``, by id)."""
         for unit in self.status()["units"]:
-            if unit["service"] == service and (project is None or unit["project"] == project):
+            if unit["name"] == service and (project is None or unit["project"]["id"] == project):
                 return dict(unit)
         raise AssertionError(f"no unit {service!r} in status")
 
@@ -145,12 +169,15 @@ class Runtime:
         """Pids of live ``sysg ... supervise`` processes whose environment names this root."""
         return supervisor_processes(self.state)
 
-    def wait_state(self, service: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
+    def wait_state(self, service: str, phase: str, timeout: float = 15.0) -> dict[str, Any]:
+        """Poll status until ``service`` is in ``phase``: our own precise phase (the unit's
+        ``phase``: ``backoff``, ``blocked``, ``stopping``, ...), not the upstream ``state``."""
+
         def reached() -> dict[str, Any] | None:
             unit = self.unit(service)
-            return unit if unit["state"] == state else None
+            return unit if unit["phase"] == phase else None
 
-        return wait_for(reached, timeout=timeout, what=f"{service} to be {state}")
+        return wait_for(reached, timeout=timeout, what=f"{service} to be {phase}")
 
     # --- cleanup --------------------------------------------------------------------
     def close(self) -> None:

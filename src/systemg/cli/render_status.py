@@ -46,7 +46,7 @@ _STATE_COLOR = {
     "killed": _RED,
     "oom-killed": _RED,
 }
-_HEALTH_COLOR = {"healthy": _GREEN, "degraded": _YELLOW, "failing": _RED}
+_HEALTH_COLOR = {"healthy": _GREEN, "warn": _YELLOW, "degraded": _YELLOW, "failing": _RED}
 _CHECK_COLOR = {"healthy": _GREEN, "starting": _YELLOW, "unhealthy": _RED}
 _LIVE = frozenset({"running", "starting", "stopping"})
 

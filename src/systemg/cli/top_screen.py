@@ -48,7 +48,7 @@ _STATE_STYLE = {
     "killed": "red",
     "oom-killed": "red",
 }
-_HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "failing": "red"}
+_HEALTH_STYLE = {"healthy": "green", "warn": "yellow", "degraded": "yellow", "failing": "red"}
 _CHECK_STYLE = {"healthy": "green", "starting": "yellow", "unhealthy": "red"}
 
 

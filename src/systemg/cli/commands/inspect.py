@@ -1,8 +1,11 @@
 """``sysg inspect -s SERVICE``: one service in depth — what the manifest asked for and what
 the kernel shows for its process (docs/commands.md, `sysg inspect`).
 
-Text or ``--format json`` (the supervisor's reply as it came: ``unit``, ``requested``,
-``observed``, ``mismatch``, ``not_applied``). Exit 0, or 1 when ``mismatch`` is not empty.
+Text or ``--format json``: the upstream's ``{"unit": <status.v1 unit>, "samples": [...]}``
+(``cli/status_doc.py``), then our ``requested``, ``observed``, ``mismatch``, ``not_applied``,
+``readiness`` and ``cron_runs``. Exit as upstream, the unit's health: 0 healthy or idle, 1
+warn, 2 failing — and at least 1 when ``mismatch`` is not empty (the kernel shows other
+settings than were requested).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from systemg.cli import boot
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import CONFIG_HELP, explicit_config, selection
+from systemg.cli.status_doc import HEALTH_EXIT, inspect_doc
 from systemg.protocol.messages import InspectRequest, UnitStatus
 
 
@@ -37,12 +41,15 @@ def run(args: argparse.Namespace) -> int:
     data = boot.call_reviving(
         target.paths, InspectRequest(project=sel.project, service=sel.service)
     )
+    doc = inspect_doc(data)
     if args.format == "json":
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         sys.stdout.write(render_inspect(data, now=time.time()))
     sys.stdout.flush()
-    return 1 if data.get("mismatch") else 0
+    unit = doc["unit"] or {}
+    code = HEALTH_EXIT.get(str(unit.get("health")), 0)  # idle: 0
+    return max(code, 1) if data.get("mismatch") else code
 
 
 def _value(value: Any) -> str:

@@ -1,9 +1,11 @@
 """``sysg status``: every supervised service as a table, or ``--format json``.
 
-The JSON is the supervisor's ``StatusReply`` printed as it came (indent 2): the stable
-``status.v1`` schema documented in ``docs/commands.md``. Exit codes: 0 healthy, 1 degraded,
-2 failing, and 2 with ``SG0206`` when no supervisor is running. Kept light on purpose: no
-YAML, no psutil, no daemon import (``sysg status`` must answer fast).
+The JSON is the upstream's ``status.v1`` document made from the supervisor's reply by
+``cli/status_doc.py`` (indent 2; docs/commands.md). Exit codes, the same for both formats:
+0 healthy, 1 warn, 2 failing (the document's ``overall_health``), and 2 with ``SG0206`` when
+no supervisor is running. In JSON a selection that matches nothing is ``"units": []`` and
+exit 0, never an error: a script reads "nothing" from the document it always gets. Kept light
+on purpose: no YAML, no psutil, no daemon import (``sysg status`` must answer fast).
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 
 from systemg.cli import boot, client
 from systemg.cli.console import emit, use_color
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import CONFIG_HELP, explicit_config, selection
+from systemg.cli.status_doc import HEALTH_EXIT, empty_doc, status_doc
 from systemg.errors import Code, SysgError
 from systemg.protocol.messages import StatusReply, StatusRequest
-
-HEALTH_EXIT = {"healthy": 0, "degraded": 1, "failing": 2}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +56,23 @@ def run(args: argparse.Namespace) -> int:
         if exc.code is Code.NO_SUPERVISOR:
             emit(client.no_supervisor(target.paths).diagnostics, args)
             return 2
+        if exc.code is Code.NOT_FOUND and args.format == "json":
+            sys.stdout.write(json.dumps(empty_doc(time.time()), indent=2) + "\n")
+            return 0
         raise
     reply = StatusReply.from_json(data)
+    doc = status_doc(reply)
+    health = str(doc["overall_health"])
     if args.format == "json":
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         from systemg.cli.render_status import render_status
 
         width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else None
         sys.stdout.write(
             render_status(
-                reply,
+                # The header says the document's word, the one the exit code is made of.
+                replace(reply, overall_health=health),
                 now=time.time(),
                 color=use_color(args, sys.stdout),
                 width=width,
@@ -72,4 +80,4 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     sys.stdout.flush()
-    return health_exit(reply.overall_health)
+    return health_exit(health)

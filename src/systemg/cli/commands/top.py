@@ -30,6 +30,7 @@ from systemg.cli import boot, client
 from systemg.cli.console import emit
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import selection
+from systemg.cli.status_doc import in_public_words
 from systemg.errors import Code, SysgError
 from systemg.paths import Paths
 from systemg.protocol import codec
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args, "top")
     request = StatusRequest(project=sel.project, service=sel.service)
     try:
-        first = StatusReply.from_json(boot.call_reviving(target.paths, request))
+        first = in_public_words(StatusReply.from_json(boot.call_reviving(target.paths, request)))
     except SysgError as exc:
         if exc.code is Code.NO_SUPERVISOR:
             emit(client.no_supervisor(target.paths).diagnostics, args)
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch(paths: Paths, request: StatusRequest) -> StatusReply:
-    return StatusReply.from_json(client.call(paths, request))
+    return in_public_words(StatusReply.from_json(client.call(paths, request)))
 
 
 def _plain(
