@@ -5,7 +5,7 @@ says once, on the user's stderr, that the shape is deprecated and how to convert
 
 from __future__ import annotations
 
-from tests.support.runtime import Runtime, wait_for
+from tests.support.runtime import Runtime, pid_of, wait_for
 
 LEGACY = """\
 version: "2"
@@ -28,9 +28,10 @@ def test_legacy_shape_runs_under_its_project_id(rt: Runtime) -> None:
     assert "Project 'legacy' started (1 service)" in started.stdout
 
     worker = rt.wait_state("worker", "running")
-    assert worker["project"] == "legacy"
+    assert worker["project"]["id"] == "legacy"
+    assert worker["project"]["name"] == "Legacy Single Project"
     shown = rt.status("--config", str(config), "-p", "legacy")
-    assert [(u["project"], u["service"]) for u in shown["units"]] == [("legacy", "worker")]
+    assert [(u["project"]["id"], u["name"]) for u in shown["units"]] == [("legacy", "worker")]
 
     def logged() -> bool:
         out = rt.sysg("logs", "-p", "legacy", "-s", "worker", "--no-follow")
@@ -40,7 +41,7 @@ def test_legacy_shape_runs_under_its_project_id(rt: Runtime) -> None:
 
     restarted = rt.sysg("restart", "--project", "legacy", check=True)
     assert restarted.stderr.count("warning[SG0223]") == 1, restarted.stderr
-    assert rt.wait_state("worker", "running")["pid"] != worker["pid"]
+    assert pid_of(rt.wait_state("worker", "running")) != pid_of(worker)
 
     stopped = rt.sysg("stop", "--config", str(config), check=True)
     assert stopped.returncode == 0
@@ -76,7 +77,7 @@ def test_migrated_file_runs_the_same_project(rt: Runtime) -> None:
     started = rt.sysg("start", "--config", str(converted), "--daemonize", check=True)
     assert "SG0223" not in started.stderr
     units = rt.status("--config", str(converted))["units"]
-    assert {(u["project"], u["service"]) for u in units} == {("shop", "api"), ("shop", "worker")}
+    assert {(u["project"]["id"], u["name"]) for u in units} == {("shop", "api"), ("shop", "worker")}
 
     # The version 2 form of the deprecated shape converts too, and in place.
     v2 = rt.write("v2.yaml", LEGACY)

@@ -11,12 +11,20 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 import systemg
-from tests.support.runtime import Runtime, pid_alive
+from tests.support.runtime import Runtime, pid_alive, pid_of
+
+
+def _pid(unit: dict[str, Any]) -> int:
+    pid = pid_of(unit)
+    assert pid is not None, unit
+    return pid
+
 
 MANIFEST = """\
 version: "2"
@@ -74,7 +82,7 @@ def _versions(rt: Runtime) -> dict[str, object]:
 
 
 def _pids(rt: Runtime) -> dict[str, int]:
-    return {name: int(rt.unit(name)["pid"]) for name in ("web", "api")}
+    return {name: _pid(rt.unit(name)) for name in ("web", "api")}
 
 
 @pytest.mark.timeout(180)
