@@ -52,6 +52,7 @@ def test_table_golden() -> None:
     text = render_status(_reply(WEB, WORKER, health="degraded"), now=NOW)
     assert text == (
         "supervisor pid 4242 (user mode) · degraded · 2 services\n"
+        "Project: hello · daemon · 2 services\n"
         "\n"
         "PROJECT  SERVICE  STATE     PID  UPTIME  RESTARTS  LAST EXIT  CPU%    RSS\n"
         "hello    web      running  4250  3m12s          0  -           0.2  18.2M\n"
@@ -75,6 +76,7 @@ def test_partial_enforcement_marker_and_note() -> None:
     )
     assert render_status(_reply(partial), now=NOW) == (
         "supervisor pid 4242 (user mode) · healthy · 1 service\n"
+        "Project: p · daemon · 1 service\n"
         "\n"
         "PROJECT  SERVICE  STATE     PID  UPTIME  RESTARTS  LAST EXIT  CPU%  RSS\n"
         "p        api      running!    7  1h02m          2  SIGKILL       -    -\n"
@@ -113,3 +115,18 @@ def test_helpers() -> None:
     assert last_exit_text(LastExit(code=0)) == "0"
     assert last_exit_text(LastExit(signal=15)) == "SIGTERM"
     assert last_exit_text(LastExit(signal=9, oom_killed=True)) == "oom"
+
+
+def test_one_project_line_each_with_name_and_mode() -> None:
+    from systemg.cli.render_status import project_lines
+    from systemg.protocol.messages import UnitStatus
+
+    units = (
+        UnitStatus(project="aa", service="x", state="running", project_name="AA", attached=True),
+        UnitStatus(project="shop", service="web", state="running", project_name="shop"),
+        UnitStatus(project="shop", service="db", state="stopped"),
+    )
+    assert project_lines(units) == [
+        "Project: AA (aa) · foreground · 1 service",
+        "Project: shop · daemon · 2 services",
+    ]

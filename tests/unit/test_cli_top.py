@@ -197,7 +197,7 @@ def test_plain_snapshot_is_a_header_a_table_and_a_blank_line() -> None:
     assert lines[2].split()[:4] == ["demo/web", "running", "-", "100"]
     assert lines[3].split()[:4] == ["demo/db", "backoff", "-", "-"]
     assert text.endswith("\n\n")
-    assert "No services are supervised" in render_plain(reply(), {}, now=0.0)
+    assert "No units being supervised" in render_plain(reply(), {}, now=0.0)
 
 
 def test_log_text_shortens_the_stored_timestamp() -> None:
@@ -260,7 +260,7 @@ def test_screen_without_log_pane_and_with_a_problem() -> None:
     assert not any(line.startswith("╭─ log") for line in lines)
     assert lines[-1] == HELP
     assert (
-        "No services are supervised"
+        "No units being supervised"
         in printed(screen(reply(), TopState(), {}, None, now=0.0, height=10))[1]
     )
 

@@ -23,8 +23,8 @@ from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
 
 HEADERS = ("PROJECT", "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "CPU%", "RSS")
 NUMERIC = frozenset({"PID", "RESTARTS", "CPU%", "RSS"})  # right-aligned
-EMPTY = "No services are supervised"
-NO_MATCH = "No matching services"
+EMPTY = "No units being supervised"  # the upstream's words, which scripts match
+NO_MATCH = "No matching units found."
 
 _GREEN = "\x1b[32m"
 _YELLOW = "\x1b[33m"
@@ -132,6 +132,23 @@ def cron_text(unit: UnitStatus, now: float) -> str:
     return text
 
 
+def project_lines(units: tuple[UnitStatus, ...]) -> list[str]:
+    """``Project: Shop (shop) · daemon · 2 services``, one per project, in table order: its
+    display name (the id alone when it has none), and ``foreground`` while an attached
+    ``sysg start`` streams it (the upstream's project heading)."""
+    seen: dict[str, list[UnitStatus]] = {}
+    for unit in units:
+        seen.setdefault(unit.project, []).append(unit)
+    out = []
+    for project, members in seen.items():
+        name = members[0].project_name
+        title = f"{name} ({project})" if name and name != project else project
+        mode = "foreground" if any(u.attached for u in members) else "daemon"
+        plural = "service" if len(members) == 1 else "services"
+        out.append(f"Project: {title} · {mode} · {len(members)} {plural}")
+    return out
+
+
 def headers(units: tuple[UnitStatus, ...]) -> tuple[str, ...]:
     """The columns: HEALTH only when some unit has a readiness check (notify, probe)."""
     if any(u.health != "unknown" for u in units):
@@ -169,6 +186,7 @@ def render_status(
     if not units:
         lines.append(NO_MATCH if filtered else EMPTY)
         return "\n".join(lines) + "\n"
+    lines.extend(_clip(line, width) for line in project_lines(units))
     cols = headers(units)
     rows = [row(u, now, health=cols is not HEADERS) for u in units]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(cols)]

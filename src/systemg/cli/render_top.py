@@ -83,7 +83,7 @@ def render_plain(
     lines = [header_text(reply, now)]
     table = rows(reply, history, now)
     if not table:
-        lines.append("No services are supervised")
+        lines.append("No units being supervised")
     else:
         cells = [r for _, r in table]
         widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(COLUMNS)]

@@ -117,7 +117,7 @@ def screen(
         table.add_row(*styled, style="reverse" if i == selected else None)
     parts: list[RenderableType] = [header]
     if not all_rows:
-        parts.append(Text("No services are supervised"))
+        parts.append(Text("No units being supervised"))
     else:
         parts.append(table)
     if follow and state.selected is not None:

@@ -56,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
         if exc.code is Code.NO_SUPERVISOR:
             emit(client.no_supervisor(target.paths).diagnostics, args)
             return 2
-        if exc.code is Code.NOT_FOUND and args.format == "json":
-            sys.stdout.write(json.dumps(empty_doc(time.time()), indent=2) + "\n")
+        if exc.code is Code.NOT_FOUND:
+            # An empty selection is an answer, not an error (the upstream's too).
+            if args.format == "json":
+                sys.stdout.write(json.dumps(empty_doc(time.time()), indent=2) + "\n")
+            else:
+                from systemg.cli.render_status import NO_MATCH
+
+                sys.stdout.write(NO_MATCH + "\n")
             return 0
         raise
     reply = StatusReply.from_json(data)
