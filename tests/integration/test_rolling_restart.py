@@ -251,3 +251,59 @@ def test_supervisor_killed_mid_switch_leaves_one_generation(rt: Runtime) -> None
     assert [(r["phase"], pid_of(r)) for r in web_rows(rt)] == [("running", new)]  # revives it
     wait_for(lambda: not pid_alive(old), timeout=30, what="the old generation to be stopped")
     assert pid_alive(new)
+
+
+PROBATION = """\
+version: "2"
+services:
+  web:
+    exec: [python3, gen.py]
+    restart_policy: always
+    deployment:
+      strategy: rolling
+      pre_start: "echo x >> pre-count"
+      grace_period: 3s
+  api:
+    command: "exec sleep 3000"
+    depends_on: [web]
+"""
+GEN = """\
+import os, sys, time
+if open("mode").read().strip() == "fail":
+    time.sleep(0.6)  # up by the 250 ms rule, then gone inside the grace period
+    print("new generation gave out", file=sys.stderr, flush=True)
+    sys.exit(42)
+print(f"gen {os.getpid()} serving", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_new_generation_that_dies_in_its_grace_period_is_rolled_back(rt: Runtime) -> None:
+    rt.write("gen.py", GEN)
+    rt.write("mode", "good\n")
+    rt.write("systemg.yaml", PROBATION)
+    rt.sysg("start", "--daemonize", check=True)
+    old, api = pid_of(rt.unit("web")), pid_of(rt.unit("api"))
+    assert old is not None
+    rt.write("mode", "fail\n")
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "SG0102" in done.stderr
+    assert "new generation gave out" in done.stderr
+    web = rt.unit("web")
+    assert (pid_of(web), web["phase"]) == (old, "running")
+    assert pid_alive(old)
+    assert [r["phase"] for r in web_rows(rt)] == ["running"]
+    assert rt.unit("api")["phase"] == "running"  # restarted with web, as -s does; not held
+    assert api is not None
+    assert (rt.work / "pre-count").read_text().count("x") == 2  # once per launch, no respawn
+    log = (rt.logs / rt.unit("web")["project"]["id"] / "web.log").read_text()
+    assert f"the new generation failed in its grace period; pid {old} serves on" in log
+    # And a later good restart replaces it.
+    rt.write("mode", "good\n")
+    again = rt.sysg("restart", "-s", "web", timeout=60)
+    assert again.returncode == 0, again.stderr
+    new = pid_of(rt.unit("web"))
+    assert new not in (None, old)
+    wait_for(lambda: not pid_alive(old), timeout=20, what="the old generation to stop")

@@ -485,6 +485,11 @@ class Operations:
             return
         now = self.sup.clock()
         if what is Announce.DOWN:
+            old = unit.draining
+            if old is not None and old.state.phase is Phase.RUNNING:
+                # A rolling restart's new generation died while the old one still serves
+                # (rollout.py rolls back to it): the service never went down.
+                return
             for name in with_dependents(runtime.project, [unit.service.name]) - {unit.service.name}:
                 dependent = runtime.units[name]
                 if dependent.state.phase in ALIVE or dependent.state.phase is Phase.BACKOFF:

@@ -8,7 +8,11 @@ A rollout replaces the running process of one ``strategy: rolling`` unit without
    given the unit's held ``listen`` sockets, readiness (READY=1 / health check / 250 ms);
 2. up → it *becomes* the unit: the table points at it (its pid is in status and in the state
    file), and the old record hangs off it as ``Unit.draining``; the old process serves on for
-   ``grace_period``, then gets its ordinary stop (SIGTERM, ``stop_timeout``, SIGKILL);
+   ``grace_period``, then gets its ordinary stop (SIGTERM, ``stop_timeout``, SIGKILL). The
+   grace period is the new one's probation: if it exits by itself (or its liveness probe
+   stops it) before the old one is stopped, the switch is undone — the old record is the
+   unit again, with its pid, service and sockets, and the restart fails with the new one's
+   problems (``_roll_back``);
 3. not up (it exited, or readiness failed) → it is stopped and dropped; the old unit is
    untouched (same record, pid and state), and keeps the candidate's problems in
    ``Unit.rollout_problems`` for the restart's reply.
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
     from systemg.daemon.supervisor import Supervisor
 
 Done = Callable[[], None]
+# A new generation in one of these left by itself (no stop asked for it).
+GAVE_OUT = frozenset({Phase.BACKOFF, Phase.EXITED, Phase.KILLED, Phase.OOM_KILLED, Phase.FAILED})
 When = Callable[[Callable[[], bool], Done], None]
 
 FALLBACK = "switching to immediate restart semantics"
@@ -176,6 +182,7 @@ class Rollouts:
             done()
             return
         assert runtime is not None
+        old_service, old_listen = unit.service, unit.listen_fds
         # The switch: the candidate is the unit from now on.
         candidate.service = service
         candidate.definition = definition_id(service)
@@ -200,16 +207,32 @@ class Rollouts:
             f"{unit.key}: pid {candidate.state.pid} is up; pid {unit.state.pid} drains {grace:g}s"
         )
         old_pid = unit.state.pid
+        draining = [True]  # until the grace timer stops the old process
 
         def drain() -> None:
+            draining[0] = False
             if unit.state.phase in ALIVE:
                 sup.apply(unit, lc.Stop(StopReason.MANUAL, sup.clock()))
 
         # Down by the grace timer's stop, or sooner (it died, or a stop took it down).
         timer = sup.loop.call_later(grace, drain)
 
+        def new_one_failed() -> bool:
+            # It exited on its own (or its liveness probe stopped it) while the old one still
+            # serves: the grace period is its probation, so the old one takes over again.
+            st = candidate.state
+            unready = st.phase is Phase.STOPPING and st.stop_reason is not StopReason.MANUAL
+            return (
+                draining[0]
+                and unit.state.phase is Phase.RUNNING
+                and (st.phase in GAVE_OUT or unready)
+            )
+
         def finished() -> None:
             timer.cancel()
+            if new_one_failed():
+                self._roll_back(unit, candidate, old_service, old_listen, done)
+                return
             if candidate.draining is unit:
                 candidate.draining = None
             sup.log_note(
@@ -218,4 +241,54 @@ class Rollouts:
             )
             done()
 
-        self.when(lambda: unit.state.phase not in ALIVE, finished)
+        self.when(lambda: unit.state.phase not in ALIVE or new_one_failed(), finished)
+
+    def _roll_back(
+        self,
+        unit: Unit,
+        candidate: Unit,
+        old_service: Service,
+        old_listen: tuple[int, ...] | None,
+        done: Done,
+    ) -> None:
+        """The new generation died during the grace period: the old one, still serving, is
+        the unit again (its record, pid, service and sockets), and the new one's problems go
+        to the restart that started it."""
+        sup = self.sup
+        runtime = sup.projects[unit.project_id]
+        name = old_service.name
+        problems = unit_problems(candidate, sup.paths) or [
+            Diagnostic(
+                Code.EXITED_AT_START,
+                f"service '{name}': the new generation died during its grace period "
+                f"({candidate.state.phase} {candidate.state.message})".rstrip(),
+                path=unit.key,
+                hint=f"see: sysg logs -s {unit.key}",
+            )
+        ]
+        candidate.draining = None
+        candidate.shadow = True
+        candidate.service = replace(candidate.service, restart_policy=RestartPolicy.NEVER)
+        unit.shadow = False
+        unit.service = old_service
+        unit.listen_fds = candidate.listen_fds if candidate.listen_fds is not None else old_listen
+        candidate.listen_fds = None
+        runtime.units[name] = unit
+        runtime.project = replace(
+            runtime.project,
+            services=tuple(runtime.units[s.name].service for s in runtime.project.services),
+        )
+        if candidate.state.phase in ALIVE or candidate.state.phase is Phase.BACKOFF:
+            sup.apply(candidate, lc.Stop(StopReason.MANUAL, sup.clock()))  # no respawn
+        sup.save_now(unit.project_id, name)
+        unit.rollout_problems = tuple(problems)
+        sup.log_note(
+            unit,
+            f"rolling restart: the new generation failed in its grace period; "
+            f"pid {unit.state.pid} serves on",
+        )
+        sup.journal.warn(
+            f"{unit.key}: rolling restart rolled back ({problems[0].message}); "
+            f"pid {unit.state.pid} serves on"
+        )
+        done()
