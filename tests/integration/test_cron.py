@@ -178,6 +178,8 @@ def test_run_exits_with_the_jobs_code_and_start_of_a_job_is_refused(rt: Runtime)
         3,
     ), fails
     assert fails["cron"]["last_run"]["status"] == "Failed: exited with code 3", fails
+    journal = (rt.logs / "supervisor.log").read_text()
+    assert "Cron job 'fails' failed: Process exited with code 3" in journal  # upstream's words
     # onerr: once per failed run.
     log = wait_for(
         lambda: (t := (rt.logs / "cj" / "fails.log").read_text()).count("onerr code=3") >= 2 and t

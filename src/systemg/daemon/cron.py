@@ -259,7 +259,9 @@ class Scheduler:
         if run.result == "ok":
             self.sup.journal.info(f"Cron job '{name}' completed successfully")
         elif run.result == "failed":
-            self.sup.journal.warn(f"Cron job '{name}' failed: {run.message}")
+            # "Process exited with code 4": the upstream's words, which scripts grep for.
+            process = "Process " if run.message.startswith(("exited", "killed")) else ""
+            self.sup.journal.warn(f"Cron job '{name}' failed: {process}{run.message}")
         job.current = None
         self.save(unit.project_id)
         waiters, job.waiters = job.waiters, []
