@@ -208,10 +208,11 @@ def test_foreground_start_streams_and_ctrl_c_stops_the_project(rt: Runtime) -> N
         out, _err = proc.communicate(timeout=30)
         assert proc.returncode == 0
         assert "Project 'demo' stopped" in out
-        after = _units(rt.status())
-        assert after["web"]["phase"] == "stopped"
-        assert after["worker"]["phase"] == "stopped"
+        # Stopped and unloaded: the terminal owned it (its logs stay on disk).
+        assert rt.status()["units"] == []
         assert not pid_alive(pid_of(units["web"]))
+        assert not pid_alive(pid_of(units["worker"]))
+        assert "web-tick" in rt.sysg("logs", "-p", "demo", "-s", "web", check=True).stdout
         # The supervisor itself keeps running for other projects.
         sup = rt.supervisor_pid()
         assert sup is not None

@@ -31,7 +31,7 @@ from systemg.cli.mode import Target, resolve
 from systemg.cli.selectors import Selection, add_selector_arguments, explicit_config, selection
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import find_config
-from systemg.protocol.messages import StartRequest, StopRequest
+from systemg.protocol.messages import ForgetRequest, StartRequest, StopRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +264,11 @@ def _stop_attached(
             data = client.call(target.paths, stop)
             if data.get("message"):
                 out(str(data["message"]))
+        if request.service is None:
+            # The terminal owned the project (foreman-style, as the upstream's foreground
+            # mode): once stopped it is unloaded, so status no longer lists it. Its logs stay.
+            for project in projects:
+                client.call(target.paths, ForgetRequest(project=project))
     except SysgError as exc:
         emit(exc.diagnostics, args)
         return 1
