@@ -75,3 +75,23 @@ def test_root_purge_stops_and_removes_every_runtime(rt: Runtime) -> None:
 def _user_supervisors(state: Path) -> list[int]:
     pid_file = state / "sysg.pid"
     return [int(pid_file.read_text())] if pid_file.exists() else []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: mounts a tmpfs")
+def test_a_log_dir_that_is_a_mount_point_is_emptied_not_removed(rt: Runtime) -> None:
+    # /var/log/systemg on a volume of its own: purge empties it (rmdir would be EBUSY).
+    rt.logs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(rt.logs)], check=True)
+    try:
+        rt.write("systemg.yaml", MANIFEST)
+        rt.sysg("start", "--daemonize", check=True)
+        rt.sysg("stop", "--supervisor", check=True)
+        assert any(rt.logs.iterdir())
+        done = rt.sysg("purge")
+        assert done.returncode == 0, done.stderr
+        assert "All systemg state has been purged" in done.stdout
+        assert os.path.ismount(rt.logs)
+        assert list(rt.logs.iterdir()) == []
+        assert not rt.state.exists()
+    finally:
+        subprocess.run(["umount", str(rt.logs)], check=False)

@@ -164,7 +164,12 @@ def purge_all(targets: list[Paths], *, force: bool, cgroups: bool) -> int:
 
 def _remove(path: Path) -> None:
     try:
-        if path.is_dir() and not path.is_symlink():
+        if path.is_dir() and not path.is_symlink() and os.path.ismount(path):
+            # A volume of its own (say /var/log/systemg on another disk): emptied, the
+            # mount point itself stays (removing it would be EBUSY).
+            for child in path.iterdir():
+                _remove(child)
+        elif path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
