@@ -269,3 +269,23 @@ def test_cgroup_pids_max_refused(tmp_path: Path, text: str) -> None:
     (d,) = info.value.diagnostics
     assert (d.code, d.path, d.line) == (Code.INVALID_VALUE, "services.a.limits.cgroup.pids_max", 3)
     assert "max" in d.hint
+
+
+def test_bare_env_keys_are_variables_and_near_misses_are_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "version: '2'\nservices:\n"
+        "  one: {command: x, env: {GREETING: hello, A: bare, vars: {A: vars}, strip: [X]}}\n",
+    )
+    one = load_manifest(path, environ={}).manifest.projects[0].services[0]
+    assert dict(one.env.vars) == {"GREETING": "hello", "A": "vars"}
+    assert one.env.strip == ("X",)
+    for typo, meant in (("varss", "vars"), ("File", "file")):
+        bad = write(
+            tmp_path, f"version: '2'\nservices:\n  one: {{command: x, env: {{{typo}: y}}}}\n"
+        )
+        with pytest.raises(ManifestError) as info:
+            load_manifest(bad, environ={})
+        [problem] = info.value.diagnostics
+        assert problem.path == f"services.one.env.{typo}"
+        assert f"did you mean '{meant}'" in problem.message

@@ -35,13 +35,14 @@ from systemg.manifest.tree import (
     FileReadError,
     Key,
     Loc,
+    Map,
     Node,
     Reader,
     Scalar,
     decode_utf8,
     display,
 )
-from systemg.manifest.values import is_env_name, parse_duration, parse_size
+from systemg.manifest.values import did_you_mean, is_env_name, parse_duration, parse_size
 
 SERVICE_KEYS = (
     "command",
@@ -152,10 +153,27 @@ class Context:
         m = ck.mapping(node, path)
         if m is None:
             return EnvDraft()
-        f = ck.fields(m, path, ENV_KEYS)
+        # Any other key that is a variable name is a variable (the upstream's bare keys:
+        # `env: {GREETING: hello}`), unless it looks like a misspelt key (`varss`, `File`).
+        bare = tuple(
+            (k, v)
+            for k, v in m.entries
+            if k.name not in ENV_KEYS
+            and is_env_name(k.name)
+            and not did_you_mean(k.name.lower(), ENV_KEYS)
+        )
+        known = Map(tuple(e for e in m.entries if e not in bare), m.loc)
+        f = ck.fields(known, path, ENV_KEYS)
         draft = EnvDraft()
+        extra = self._vars(Map(bare, m.loc), path) if bare else ()
         if "vars" in f:
-            draft = replace(draft, vars=self._vars(f["vars"][1], child(path, "vars")))
+            given = self._vars(f["vars"][1], child(path, "vars"))
+            given_names = {k for k, _ in given}  # vars: wins over a bare key of that name
+            draft = replace(
+                draft, vars=(*((k, v) for k, v in extra if k not in given_names), *given)
+            )
+        elif extra:
+            draft = replace(draft, vars=extra)
         if "file" in f:
             draft = self._env_file(draft, f["file"][1], child(path, "file"))
         for key in ("inherit_env", "clear_session_vars"):
