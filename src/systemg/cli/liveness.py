@@ -130,13 +130,14 @@ class RecordedService:
         return f"{self.project}/{self.service}"
 
 
-def live_services(paths: Paths) -> list[RecordedService]:
-    """Every recorded service whose pid still has its recorded start time."""
+def recorded_services(paths: Paths) -> list[tuple[str, str, dict[str, object]]]:
+    """``(project, service, record)`` for every service a supervisor recorded: each
+    project's ``state.json`` with its journal lines replayed, as the store loads them."""
     try:
         entries = sorted(paths.projects_dir.iterdir())
     except OSError:
         return []
-    found: list[RecordedService] = []
+    found: list[tuple[str, str, dict[str, object]]] = []
     for entry in entries:
         try:
             data = json.loads((entry / "state.json").read_text())
@@ -148,13 +149,20 @@ def live_services(paths: Paths) -> list[RecordedService]:
         services = dict(services)
         _replay_journal(entry / "state.journal", data.get("seq", 0), services)
         for name, record in sorted(services.items()):
-            if not isinstance(record, dict):
-                continue
-            pid, start = record.get("pid"), record.get("start_time")
-            if not (isinstance(pid, int) and isinstance(start, int)) or pid <= 0:
-                continue
-            if proc.start_time(pid) == start:
-                found.append(RecordedService(entry.name, str(name), pid, start))
+            if isinstance(record, dict):
+                found.append((entry.name, str(name), record))
+    return found
+
+
+def live_services(paths: Paths) -> list[RecordedService]:
+    """Every recorded service whose pid still has its recorded start time."""
+    found: list[RecordedService] = []
+    for project, name, record in recorded_services(paths):
+        pid, start = record.get("pid"), record.get("start_time")
+        if not (isinstance(pid, int) and isinstance(start, int)) or pid <= 0:
+            continue
+        if proc.start_time(pid) == start:
+            found.append(RecordedService(project, name, pid, start))
     return found
 
 

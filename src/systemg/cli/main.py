@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "export": "write systemd units for a manifest's services (export systemd)",
     "migrate": 'convert a version "1" manifest to version "2" (stdout, or --in-place)',
     "purge": "stop supervisors and remove state and logs",
+    "doctor": "check that state files, the pid file and the process table agree",
     "version": "show the CLI and supervisor versions",
     "completion": "print the bash or zsh completion script",
 }
