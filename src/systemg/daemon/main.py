@@ -280,6 +280,7 @@ def main(argv: list[str]) -> int:
         loop.run()
     finally:
         sup.flush()
+        sup.write_pidxml()
         server.close()
         forkserver.close()
         alive = any(u.state.pid for rt in sup.projects.values() for u in rt.units.values())

@@ -38,6 +38,7 @@ from typing import Any
 
 from systemg import proc
 from systemg.daemon import lifecycle as lc
+from systemg.daemon import pidxml
 from systemg.daemon.cron import Scheduler
 from systemg.daemon.fdholder import HolderClient
 from systemg.daemon.hooks import SideCommands
@@ -49,7 +50,7 @@ from systemg.daemon.phases import Phase
 from systemg.daemon.processes import ProcessSide, default_launcher
 from systemg.daemon.readiness import Readiness
 from systemg.daemon.resolver import Resolver
-from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
+from systemg.daemon.store import ProjectRecord, ServiceRecord, Store, write_atomic
 from systemg.daemon.supervisor_xml import SupervisorConfig
 from systemg.daemon.timers import TimerKind, Timers
 from systemg.daemon.units import ProjectRuntime, Unit
@@ -109,6 +110,9 @@ class Supervisor(ProcessSide):
         self._dirty: set[str] = set()
         self._dirty_services: set[tuple[str, str]] = set()
         self._flush_timer: Timer | None = None
+        self._pidxml_dirty: set[str] = set()
+        self._pidxml: dict[str, str] = {}  # the text last written, per project
+        self._pidxml_timer: Timer | None = None
         self.cron = Scheduler(self)  # after phase_listeners: it is one
 
     # --- state changes ----------------------------------------------------------------
@@ -282,6 +286,7 @@ class Supervisor(ProcessSide):
     def mark_dirty(self, project_id: str, name: str | None = None) -> None:
         """Persist soon (on the coalescing flush): service ``name`` alone (a journal line),
         or, without a name, the whole project."""
+        self._pids_changed(project_id)
         if name is None:
             self._dirty.add(project_id)
         else:
@@ -298,6 +303,7 @@ class Supervisor(ProcessSide):
         runtime = self.projects.get(project_id)
         if runtime is None:
             return
+        self._pids_changed(project_id)
         if name is not None and self._append(runtime, name):
             return
         self._dirty.discard(project_id)
@@ -315,6 +321,37 @@ class Supervisor(ProcessSide):
             runtime = self.projects.get(project_id)
             if runtime is not None:
                 self.store.save(self.record(runtime))
+
+    def _pids_changed(self, project_id: str) -> None:
+        self._pidxml_dirty.add(project_id)
+        if self._pidxml_timer is None:
+            self._pidxml_timer = self.loop.call_later(pidxml.DELAY, self.write_pidxml)
+
+    def write_pidxml(self) -> None:
+        """The upstream's ``pid.xml`` of each project whose pids may have changed."""
+        self._pidxml_timer = None
+        dirty, self._pidxml_dirty = self._pidxml_dirty, set()
+        for project_id in dirty:
+            runtime = self.projects.get(project_id)
+            if runtime is None:
+                self._pidxml.pop(project_id, None)
+                continue
+            text = pidxml.render(
+                [
+                    (name, unit.state.pid, unit.start_time)
+                    for name, unit in runtime.units.items()
+                    if unit.state.pid is not None
+                ]
+            )
+            if self._pidxml.get(project_id) == text:
+                continue
+            path = self.paths.project_state_dir(project_id) / "pid.xml"
+            try:
+                write_atomic(path, text.encode())
+            except OSError as exc:
+                self.journal.warn(f"{path}: cannot write it: {exc}")
+                continue
+            self._pidxml[project_id] = text
 
     def _append(self, runtime: ProjectRuntime, name: str) -> bool:
         """One service's record as a journal line; False when the whole project must be
