@@ -175,8 +175,11 @@ def test_a_project_with_an_attached_start_is_foreground(rt: Runtime) -> None:
         if attached.poll() is None:
             attached.kill()
             attached.wait()
-    after = units_by_name(rt.status())["web"]
-    assert (after["project"]["mode"], after["state"]) == ("daemon", "stopped")
+    # Ctrl-C stopped and unloaded it (the terminal owned it).
+    assert "web" not in units_by_name(rt.status())
+    rt.write("systemg.yaml", (rt.work / "systemg.yaml").read_text())
+    rt.sysg("start", "--daemonize", check=True)
+    assert units_by_name(rt.status())["web"]["project"]["mode"] == "daemon"
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
 
