@@ -105,6 +105,10 @@ def test_status_json_is_the_upstream_document(rt: Runtime) -> None:
 def test_an_empty_selection_is_an_empty_units_list_and_exit_0(rt: Runtime) -> None:
     rt.write("systemg.yaml", 'version: "2"\nservices:\n  web:\n    command: "exec sleep 300"\n')
     rt.sysg("start", "--daemonize", check=True)
+    # The upstream's --live and --no-color are accepted (ours is always read live).
+    live = rt.sysg("status", "--live", "--no-color", "--format", "json", check=True)
+    assert json.loads(live.stdout)["units"][0]["metrics"]["latest_rss_bytes"] > 0
+    assert rt.sysg("inspect", "-s", "web", "--live", "--no-color").returncode == 0
     for selector in (("-s", "definitely_not_a_service"), ("-p", "ghost")):
         proc = rt.sysg("status", *selector, "--format", "json")
         assert proc.returncode == 0, proc.stderr

@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", nargs="?", const="json"
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="accepted for upstream scripts: every answer is read from /proc when asked",
+    )
+    parser.add_argument(
+        "--no-color", dest="plain", action="store_true", help="no colour (as --plain)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

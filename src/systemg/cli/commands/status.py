@@ -38,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="json",
         help="output format (`--format` alone means json)",
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="accepted for upstream scripts: every answer is read from /proc when asked",
+    )
+    parser.add_argument(
+        "--no-color", dest="plain", action="store_true", help="no colour (as --plain)"
+    )
 
 
 def health_exit(health: str) -> int:
