@@ -103,3 +103,25 @@ def test_stopping_a_service_in_its_pre_start_ends_the_pre_start(rt: Runtime) -> 
             start.wait()
         if pid is not None and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+def test_a_running_service_that_crashes_on_a_taken_port_is_named_in_the_journal(
+    rt: Runtime,
+) -> None:
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        late = "sleep 0.6; " + BIND.format(port=port)  # up by the 250 ms rule, then the bind
+        rt.write(
+            "systemg.yaml",
+            MANIFEST.format(command=late).replace("        notify: true\n", ""),
+        )
+        rt.sysg("start", "--daemonize", check=True)
+        journal = rt.logs / "supervisor.log"
+        wait_for(lambda: "SG0105" in journal.read_text(), timeout=30, what="the SG0105 line")
+        assert "demo/web: SG0105: its address is already in use" in journal.read_text()
+    finally:
+        squatter.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from systemg.daemon.report import log_lines_since, port_collision
+from systemg.daemon.logs import log_lines_since, port_collision
 
 
 def _ts(epoch: float) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from systemg import proc
 from systemg.daemon import lifecycle as lc
-from systemg.daemon.logs import ServiceLog
+from systemg.daemon.logs import ServiceLog, log_lines_since, port_collision
 from systemg.daemon.ordering import definition_id
 from systemg.daemon.phases import Phase
 from systemg.daemon.restart import ExitInfo
@@ -361,10 +361,22 @@ class ProcessSide:
         if unit.state.pid == ended.pid:
             st = unit.state
             asked = st.phase is Phase.STOPPING and st.stop_reason in _ASKED
+            if not info.clean and not asked:
+                self._note_port_collision(unit, st.started_at)
             self.apply(unit, lc.Exited(info, self.clock()))
             if not asked and (not info.clean or st.phase is Phase.STOPPING):
                 self.side.fire(unit, "onerr", info)
             self.side.fire(unit, "onstop", info)
+
+    def _note_port_collision(self, unit: Unit, started_at: float | None) -> None:
+        """A crash whose own output (this generation's) says its address was taken is named
+        as such in supervisor.log, with the upstream's code."""
+        log = self.paths.service_log(unit.project_id, unit.service.name)
+        if port_collision(log_lines_since(log, started_at)):
+            self.journal.warn(
+                f"{unit.key}: SG0105: its address is already in use (its output says so); "
+                "free the port or give the service another"
+            )
 
     def _clear_cgroup(self, unit: Unit, plan: SpawnPlan, tries: int) -> None:
         """Kill what the service left in its cgroup (``setsid`` escapes the group kill)

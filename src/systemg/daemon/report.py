@@ -7,13 +7,10 @@ of ``sysg inspect``, in the same vocabulary as ``spawn.observe`` so the two can 
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
-from systemg.daemon.logs import log_tail
+from systemg.daemon.logs import log_lines_since, log_tail, port_collision
 from systemg.daemon.phases import FAILING, Phase
 from systemg.daemon.supervisor import Unit
 from systemg.errors import Code, Diagnostic
@@ -60,38 +57,6 @@ def unit_problems(unit: Unit, paths: Paths) -> list[Diagnostic]:
                 )
             )
     return out
-
-
-# What a program prints when bind(2) fails with EADDRINUSE (98 on Linux, 48 on BSD/macOS),
-# in the words of libc's strerror, Python, Rust, Go, Node and nginx.
-_IN_USE = re.compile(
-    r"address already in use|addrinuse|os error (98|48)\b|errno[\s:=]*(98|48)\b"
-    r"|could not bind|bind\(\) to \S+ failed \(98",
-    re.IGNORECASE,
-)
-
-
-def port_collision(lines: list[str]) -> bool:
-    """True when these log lines say the address was taken."""
-    return any(_IN_USE.search(line) for line in lines)
-
-
-def log_lines_since(path: os.PathLike[str] | str, since: float | None) -> list[str]:
-    """The lines (of the last 16 KiB) the log captured at or after ``since`` (epoch): the
-    current generation's output only, so an older run's bind error never explains a new
-    crash. Each stored line starts with its UTC RFC 3339 capture time."""
-    if since is None:
-        return []
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 16384))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    start = datetime.fromtimestamp(since - 0.001, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # RFC 3339 with a fixed width compares as text, in time order.
-    return [line for line in data.splitlines() if line[:27] >= start and line[4:5] == "-"]
 
 
 def requested(unit: Unit) -> dict[str, Any]:
