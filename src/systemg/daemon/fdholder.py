@@ -48,7 +48,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from systemg.daemon.holderclient import HolderClient, write_pid_file
 from systemg.protocol.holder import (
     END,
     MAX_FDS,
@@ -59,7 +58,7 @@ from systemg.protocol.holder import (
     parse_request,
 )
 
-__all__ = ["HolderClient", "main", "serve"]
+__all__ = ["main", "serve", "write_pid_file"]
 
 IDLE_EXIT = 60.0  # seconds with no connection and nothing held
 MAX_PEERS = 8  # connections of the supervisor at once (it uses one); then the oldest goes
@@ -211,6 +210,13 @@ class Holder:
                 return
             peer.outbox.popleft()  # an entry deleted since the get is simply skipped
         self.selector.modify(peer.sock, selectors.EVENT_READ, peer)
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """By rename: a successor reading it mid-write (``connect``) sees the old or the new."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(f"{pid}\n")
+    os.replace(tmp, path)
 
 
 def _hung_up(sock: socket.socket) -> bool:

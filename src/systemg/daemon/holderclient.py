@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from systemg.daemon.fdholder import write_pid_file
 from systemg.daemon.journal import Journal
 from systemg.daemon.loop import Loop, Timer
 from systemg.protocol.holder import (
@@ -453,13 +454,6 @@ class HolderClient:
             if not data and not fds:
                 self._lost("its connection closed")
                 return
-
-
-def write_pid_file(path: Path, pid: int) -> None:
-    """By rename: a successor reading it mid-write (``connect``) sees the old or the new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
 
 
 def _exited(pidfd: int) -> bool:

@@ -34,8 +34,8 @@ from systemg.daemon import lifecycle as lc
 from systemg.daemon import phases, supervisor_xml
 from systemg.daemon.audit import Audit
 from systemg.daemon.control import ControlServer, read_settings
-from systemg.daemon.fdholder import HolderClient
 from systemg.daemon.handlers import Handlers
+from systemg.daemon.holderclient import HolderClient
 from systemg.daemon.journal import Journal
 from systemg.daemon.lifecycle import Phase, StopReason, UnitState
 from systemg.daemon.loop import Loop

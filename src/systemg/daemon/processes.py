@@ -47,7 +47,7 @@ from systemg.spawn.sockets import bind_listen
 
 if TYPE_CHECKING:
     from systemg.daemon.cron import Scheduler
-    from systemg.daemon.fdholder import HolderClient
+    from systemg.daemon.holderclient import HolderClient
     from systemg.daemon.hooks import SideCommands
     from systemg.daemon.journal import Journal
     from systemg.daemon.loop import Loop

@@ -40,7 +40,7 @@ from systemg import proc
 from systemg.daemon import lifecycle as lc
 from systemg.daemon import pidxml
 from systemg.daemon.cron import Scheduler
-from systemg.daemon.fdholder import HolderClient
+from systemg.daemon.holderclient import HolderClient
 from systemg.daemon.hooks import SideCommands
 from systemg.daemon.journal import Journal
 from systemg.daemon.lifecycle import Announce, UnitState

@@ -1,0 +1,34 @@
+"""What the boot path imports: counted in ``sys.modules`` of a fresh interpreter, not timed.
+
+Every module a process imports before it does its job is start-up time (and resident
+memory) on ``sysg start``'s cold path, so the processes started at boot import only what
+that job needs; the rest is imported on first use.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def imported_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(proc.stdout.split())
+
+
+def test_the_fd_holder_imports_only_its_own_module_and_its_wire_format() -> None:
+    # `sysg fdholder` is a second interpreter started at every cold boot: it must not pay
+    # for the supervisor (its client, journal, loop) or the manifest model.
+    mods = imported_after("import systemg.daemon.fdholder")
+    ours = {m for m in mods if m.split(".")[0] == "systemg"}
+    assert ours == {
+        "systemg",
+        "systemg.daemon",
+        "systemg.daemon.fdholder",
+        "systemg.protocol",
+        "systemg.protocol.holder",
+    }
+    assert not {"yaml", "psutil", "rich"} & {m.split(".")[0] for m in mods}
