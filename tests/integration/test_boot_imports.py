@@ -32,3 +32,15 @@ def test_the_fd_holder_imports_only_its_own_module_and_its_wire_format() -> None
         "systemg.protocol.holder",
     }
     assert not {"yaml", "psutil", "rich"} & {m.split(".")[0] for m in mods}
+
+
+def test_sysg_start_reaches_the_supervisor_boot_without_the_protocol_or_the_manifest() -> None:
+    # What `sysg start` imports before `boot.ensure_supervisor` spawns the supervisor: the
+    # protocol's messages (~25 ms of class creation) come after, while it boots.
+    mods = imported_after(
+        "import systemg.cli.main, systemg.cli.commands.start, systemg.cli.boot, "
+        "systemg.spawn.detach"
+    )
+    assert not {m for m in mods if m.startswith(("systemg.protocol", "systemg.manifest"))}
+    assert not {m for m in mods if m.startswith("systemg.daemon")}
+    assert not {"yaml", "psutil", "rich"} & {m.split(".")[0] for m in mods}

@@ -15,14 +15,23 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from systemg.cli.client import BOOT_TIMEOUT, CONNECT_TIMEOUT, Event, accepts, call
+from systemg.cli.client import (
+    BOOT_TIMEOUT,
+    CONNECT_TIMEOUT,
+    Event,
+    accepts,
+    call,
+    load_protocol,
+)
 from systemg.cli.deadlines import Wait
 from systemg.cli.liveness import live_services, lock_holder, supervisor_pid
 from systemg.errors import Code, SysgError
 from systemg.paths import Mode, Paths
-from systemg.protocol.messages import Message
+
+if TYPE_CHECKING:
+    from systemg.protocol.messages import Message
 
 
 def call_reviving(
@@ -101,6 +110,7 @@ def ensure_supervisor(
             f"cannot start the supervisor: {exc.strerror or exc}",
             hint=f"check that {paths.log_dir} is writable",
         ) from None
+    load_protocol()  # while it boots, not after: the request is sent as soon as it accepts
     _wait_for_boot(paths, pid)
     return True
 

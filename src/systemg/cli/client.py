@@ -22,15 +22,21 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from systemg import proc
 from systemg.cli import liveness
 from systemg.cli.deadlines import READ_ONLY_VERBS, Wait, for_request, format_seconds
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import Mode, Paths
-from systemg.protocol import codec
-from systemg.protocol.messages import PROTOCOL_VERSION, Message
+
+if TYPE_CHECKING:
+    from systemg.protocol.messages import Message
+
+# Performance: the protocol (``codec`` and its ``messages``, ~25 ms of dataclass creation)
+# is imported when a request is first sent or read, not with this module: `sysg start`
+# imports this module before it boots a supervisor, and imports the protocol while that
+# supervisor boots on the other CPU.
 
 CONNECT_TIMEOUT = 5.0
 SLICE = 1.0  # while waiting for a reply, look at the supervisor's state this often
@@ -171,6 +177,12 @@ def _connect_once(paths: Paths, timeout: float) -> socket.socket:
     return sock
 
 
+def load_protocol() -> None:
+    """Import the protocol now: ``cli/boot.py`` calls this while a supervisor it just
+    spawned boots on the other CPU, so the first request does not wait for the import."""
+    from systemg.protocol import codec  # noqa: F401
+
+
 def accepts(paths: Paths, timeout: float = 1.0) -> bool:
     """True if something accepts a connection on the control socket right now."""
     try:
@@ -271,6 +283,8 @@ def exchange(
     one it is ``wait.seconds`` from now."""
     if deadline is None and wait.seconds is not None:
         deadline = time.monotonic() + wait.seconds
+    from systemg.protocol import codec
+
     broken = False
     try:
         sock.sendall(codec.encode_request(request))
@@ -375,6 +389,8 @@ def _decode(line: bytes) -> dict[str, Any]:
             Code.PROTOCOL,
             f"the supervisor sent something that is not a JSON object: {line[:80]!r}",
         )
+    from systemg.protocol.messages import PROTOCOL_VERSION
+
     version = obj.get("v")
     if version != PROTOCOL_VERSION:
         raise SysgError.of(

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from systemg.cli import boot, client, progress
 from systemg.cli.console import emit, out
@@ -31,7 +31,9 @@ from systemg.cli.mode import Target, resolve
 from systemg.cli.selectors import Selection, add_selector_arguments, explicit_config, selection
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import find_config
-from systemg.protocol.messages import ForgetRequest, StartRequest, StopRequest
+
+if TYPE_CHECKING:
+    from systemg.protocol.messages import StartRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         not args.daemonize and bool(sel.project or sel.service) and (client.accepts(target.paths))
     )
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
+    # Performance: the protocol's messages are not imported before the supervisor is
+    # spawned; ensure_supervisor imports them while the one it spawned boots.
+    from systemg.protocol.messages import StartRequest
+
     line = progress.Line() if progress.wanted(args) else None
     request = StartRequest(
         config=config,
@@ -256,6 +262,8 @@ def _stop_attached(
     sys.stderr.write("\nstopping...\n")
     # Exactly what this terminal started: with `-s`, that service in each project it was
     # attached to, never its siblings (they may have been started by someone else).
+    from systemg.protocol.messages import ForgetRequest, StopRequest
+
     stops = [StopRequest(project=p, service=request.service) for p in projects] or [
         StopRequest(config=request.config, project=request.project, service=request.service)
     ]
