@@ -44,3 +44,19 @@ def test_sysg_start_reaches_the_supervisor_boot_without_the_protocol_or_the_mani
     assert not {m for m in mods if m.startswith(("systemg.protocol", "systemg.manifest"))}
     assert not {m for m in mods if m.startswith("systemg.daemon")}
     assert not {"yaml", "psutil", "rich"} & {m.split(".")[0] for m in mods}
+
+
+def test_the_supervisor_boots_without_what_only_some_manifests_use() -> None:
+    # HTTP probes (h11), schedules (cronsim, zoneinfo) and privileged spawns through the
+    # helper (pickle) import their libraries on first use, not at every boot.
+    mods = imported_after("import systemg.daemon.main")
+    assert not {"h11", "cronsim", "zoneinfo", "pickle"} & {m.split(".")[0] for m in mods}
+
+
+def test_what_the_boot_leaves_out_is_there_on_first_use() -> None:
+    mods = imported_after(
+        "from datetime import UTC, datetime\n"
+        "from systemg.manifest.schedule import next_due, zone\n"
+        "next_due('0 0 0 1 1 *', 'UTC', datetime.now(UTC)); zone('Europe/Berlin')"
+    )
+    assert {"cronsim", "zoneinfo"} <= mods

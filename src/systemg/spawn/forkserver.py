@@ -44,7 +44,6 @@ import contextlib
 import dataclasses
 import enum
 import os
-import pickle
 import select
 import signal
 import socket
@@ -113,6 +112,8 @@ class ForkServer:
         (``fault.CLONED``). ``Unavailable`` if the helper cannot take it."""
         if len(fds) > MAX_FDS or self._disabled or not linux.clone_parent_supported():
             raise Unavailable("not through the helper")
+        import pickle  # performance: imported by the first privileged spawn, not at boot
+
         try:
             data = pickle.dumps((flatten(plan), argv, env), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # a plan it cannot carry: fork in-process
@@ -213,6 +214,7 @@ def serve(fd: int, parent: int) -> None:
     """The helper's whole life: answer requests on ``fd`` until EOF or the death of
     ``parent`` (the supervisor's pid; it may be 1, as a container's init)."""
     import gc
+    import pickle
 
     from systemg.spawn import child
 
