@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -124,6 +123,8 @@ def select(
 
 
 def _not_found(kind: str, name: str, known: Iterable[str]) -> SysgError:
+    import difflib  # performance: only on this path, not at import
+
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1)
     if close:

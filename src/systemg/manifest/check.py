@@ -13,7 +13,6 @@ against what the kernel accepts where it is going (``manifest.kernel``).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
@@ -273,6 +272,8 @@ def _misplaced(
 ) -> tuple[str, str] | None:
     """(block, key) when ``name`` reads as a key of a nested block better than as any key
     of ``allowed`` (spelling compared without case, ``_`` or ``-``)."""
+    import difflib  # performance: only on this path, not at import
+
     if not nested:
         return None
     squashed = {_squash(leaf): leaf for leaf in nested}
@@ -289,6 +290,8 @@ def _misplaced(
 
 
 def _ratio(a: str, b: str) -> float:
+    import difflib  # performance: only on this path, not at import
+
     return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
 
 

@@ -9,7 +9,6 @@ hypothesis), so messages can echo a value the way the manifest should have writt
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -30,6 +29,8 @@ class GrammarError(ValueError):
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """The one choice ``word`` is a prefix of (``NET_BIND`` -> ``NET_BIND_SERVICE``), else the
     closest by difflib, else None."""
+    import difflib  # performance: only on this path, not at import
+
     options = list(choices)
     lowered = word.lower()
     starts = [o for o in options if lowered and o.lower().startswith(lowered)]

@@ -10,7 +10,6 @@ path that does not exist (SG0210, unless written ``-/path``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -52,6 +51,8 @@ def protect_plan(iso: Isolation, prefix: str) -> protect.ProtectPlan | None:
 
 
 def _blank_file() -> str:
+    import tempfile  # performance: only on this path, not at import
+
     for directory in (BLANK_DIR, tempfile.gettempdir()):
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
