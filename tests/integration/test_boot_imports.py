@@ -10,6 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+# Everything ``daemon.main.main`` imports before its loop runs.
+BOOT = (
+    "import systemg.daemon.main, systemg.daemon.audit, systemg.daemon.control, "
+    "systemg.daemon.handlers, systemg.daemon.operations, systemg.daemon.store, "
+    "systemg.daemon.supervisor, systemg.spawn.forkserver, systemg.spawn.launcher"
+)
+
 
 def imported_after(statement: str) -> set[str]:
     code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))\n"
@@ -49,8 +56,26 @@ def test_sysg_start_reaches_the_supervisor_boot_without_the_protocol_or_the_mani
 def test_the_supervisor_boots_without_what_only_some_manifests_use() -> None:
     # HTTP probes (h11), schedules (cronsim, zoneinfo) and privileged spawns through the
     # helper (pickle) import their libraries on first use, not at every boot.
-    mods = imported_after("import systemg.daemon.main")
+    mods = imported_after(BOOT)
     assert not {"h11", "cronsim", "zoneinfo", "pickle"} & {m.split(".")[0] for m in mods}
+
+
+def test_the_supervisor_spawns_its_fd_holder_before_importing_the_rest_of_itself() -> None:
+    # daemon.main's own imports are boot steps 1-5 (dirs, lock, journal, activation, the
+    # fd holder): the supervisor's table, operations and control protocol come after the
+    # holder was spawned, so the two interpreters' start-ups overlap on two CPUs.
+    mods = imported_after("import systemg.daemon.main")
+    late = {
+        "systemg.daemon.supervisor",
+        "systemg.daemon.operations",
+        "systemg.daemon.handlers",
+        "systemg.daemon.control",
+        "systemg.protocol.messages",
+        "systemg.manifest.load",
+        "systemg.spawn.launcher",
+    }
+    assert not late & mods
+    assert late <= imported_after(BOOT)
 
 
 def test_what_the_boot_leaves_out_is_there_on_first_use() -> None:

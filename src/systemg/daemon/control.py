@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import struct
@@ -301,11 +300,3 @@ class ControlServer:
             )
             return
         self.handlers.handle(request, conn)
-
-
-def read_settings(paths: Paths) -> dict[str, Any]:
-    try:
-        data = json.loads(paths.settings_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -24,34 +24,33 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
+import json
 import os
 import signal
 import sys
-from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from systemg import proc
-from systemg.daemon import lifecycle as lc
 from systemg.daemon import phases, supervisor_xml
-from systemg.daemon.audit import Audit
-from systemg.daemon.control import ControlServer, read_settings
-from systemg.daemon.handlers import Handlers
 from systemg.daemon.holderclient import HolderClient
 from systemg.daemon.journal import Journal
-from systemg.daemon.lifecycle import Phase, StopReason, UnitState
 from systemg.daemon.loop import Loop
-from systemg.daemon.operations import Operations
-from systemg.daemon.restart import ExitInfo
-from systemg.daemon.store import ProjectRecord, Store
-from systemg.daemon.supervisor import Supervisor
 from systemg.daemon.watch import reap_strays
-from systemg.errors import ManifestError
-from systemg.manifest.load import load_manifest
 from systemg.paths import Mode, Paths, ensure_private_dir
 from systemg.spawn import linux
-from systemg.spawn.detach import spawn_detached
-from systemg.spawn.forkserver import ForkServer
-from systemg.spawn.launcher import mark_all_cloexec, through
+from systemg.spawn.detach import mark_all_cloexec, spawn_detached
 from systemg.spawn.sockets import capture_activation
+
+if TYPE_CHECKING:
+    from systemg.daemon.operations import Operations
+    from systemg.daemon.store import ProjectRecord
+    from systemg.daemon.supervisor import Supervisor
+
+# Performance: this module imports only what boot steps 1-5 need (above). The rest of the
+# supervisor (its table, operations, the control protocol, the manifest loader: most of
+# the ~200 ms of imports) is imported in ``main`` once the fd holder has been spawned, so
+# the holder's own start-up runs on the other CPU meanwhile instead of competing with the
+# first services' spawns.
 
 WANTED = {str(phase) for phase in phases.WANTED}
 
@@ -61,6 +60,14 @@ def self_command() -> list[str]:
     if os.path.basename(sys.argv[0]) == "sysg" and os.path.exists(sys.argv[0]):
         return [os.path.abspath(sys.argv[0])]
     return [sys.executable, "-m", "systemg"]
+
+
+def read_settings(paths: Paths) -> dict[str, Any]:
+    try:
+        data = json.loads(paths.settings_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def prepare_dirs(paths: Paths, operator_gid: int | None) -> None:
@@ -117,6 +124,15 @@ def connect_holder(paths: Paths, journal: Journal, loop: Loop) -> HolderClient:
 
 def recover(sup: Supervisor, ops: Operations, records: list[ProjectRecord]) -> None:
     """Re-adopt live services of a previous supervisor; restart those that died since."""
+    from dataclasses import replace
+
+    from systemg import proc
+    from systemg.daemon import lifecycle as lc
+    from systemg.daemon.lifecycle import Phase, StopReason, UnitState
+    from systemg.daemon.restart import ExitInfo
+    from systemg.errors import ManifestError
+    from systemg.manifest.load import load_manifest
+
     held = sup.holder.fetch_all()
     # Launched but not yet recorded when the previous supervisor died: found by the token
     # it recorded before the launch.
@@ -241,6 +257,19 @@ def main(argv: list[str]) -> int:
 
     loop.on_signal(signal.SIGCHLD, on_sigchld)
     holder = connect_holder(paths, journal, loop)
+    gc.disable()  # as entry.py does for this module's own imports
+    try:
+        from systemg.daemon.audit import Audit
+        from systemg.daemon.control import ControlServer
+        from systemg.daemon.handlers import Handlers
+        from systemg.daemon.operations import Operations
+        from systemg.daemon.store import Store
+        from systemg.daemon.supervisor import Supervisor
+        from systemg.spawn.forkserver import ForkServer
+        from systemg.spawn.launcher import through
+    finally:
+        gc.freeze()
+        gc.enable()
     store = Store(paths, journal)
     forkserver = ForkServer(journal.info)  # started on the first spawn that needs a fork
     sup = Supervisor(

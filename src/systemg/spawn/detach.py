@@ -14,6 +14,10 @@ boot failure observable through ``waitpid`` instead of a pid file.
 
 If ``execve`` fails the child writes one line to the log and exits 127; nothing else of
 Python runs in the child (``os._exit``), so no buffered output is flushed twice.
+
+``mark_all_cloexec`` is the supervisor's other fd rule at boot: whatever it inherited is
+made close-on-exec, so no such fd reaches a service (here, not in ``launcher``, so the boot
+can call it before importing the spawn machinery).
 """
 
 from __future__ import annotations
@@ -102,3 +106,15 @@ def _max_fd() -> int:
         return max(int(os.sysconf("SC_OPEN_MAX")), 256)
     except (OSError, ValueError):
         return 65536
+
+
+def mark_all_cloexec() -> None:
+    """Set close-on-exec on every fd above 2 (the supervisor calls this once at boot, after
+    taking its activation fds, so nothing it inherited can leak into a posix_spawn'd service)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listdir fd itself, closed by now

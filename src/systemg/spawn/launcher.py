@@ -269,7 +269,7 @@ def _kill_stuck(pid: int, pidfd: int, service: int | None) -> None:
 #   - new session (setsid), the reset signals back to SIG_DFL, an empty signal mask;
 #   - 0 = /dev/null, 1/2 = the given fds, every other fd closed: every fd of the supervisor
 #     is close-on-exec (Python opens fds so; the supervisor marks what it inherited at boot,
-#     ``mark_all_cloexec``, and what it receives from the fd holder). Scanning /proc/self/fd
+#     ``detach.mark_all_cloexec``, and what it receives from the fd holder). Scanning /proc/self/fd
 #     on every spawn instead cost ~0.6 ms per service with 100 services running;
 #   - cwd: the parent changes into ``plan.cwd`` around the call (the supervisor has one
 #     thread) and goes back, so a bad cwd is still a CHDIR fault for this service;
@@ -362,18 +362,6 @@ def launch_helper(executable: str, argv: list[str], *, stdout: int) -> Child:
         setsigdef=child.RESET_SIGNALS,
     )
     return Child(pid, os.pidfd_open(pid), start_time(pid))
-
-
-def mark_all_cloexec() -> None:
-    """Set close-on-exec on every fd above 2 (the supervisor calls this once at boot, after
-    taking its activation fds, so nothing it inherited can leak into a posix_spawn'd service)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass  # the listdir fd itself, closed by now
 
 
 def fault_error(plan: SpawnPlan, step: Step, err: int) -> SpawnError:
