@@ -362,3 +362,40 @@ def test_purge_empties_the_selection_and_only_it(rt: Runtime) -> None:
     assert refused.returncode == 1
     assert "error[SG0006]" in refused.stderr
     assert ambiguous.read_text() != ""
+
+
+def test_stream_duration_redraws_until_ctrl_c_and_stream_label_still_filters(
+    rt: Runtime,
+) -> None:
+    import pty
+    import select
+    import time
+
+    write_log(
+        rt, "app", "web", [(1, "stdout", "one"), (2, "stderr", "two"), (3, "stdout", "three")]
+    )
+    # A label is a filter, whichever spelling (ours -k/--stream, the upstream's --kind).
+    for flag in ("-k", "--stream", "--kind"):
+        shown = rt.sysg("logs", "-s", "app/web", flag, "stderr", check=True).stdout
+        assert shown == f"{stamp(2)} stderr two\n"
+    # A duration redraws the last -n lines on a cleared screen, until Ctrl-C.
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(rt.work)
+        os.execvpe(SYSG, [SYSG, "logs", "-s", "app/web", "-n", "2", "--stream", "0.2"], rt.env)
+    captured = b""
+    deadline = time.monotonic() + 20
+    while captured.count(b"\x1b[2J\x1b[H") < 3 and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            captured += os.read(fd, 65536)
+    os.write(fd, b"\x03")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert captured.count(b"\x1b[2J\x1b[H") >= 3, captured
+    frame = captured.rsplit(b"\x1b[2J\x1b[H", 1)[1]
+    assert b"three" in frame
+    assert b"one" not in frame  # -n 2
+    assert os.waitstatus_to_exitcode(status) == 0
+    both = rt.sysg("logs", "-s", "app/web", "-f", "--stream", "1")
+    assert both.returncode == 1
+    assert "SG0204" in both.stderr

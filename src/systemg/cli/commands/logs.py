@@ -21,6 +21,7 @@ Imports stay light (no YAML, psutil or daemon): ``sysg logs`` must be instant.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import BinaryIO
 
@@ -40,7 +41,27 @@ def _count(text: str) -> int:
     return value
 
 
+_REDRAW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
+
+
+class _StreamOrRedraw(argparse.Action):
+    """``-k``/``--kind``/``--stream LABEL`` filters by stream label (repeatable); the
+    upstream's ``--stream DURATION`` (a number: labels are words) redraws instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        text = str(values)
+        found = _REDRAW.match(text) if option_string == "--stream" else None
+        if found:
+            scale = {"ms": 0.001, "s": 1.0, "m": 60.0}[found.group(2) or "s"]
+            namespace.redraw = max(0.1, float(found.group(1)) * scale)
+            return
+        labels = list(getattr(namespace, self.dest, None) or [])
+        labels.append(text)
+        setattr(namespace, self.dest, labels)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(redraw=None)
     parser.add_argument(
         "-s",
         "--service",
@@ -69,10 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-k",
+        "--kind",
         "--stream",
-        action="append",
+        action=_StreamOrRedraw,
+        dest="stream",
         metavar="LABEL",
-        help=f"only this stream ({', '.join(STREAM_LABELS)}); repeat for several",
+        help=f"only this stream ({', '.join(STREAM_LABELS)}); repeat for several. "
+        "`--stream DURATION` (a number, e.g. 1 or 2s): redraw the last lines every "
+        "DURATION until Ctrl-C, as the upstream's",
     )
     parser.add_argument(
         "-a", "--all", action="store_true", help="the whole history: rotated files, then active"
@@ -113,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         return _purge(out, paths, selectors)
     if args.prune:
         return _prune(out, args, _select(paths, selectors))
+    if args.redraw is not None:
+        return _redraw(out, args, paths, selectors, query)
 
     if not args.follow:
         logs = _select(paths, selectors)
@@ -191,6 +218,8 @@ def _check_modes(args: argparse.Namespace) -> None:
     ]
     if args.follow:
         modes.append("-f")
+    if args.redraw is not None:
+        modes.append("--stream DURATION")
     if args.supervisor and (args.service or args.project):
         raise SysgError.of(
             Code.LOGS_SUPERVISOR_SELECTOR,
@@ -392,3 +421,28 @@ def _purge(out: BinaryIO, paths: Paths, selectors: list[Selector]) -> int:
     out.write(f"Logs purged: {what} ({emptied} emptied, {removed} rotated removed)\n".encode())
     out.flush()
     return 0
+
+
+def _redraw(
+    out: BinaryIO,
+    args: argparse.Namespace,
+    paths: Paths,
+    selectors: list[Selector],
+    query: Query,
+) -> int:
+    """``--stream DURATION``: clear the screen and show the last ``-n`` lines, again every
+    DURATION, until Ctrl-C (the upstream's ``--stream``; ``-f`` appends instead)."""
+    import time as clock
+
+    n = _how_many(args, query)
+    n = 100 if n is None else n
+    try:
+        while True:
+            logs = _select(paths, selectors, allow_missing=True)
+            printer = _printer(args, out, selectors, logs)
+            out.write(b"\x1b[2J\x1b[H")
+            printer.emit_entries(logread.merged_last_n(logs, query, n))
+            out.flush()
+            clock.sleep(args.redraw)
+    except KeyboardInterrupt:
+        return 0
