@@ -248,3 +248,34 @@ def test_foreground_exits_1_when_the_supervisor_goes_away(rt: Runtime) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.timeout(120)
+def test_an_attached_start_streams_on_through_a_restart_of_its_project(rt: Runtime) -> None:
+    # restart -p bounces every unit: for a moment none is up. That is not the project
+    # stopping, so the terminal attached to it must stay attached (it ended there).
+    rt.write(
+        "systemg.yaml",
+        'version: "2"\nprojects:\n  beta:\n    services:\n'
+        '      tick:\n        command: "while true; do echo beta-tick; sleep 0.2; done"\n'
+        "        restart_policy: always\n",
+    )
+    proc = rt.popen("start")
+    try:
+        assert proc.stdout is not None
+        wait_for(lambda: "beta-tick" in proc.stdout.readline(), timeout=30, what="stream")
+        before = pid_of(rt.unit("tick"))
+        rt.sysg("restart", "-p", "beta", check=True)
+        after = pid_of(rt.unit("tick"))
+        assert after != before
+        # Lines of the new process still arrive, and the CLI is still attached.
+        wait_for(lambda: "beta-tick" in proc.stdout.readline(), timeout=30, what="new lines")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "Project 'beta' stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

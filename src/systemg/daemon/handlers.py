@@ -53,6 +53,9 @@ class Handlers:
         self.request_shutdown = request_shutdown
         # Project id -> foreground starts attached to it now (status's project ``mode``).
         self.attached: Counter[str] = Counter()
+        # Project id -> restarts under way: its units may all be down for a moment, which
+        # must not end a foreground start attached to it.
+        self.restarting: Counter[str] = Counter()
 
     def handle(self, request: m.Message, r: Responder) -> None:
         try:
@@ -229,6 +232,8 @@ class Handlers:
         self, project_ids: list[str], result: dict[str, Any], r: Responder
     ) -> None:
         def all_down() -> bool:
+            if any(self.restarting[pid] for pid in project_ids):
+                return False
             for pid in project_ids:
                 runtime = self.sup.projects.get(pid)
                 if runtime is None:
@@ -318,11 +323,22 @@ class Handlers:
         feeds: list[Feed] = []
         chosen: dict[str, list[str]] = {}  # restart -s: only these units answer for it
 
+        self.restarting.update(touched_ids)
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                self.restarting.subtract(touched_ids)
+                self.restarting += Counter()  # keeps only the positive counts
+                self.ops.recheck()  # an attach held by the restart ends if all is down now
+
         def one_done() -> None:
             pending[0] -= 1
             if pending[0] > 0:
                 return
             _close(feeds)
+            release()
             units = [u for pid in touched_ids for u in self.ops.units(pid, chosen.get(pid))]
             result = self._result(touched_ids, units)
             # A rolling restart's failed new generation, or its fallback to immediate: said
@@ -343,27 +359,35 @@ class Handlers:
             r.reply(result)
 
         if not new_projects:
+            release()
             r.reply({"projects": [], "units": [], "problems": [], "message": "nothing to restart"})
             return
-        for project_id, (new, environ) in new_projects.items():
-            keep_drop = drop or (
-                project_id in self.sup.projects and self.sup.projects[project_id].drop_privileges
-            )
-            if service is not None:
-                names = select({project_id: new}, None, service).targets[0][1]
-                if project_id in self.sup.projects:
-                    refusal = refuse_direct(self.ops.units(project_id, sorted(names)), "restart")
-                    if refusal:
-                        r.fail(refusal)
-                        return
-                if project_id not in self.sup.projects:
-                    self.ops.register(new, environ, keep_drop)
-                chosen[project_id] = sorted(names)
-                self.ops.restart(project_id, names, one_done, new=new)
-                summaries.append(f"{project_id}: restarted {', '.join(sorted(names))}")
-            else:
-                summary = self.ops.reconcile(new, environ, keep_drop, one_done)
-                summaries.append(f"{project_id}: {summary}")
+        try:
+            for project_id, (new, environ) in new_projects.items():
+                keep_drop = drop or (
+                    project_id in self.sup.projects
+                    and self.sup.projects[project_id].drop_privileges
+                )
+                if service is not None:
+                    names = select({project_id: new}, None, service).targets[0][1]
+                    if project_id in self.sup.projects:
+                        units = self.ops.units(project_id, sorted(names))
+                        refusal = refuse_direct(units, "restart")
+                        if refusal:
+                            release()
+                            r.fail(refusal)
+                            return
+                    if project_id not in self.sup.projects:
+                        self.ops.register(new, environ, keep_drop)
+                    chosen[project_id] = sorted(names)
+                    self.ops.restart(project_id, names, one_done, new=new)
+                    summaries.append(f"{project_id}: restarted {', '.join(sorted(names))}")
+                else:
+                    summary = self.ops.reconcile(new, environ, keep_drop, one_done)
+                    summaries.append(f"{project_id}: {summary}")
+        except BaseException:
+            release()  # the request fails: no attach stays held by it
+            raise
         if req.progress:
             feeds.append(
                 self._feed(

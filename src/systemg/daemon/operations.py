@@ -55,7 +55,7 @@ class _Waiter:
     def __init__(self, ops: Operations, check: Callable[[], bool], then: Done) -> None:
         self.ops, self.check, self.then = ops, check, then
 
-    def __call__(self, _unit: Unit) -> None:
+    def __call__(self, _unit: Unit | None) -> None:
         if self.check():
             self.ops.sup.watchers.remove(self)
             self.then()
@@ -103,6 +103,12 @@ class Operations:
             self.sup.loop.call_later(0, then)
             return
         self.sup.watchers.append(_Waiter(self, check, then))
+
+    def recheck(self) -> None:
+        """Test every ``when`` condition now, for a change that is not a unit's event."""
+        for watcher in list(self.sup.watchers):
+            if isinstance(watcher, _Waiter) and watcher in self.sup.watchers:
+                watcher(None)
 
     def when_each(self, units: Iterable[Unit], holds: Callable[[Unit], bool], then: Done) -> None:
         """``when(lambda: all(holds(u) for u in units), then)``, at O(1) per event."""
