@@ -307,3 +307,33 @@ def test_a_new_generation_that_dies_in_its_grace_period_is_rolled_back(rt: Runti
     new = pid_of(rt.unit("web"))
     assert new not in (None, old)
     wait_for(lambda: not pid_alive(old), timeout=20, what="the old generation to stop")
+
+
+def test_stop_supervisor_in_the_grace_period_is_not_a_failed_probation(rt: Runtime) -> None:
+    # The new generation stopped by the shutdown must not roll back (which restarted the
+    # old one's dependents after their stop and left one running past the supervisor).
+    rt.write("gen.py", GEN)
+    rt.write("mode", "good\n")
+    rt.write("systemg.yaml", PROBATION.replace("grace_period: 3s", "grace_period: 30s"))
+    rt.sysg("start", "--daemonize", check=True)
+    pids = {pid_of(rt.unit("web")), pid_of(rt.unit("api"))}
+    restart = rt.popen("restart", "-s", "web")
+    try:
+        rows = wait_for(
+            lambda: [r for r in web_rows(rt) if r["phase"] == "draining"] and web_rows(rt),
+            timeout=60,
+            what="a draining generation",
+        )
+        pids |= {pid_of(r) for r in rows}  # type: ignore[arg-type]
+        rt.sysg("stop", "--supervisor", check=True)
+        restart.communicate(timeout=60)
+    finally:
+        if restart.poll() is None:
+            restart.kill()
+            restart.wait()
+    journal = (rt.logs / "supervisor.log").read_text()
+    assert "rolled back" not in journal
+    for pid in pids - {None}:
+        wait_for(lambda pid=pid: not pid_alive(pid), timeout=20, what=f"pid {pid} to end")
+    ps = subprocess.run(["pgrep", "-f", "python3 gen.py"], capture_output=True, text=True)
+    assert [int(p) for p in ps.stdout.split() if int(p) in pids] == []

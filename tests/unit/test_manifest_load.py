@@ -275,10 +275,17 @@ def test_bare_env_keys_are_variables_and_near_misses_are_refused(tmp_path: Path)
     path = write(
         tmp_path,
         "version: '2'\nservices:\n"
-        "  one: {command: x, env: {GREETING: hello, A: bare, vars: {A: vars}, strip: [X]}}\n",
+        "  one: {command: x, env: {GREETING: hello, A: bare, vars: {A: vars}, strip: [X],"
+        " PROFILE: dev, START: now, FILES: '3'}}\n",
     )
     one = load_manifest(path, environ={}).manifest.projects[0].services[0]
-    assert dict(one.env.vars) == {"GREETING": "hello", "A": "vars"}
+    assert dict(one.env.vars) == {
+        "GREETING": "hello",
+        "PROFILE": "dev",  # capitals: a variable, however close to profile/strip/file
+        "START": "now",
+        "FILES": "3",
+        "A": "vars",
+    }
     assert one.env.strip == ("X",)
     for typo, meant in (("varss", "vars"), ("File", "file")):
         bad = write(

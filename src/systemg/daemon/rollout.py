@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 Done = Callable[[], None]
 # A new generation in one of these left by itself (no stop asked for it).
 GAVE_OUT = frozenset({Phase.BACKOFF, Phase.EXITED, Phase.KILLED, Phase.OOM_KILLED, Phase.FAILED})
+# ... or its own checks stopped it. A stop asked from outside (manual, shutdown, a crashed
+# dependency, another restart) is not a failed probation.
+PROBATION_STOPS = frozenset({StopReason.UNREADY, StopReason.WATCHDOG, StopReason.UNHEALTHY})
 When = Callable[[Callable[[], bool], Done], None]
 
 FALLBACK = "switching to immediate restart semantics"
@@ -166,7 +169,7 @@ class Rollouts:
                 Diagnostic(
                     Code.EXITED_AT_START,
                     f"service '{service.name}': the new generation did not come up "
-                    f"({candidate.state.phase} {candidate.state.message})".rstrip(),
+                    f"({f'{candidate.state.phase} {candidate.state.message}'.strip()})",
                     path=unit.key,
                     hint=f"see: sysg logs -s {unit.key}",
                 )
@@ -221,7 +224,7 @@ class Rollouts:
             # It exited on its own (or its liveness probe stopped it) while the old one still
             # serves: the grace period is its probation, so the old one takes over again.
             st = candidate.state
-            unready = st.phase is Phase.STOPPING and st.stop_reason is not StopReason.MANUAL
+            unready = st.phase is Phase.STOPPING and st.stop_reason in PROBATION_STOPS
             return (
                 draining[0]
                 and unit.state.phase is Phase.RUNNING
@@ -261,7 +264,7 @@ class Rollouts:
             Diagnostic(
                 Code.EXITED_AT_START,
                 f"service '{name}': the new generation died during its grace period "
-                f"({candidate.state.phase} {candidate.state.message})".rstrip(),
+                f"({f'{candidate.state.phase} {candidate.state.message}'.strip()})",
                 path=unit.key,
                 hint=f"see: sysg logs -s {unit.key}",
             )

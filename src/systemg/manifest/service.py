@@ -154,13 +154,14 @@ class Context:
         if m is None:
             return EnvDraft()
         # Any other key that is a variable name is a variable (the upstream's bare keys:
-        # `env: {GREETING: hello}`), unless it looks like a misspelt key (`varss`, `File`).
+        # `env: {GREETING: hello}`); one not in capitals that is close to a key (`varss`,
+        # `File`) is taken for a misspelling of it (PROFILE, START are variables).
         bare = tuple(
             (k, v)
             for k, v in m.entries
             if k.name not in ENV_KEYS
             and is_env_name(k.name)
-            and not did_you_mean(k.name.lower(), ENV_KEYS)
+            and (k.name.isupper() or not did_you_mean(k.name.lower(), ENV_KEYS))
         )
         known = Map(tuple(e for e in m.entries if e not in bare), m.loc)
         f = ck.fields(known, path, ENV_KEYS)
