@@ -302,3 +302,23 @@ def test_a_service_log_closed_while_full_still_reports_its_loss(tmp_path: Path) 
     journal.close()
     events = journal_entries(journal_path)
     assert any("2 lines" in e and "closed before it could be written again" in e for e in events)
+
+
+def test_a_file_emptied_behind_the_writer_neither_rotates_early_nor_grows_nuls(
+    tmp_path: Path,
+) -> None:
+    # `sysg logs --purge` truncates a service log the supervisor still appends to.
+    path = tmp_path / "web.log"
+    file = RotatingFile(path, max_bytes=100, max_files=2)
+    file.open()
+    assert file.write(b"x" * 60 + b"\n")
+    os.truncate(path, 0)
+    assert file.write(b"y" * 60 + b"\n")  # fits the emptied file: no rotation
+    assert not (tmp_path / "web.log.1").exists()
+    assert path.read_bytes() == b"y" * 60 + b"\n"
+    # A torn write (as after ENOSPC) then a purge: the repair must not refill the file.
+    file._torn = True
+    os.truncate(path, 0)
+    assert file.write(b"z\n")
+    assert path.read_bytes() == b"z\n"
+    file.close()

@@ -122,11 +122,19 @@ class RotatingFile:
             if self.fd < 0:  # never opened, or a rotation failed to reopen: try again
                 self.open()
             if self._torn:
+                # Never past the file's real end: it may have been emptied meanwhile
+                # (`sysg logs --purge`), and growing it back would fill it with NULs.
+                self.size = min(self.size, os.fstat(self.fd).st_size)
                 os.ftruncate(self.fd, self.size)
                 self._torn = False
             if self.shared:
                 self.size = os.fstat(self.fd).st_size
             limit = self.max_bytes
+            if limit > 0 and self.size + len(data) > limit:
+                # About to rotate: first make sure the file really is that full (a purge
+                # empties it behind our back; rotating then would be early). One fstat per
+                # rotation, none per ordinary write.
+                self.size = os.fstat(self.fd).st_size
             if limit <= 0 or self.size + len(data) <= limit:
                 self._put(data, 0, len(data))
             elif split:
