@@ -279,3 +279,28 @@ def test_an_attached_start_streams_on_through_a_restart_of_its_project(rt: Runti
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_of_a_start_attached_to_a_running_daemon_project_keeps_it_loaded(
+    rt: Runtime,
+) -> None:
+    rt.write("systemg.yaml", MANIFEST)
+    rt.sysg("start", "--daemonize", check=True)
+    proc = rt.popen("start")
+    try:
+        assert proc.stdout is not None
+        wait_for(lambda: "web | web-tick" in proc.stdout.readline(), timeout=30, what="stream")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "Project 'demo' stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # It ran before this terminal attached: stopped, but not unloaded (its state stays).
+    assert {u["name"]: u["phase"] for u in rt.status()["units"]} == {
+        "web": "stopped",
+        "worker": "stopped",
+    }

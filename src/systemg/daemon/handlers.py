@@ -167,6 +167,13 @@ class Handlers:
     # --- start ------------------------------------------------------------------------
     def start(self, req: m.StartRequest, r: Responder) -> None:
         drop = self._drop(req.drop_privileges)
+        # Projects with something running before this start: an attached start does not
+        # own them (its Ctrl-C stops them but does not unload them).
+        running_before = {
+            pid
+            for pid, rt in self.sup.projects.items()
+            if any(u.state.phase in ALIVE for u in rt.units.values())
+        }
         within, warnings = (
             self._register(req.config, req.environ, drop) if req.config else (None, ())
         )
@@ -180,7 +187,8 @@ class Handlers:
             self._attach(project_ids, r)
             # First event: which projects this terminal is attached to, so a Ctrl-C that
             # comes before any output stops exactly those.
-            r.event({"kind": "attached", "projects": project_ids})
+            owned = [pid for pid in project_ids if pid not in running_before]
+            r.event({"kind": "attached", "projects": project_ids, "owned": owned})
         touched: list[Unit] = []
         pending = [len(selection.targets)]
         feeds: list[Feed] = []

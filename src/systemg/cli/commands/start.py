@@ -182,6 +182,7 @@ def attach(
     """Foreground: print the stream as ``service | line``; Ctrl-C stops the project.
     Progress (on ``line``) is drawn below the output until every service settled."""
     projects: list[str] = []
+    owned: list[str] = []
     failed = False
     # Ctrl-C, a closed terminal (SIGHUP) and SIGTERM all mean "stop what I attached", even
     # when this process was started with SIGINT ignored (e.g. `sysg start &` in a script).
@@ -194,6 +195,7 @@ def attach(
                 ev = item.data
                 if ev.get("kind") == "attached":
                     projects = [str(p) for p in ev.get("projects") or []]
+                    owned = [str(p) for p in ev.get("owned") or []]
                 elif ev.get("kind") == "progress" and line is not None:
                     line.show(ev)
                 elif ev.get("kind") == "started":
@@ -216,7 +218,7 @@ def attach(
     except KeyboardInterrupt:
         if line is not None:
             line.clear()
-        return _stop_attached(target, request, projects, args)
+        return _stop_attached(target, request, projects, owned, args)
     except SysgError as exc:
         if exc.code is Code.NO_SUPERVISOR:
             emit(
@@ -254,7 +256,11 @@ def _print_log(ev: dict[str, Any]) -> None:
 
 
 def _stop_attached(
-    target: Target, request: StartRequest, projects: list[str], args: argparse.Namespace
+    target: Target,
+    request: StartRequest,
+    projects: list[str],
+    owned: list[str],
+    args: argparse.Namespace,
 ) -> int:
     """Ctrl-C: stop what this terminal attached to, on a new connection, then exit 0."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -273,9 +279,10 @@ def _stop_attached(
             if data.get("message"):
                 out(str(data["message"]))
         if request.service is None:
-            # The terminal owned the project (foreman-style, as the upstream's foreground
-            # mode): once stopped it is unloaded, so status no longer lists it. Its logs stay.
-            for project in projects:
+            # A project this terminal brought up is its own (foreman-style, as the
+            # upstream's foreground mode): once stopped it is unloaded, so status no longer
+            # lists it; its logs stay. One that already ran before is only stopped.
+            for project in owned:
                 client.call(target.paths, ForgetRequest(project=project))
     except SysgError as exc:
         emit(exc.diagnostics, args)
