@@ -136,3 +136,24 @@ def test_restart_of_one_service_never_recycles(rt: Runtime, old_sysg: str) -> No
     assert done.returncode == 0, done.stderr
     assert "recycling" not in done.stderr
     assert rt.supervisor_pid() == old_sup
+
+
+@pytest.mark.timeout(180)
+def test_recycle_for_one_project_leaves_the_others_running(rt: Runtime, old_sysg: str) -> None:
+    rt.write("a.yaml", MANIFEST.replace("  demo:", "  alpha:"))
+    rt.write("b.yaml", MANIFEST.replace("  demo:", "  beta:").replace("300", "310"))
+    for name in ("a.yaml", "b.yaml"):
+        rt.sysg("start", "-c", name, "--daemonize", exe=old_sysg, check=True)
+    before = {(u["project"]["id"], u["name"]): _pid(u) for u in rt.status()["units"]}
+    done = rt.sysg("restart", "-p", "alpha")
+    assert done.returncode == 0, done.stderr
+    assert "recycling it" in done.stderr
+    assert _versions(rt)["supervisor"] == systemg.__version__
+    after = {(u["project"]["id"], u["name"]): _pid(u) for u in rt.status()["units"]}
+    for (project, name), pid in before.items():
+        if project == "beta":  # re-adopted by the new supervisor, never touched
+            assert after[(project, name)] == pid
+            assert pid_alive(pid)
+        else:
+            assert after[(project, name)] != pid
+            assert not pid_alive(pid)

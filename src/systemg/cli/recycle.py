@@ -1,10 +1,12 @@
 """Version drift: ``sysg restart`` against a supervisor of another systemg version.
 
 After ``pip install -U systemg`` the resident supervisor still runs the old code. A restart
-of everything (no ``-s``) then **recycles** it, as the upstream does: it validates every
-manifest the new supervisor will load first (an invalid one: ``SG0303``, and nothing is
-touched), stops the old supervisor and its services (``shutdown``), boots this version's
-and starts those manifests. The services come back on new pids under the new supervisor.
+without ``-s`` then **recycles** it, as the upstream does: it validates every manifest the
+new supervisor will load first (an invalid one: ``SG0303``, and nothing is touched), ends
+the old supervisor the way a crash would (``_end_keeping_services``: its services run on),
+boots this version's — which re-adopts every service by pid and start time — and then runs
+the restart that was asked for against it. So ``restart`` bounces everything, ``restart -p
+P`` only P, and the services of other projects keep their pids throughout.
 ``restart -s NAME`` never recycles (it asks the running supervisor, whatever its version).
 
 Which manifests: ``-c FILE`` if given, else the ones the old supervisor registered (its
@@ -26,7 +28,7 @@ from systemg.cli.mode import Target
 from systemg.cli.selectors import Selection
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import Paths
-from systemg.protocol.messages import StartRequest, VersionRequest
+from systemg.protocol.messages import RestartRequest, VersionRequest
 
 
 def drifted(paths: Paths) -> dict[str, Any] | None:
@@ -67,12 +69,14 @@ def recycle(
     config: str | None,
     sup: dict[str, Any],
 ) -> int:
+    from systemg.cli import liveness
     from systemg.cli.commands.start import on_progress, report
-    from systemg.cli.shutdown import shutdown
     from systemg.manifest.load import load_manifest
 
     old = f"{sup.get('version')} (pid {sup.get('pid')})"
-    manifests = [config] if config else registered(target.paths, sup)
+    # Everything the new supervisor will load: what the old one registered (it re-adopts
+    # those projects), and FILE.
+    manifests = sorted({*registered(target.paths, sup), *([config] if config else [])})
     problems: list[Diagnostic] = []
     for path in manifests:
         try:
@@ -90,31 +94,60 @@ def recycle(
             ),
             *problems,
         )
+    pid = liveness.identify(target.paths)
     sys.stderr.write(
-        f"note: supervisor {old} is another version than this sysg ({__version__}); recycling it\n"
+        f"note: supervisor {old} is another version than this sysg ({__version__}); "
+        "recycling it (its services are re-adopted by the new one)\n"
     )
-    if not shutdown(target.paths, wait=mutating(args.timeout)):
+    if pid is not None and not _end_keeping_services(pid):
         raise SysgError.of(
             Code.RECYCLE_REFUSED,
-            f"the supervisor {old} would not stop, so it was not recycled",
+            f"the supervisor {old} would not exit, so it was not recycled",
             hint=f"see {target.paths.supervisor_log}; `sysg stop --supervisor` ends it",
         )
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
-    status = 0
-    chosen: list[str | None] = list(manifests) or [None]
-    for manifest in chosen:
-        line = progress.Line() if progress.wanted(args) else None
-        request = StartRequest(
-            config=manifest,
-            project=sel.project,
-            drop_privileges=target.drop_privileges,
-            environ=client.request_environ(),
-            progress=line is not None,
-        )
-        try:
-            data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
-        finally:
-            if line is not None:
-                line.clear()
-        status = max(status, report(data, args, verb="restarted"))
-    return status
+    line = progress.Line() if progress.wanted(args) else None
+    request = RestartRequest(
+        config=config,
+        project=sel.project,
+        drop_privileges=target.drop_privileges,
+        environ=client.request_environ(),
+        progress=line is not None,
+    )
+    try:
+        data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
+    finally:
+        if line is not None:
+            line.clear()
+    return report(data, args, verb="restarted")
+
+
+def _end_keeping_services(pid: int, timeout: float = 10.0) -> bool:
+    """End the old supervisor the way a crash would, so its services run on: every change
+    of its state is on disk when it happens (``store``), its fd holder keeps the services'
+    pipes, and the next supervisor re-adopts each one by pid and start time. (Its own
+    shutdown would stop them all, other projects included.)"""
+    import signal
+    import time
+
+    from systemg import proc
+
+    start = proc.start_time(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.start_time(pid) != start or _zombie(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
