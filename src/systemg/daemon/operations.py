@@ -187,11 +187,18 @@ class Operations:
             after = f"it starts by itself once '{root.service.name}' is up"
         else:
             after = f"fix '{root.service.name}', then: sysg start -s {root.key}"
+        skipped = root.state.phase is Phase.SKIPPED
         unit.error = Diagnostic(
             Code.DEPENDENCY_FAILED,
             f"service '{unit.service.name}' is blocked: {path}: '{root.service.name}' is {what}",
             path=unit.key,
-            hint=f"see: sysg logs -s {root.key}; {after}",
+            hint=f"it starts by itself once '{root.service.name}' is up "
+            f"(sysg start -s {root.key} starts it despite its skip)"
+            if skipped
+            else f"see: sysg logs -s {root.key}; {after}",
+            # Skipped on purpose: its dependents waiting is what was asked for, not a failure
+            # (the upstream's start exits 0 there too).
+            severity="warning" if skipped else "error",
         )
         self.sup.apply(unit, lc.Block(f"blocked by {path}: {what}", now))
 
