@@ -210,3 +210,34 @@ projects:
     assert rt.unit("maint")["phase"] == "running"
     rt.sysg("stop", "--supervisor", check=True)
     assert not with_marker(m)
+
+
+def test_restart_of_a_skipped_root_starts_nothing_behind_it(rt: Runtime) -> None:
+    # Only an explicit `start -s` overrides a skip; a restart (of the root or of a
+    # dependent) honours it, so nothing behind a skipped service is brought up.
+    m = new_marker()
+    cfg = rt.write(
+        "sysg.yaml",
+        f"""version: "2"
+projects:
+  sk:
+    services:
+      root:
+        command: "exec sleep 1000.{m}"
+        skip: true
+      mid:
+        command: "exec sleep 1000.{m}"
+        depends_on: [root]
+      leaf:
+        command: "exec sleep 1000.{m}"
+        depends_on: [mid]
+""",
+    )
+    rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
+    for target in ("root", "leaf"):
+        done = rt.sysg("restart", "-s", target)
+        assert done.returncode == 0, done.stderr
+        phases = {u["name"]: u["phase"] for u in rt.status()["units"]}
+        assert phases == {"root": "skipped", "mid": "blocked", "leaf": "blocked"}, target
+    assert not with_marker(m)
+    rt.sysg("stop", "--supervisor", check=True)

@@ -243,10 +243,13 @@ class Operations:
         then: Done,
         *,
         leave_done: Collection[str] = (),
+        explicit: bool = True,
     ) -> list[Unit]:
         """Start ``names`` (None: the whole project) and their dependencies. A one-shot in
         ``leave_done`` that already completed (exited 0) is not run again (a reconcile
-        that did not change it)."""
+        that did not change it). ``explicit``: ``names`` were named by the user (``start
+        -s``), so their own ``skip`` is not asked; a restart's are not (``explicit=False``:
+        a skipped service stays skipped, and what depends on it waits)."""
         runtime = self.sup.projects[project_id]
         wanted = closure_with_dependencies(
             runtime.project, names if names is not None else runtime.units
@@ -255,7 +258,7 @@ class Operations:
         touched: list[Unit] = []
         # `sysg start -s X` starts X even if its `skip` says otherwise (upstream); a skip
         # still applies to the dependencies started along with it.
-        for name in names if names is not None else ():
+        for name in names if names is not None and explicit else ():
             if name in runtime.units:
                 runtime.units[name].skip_override = True
         for layer in start_layers(runtime.project):
@@ -355,7 +358,7 @@ class Operations:
             self._roll(project_id, {n: definition(n) for n in rolling}, start_rest)
 
         def start_rest() -> None:
-            touched.extend(self.start(project_id, group, then))
+            touched.extend(self.start(project_id, group, then, explicit=False))
 
         self.stop(project_id, group - rolling, start_again)
         return touched
