@@ -122,6 +122,14 @@ def test_a_scheduled_job_shows_its_last_run(last: str | None, state: str, health
     assert (doc["state"], doc["health"]) == (state, health)
 
 
+def test_a_skip_true_job_is_skipped_before_its_first_due_time() -> None:
+    # It never fires; `skip: COMMAND` may let it, so that one waits like any job.
+    never = unit_doc(unit("stopped", cron=_cron(None), skip=True, skip_always=True), NOW)
+    assert (never["state"], never["health"], never["intent"]) == ("skipped", "idle", "cron")
+    maybe = unit_doc(unit("stopped", cron=_cron(None), skip=True), NOW)
+    assert maybe["state"] == "queued"
+
+
 def test_a_job_running_now_is_running_and_an_unscheduled_one_stopped() -> None:
     running = unit_doc(unit("running", **ALIVE, cron=_cron("failed")), NOW)
     assert (running["state"], running["health"]) == ("running", "healthy")

@@ -93,7 +93,10 @@ def unit_state(unit: UnitStatus) -> str:
     if _scheduled_cron(unit):
         assert unit.cron is not None
         last = unit.cron.last_run
-        return "queued" if last is None else _CRON_RUN.get(last.result, ("unknown", "warn"))[0]
+        if last is None:
+            # `skip: true`: it never fires, so it is skipped from the start, not waiting.
+            return "skipped" if unit.skip_always else "queued"
+        return _CRON_RUN.get(last.result, ("unknown", "warn"))[0]
     match phase:
         case "running":
             return "lost"  # recorded as running, and no process: what upstream calls lost

@@ -140,6 +140,7 @@ def unit_status(
         attached=attached,
         restart_policy=str(unit.service.restart_policy) if unit.service.restart_declared else "",
         skip=unit.service.skip or unit.service.skip_command is not None,
+        skip_always=unit.service.skip,
         shadow=unit.shadow,
         metrics=_metrics(unit),
     )

@@ -257,6 +257,7 @@ class UnitStatus:
     attached: bool = False  # a foreground ``sysg start`` is attached to its project
     restart_policy: str = ""  # as the manifest wrote it; "" = not written (default never)
     skip: bool = False  # it has ``skip`` (true or a command)
+    skip_always: bool = False  # ``skip: true``: it never runs (a job never fires either)
     shadow: bool = False  # a rolling restart's other generation (a second row)
     metrics: Metrics | None = None
 
@@ -293,6 +294,7 @@ class UnitStatus:
             attached=bool(data.get("attached", False)),
             restart_policy=str(data.get("restart_policy", "")),
             skip=bool(data.get("skip", False)),
+            skip_always=bool(data.get("skip_always", False)),
             shadow=bool(data.get("shadow", False)),
             metrics=Metrics(**metrics)
             if isinstance(metrics := data.get("metrics"), dict)
