@@ -76,8 +76,13 @@ def test_bad_manifest_is_refused_with_code_path_and_line(path: Path) -> None:
 @pytest.mark.parametrize("path", GOOD, ids=[str(p.relative_to(ROOT)) for p in GOOD])
 def test_good_manifest_is_valid(path: Path) -> None:
     rc, doc = validate_json(path)
-    assert (rc, doc["valid"], doc["startable"]) == (0, True, True), doc["diagnostics"]
-    assert all(d["severity"] == "warning" for d in doc["diagnostics"])
+    # Not root (the suite's `nobody` run): a service that switches user cannot start here.
+    needs_root = [d for d in doc["diagnostics"] if d["kind"] == "requires-system-mode"]
+    if os.geteuid() == 0 or not needs_root:
+        assert (rc, doc["valid"], doc["startable"]) == (0, True, True), doc["diagnostics"]
+        assert all(d["severity"] == "warning" for d in doc["diagnostics"])
+    else:
+        assert (rc, doc["valid"], doc["startable"]) == (1, True, False), doc["diagnostics"]
 
 
 def test_examples_validate_or_are_absent() -> None:
@@ -85,7 +90,11 @@ def test_examples_validate_or_are_absent() -> None:
     if not examples:
         pytest.skip("no examples/*.yaml yet")
     for path in examples:
-        assert sysg("validate", "-c", str(path)).returncode == 0, path
+        done = sysg("validate", "-c", str(path))
+        if os.geteuid() != 0 and "not startable in this mode" in done.stdout + done.stderr:
+            assert done.returncode == 1, path  # valid, but it switches user: root only
+            continue
+        assert done.returncode == 0, path
 
 
 def test_huge_file_refused_before_reading(tmp_path: Path) -> None:
