@@ -11,20 +11,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 import systemg
-from tests.support.runtime import Runtime, pid_alive, pid_of
-
-
-def _pid(unit: dict[str, Any]) -> int:
-    pid = pid_of(unit)
-    assert pid is not None, unit
-    return pid
-
+from tests.support.runtime import Runtime, live_pid, pid_alive
 
 MANIFEST = """\
 version: "2"
@@ -83,7 +75,7 @@ def _versions(rt: Runtime) -> dict[str, object]:
 
 
 def _pids(rt: Runtime) -> dict[str, int]:
-    return {name: _pid(rt.unit(name)) for name in ("web", "api")}
+    return {name: live_pid(rt.unit(name)) for name in ("web", "api")}
 
 
 @pytest.mark.timeout(180)
@@ -145,12 +137,12 @@ def test_recycle_for_one_project_leaves_the_others_running(rt: Runtime, old_sysg
     rt.write("b.yaml", MANIFEST.replace("  demo:", "  beta:").replace("300", "310"))
     for name in ("a.yaml", "b.yaml"):
         rt.sysg("start", "-c", name, "--daemonize", exe=old_sysg, check=True)
-    before = {(u["project"]["id"], u["name"]): _pid(u) for u in rt.status()["units"]}
+    before = {(u["project"]["id"], u["name"]): live_pid(u) for u in rt.status()["units"]}
     done = rt.sysg("restart", "-p", "alpha")
     assert done.returncode == 0, done.stderr
     assert "recycling it" in done.stderr
     assert _versions(rt)["supervisor"] == systemg.__version__
-    after = {(u["project"]["id"], u["name"]): _pid(u) for u in rt.status()["units"]}
+    after = {(u["project"]["id"], u["name"]): live_pid(u) for u in rt.status()["units"]}
     for (project, name), pid in before.items():
         if project == "beta":  # re-adopted by the new supervisor, never touched
             assert after[(project, name)] == pid

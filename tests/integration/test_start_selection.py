@@ -11,18 +11,10 @@ Real supervisors and processes under a private runtime root.
 from __future__ import annotations
 
 import signal
-from typing import Any
 
 import pytest
 
-from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
-
-
-def _pid(unit: dict[str, Any]) -> int:
-    pid = pid_of(unit)
-    assert pid is not None, unit
-    return pid
-
+from tests.support.runtime import Runtime, live_pid, pid_alive, wait_for
 
 MANIFEST = """\
 version: "2"
@@ -50,7 +42,7 @@ def test_start_of_a_selection_against_a_running_supervisor_returns(rt: Runtime) 
     assert "Service 'api' started" in done.stdout
     api = rt.unit("api")
     assert api["state"] == "running"
-    assert pid_alive(_pid(api))
+    assert pid_alive(live_pid(api))
 
 
 @pytest.mark.timeout(90)
@@ -71,8 +63,8 @@ def test_ctrl_c_of_an_attached_service_start_stops_only_that_service(rt: Runtime
         assert rt.unit("api")["state"] == "stopped"
         after = rt.unit("web")
         assert after["state"] == "running"
-        assert _pid(after) == _pid(web)
-        assert pid_alive(_pid(web))
+        assert live_pid(after) == live_pid(web)
+        assert pid_alive(live_pid(web))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -89,7 +81,7 @@ def test_restart_with_no_supervisor_starts_the_manifest(rt: Runtime) -> None:
     assert "Project 'demo' started (2 services)" in done.stdout
     web = rt.unit("web")
     assert web["state"] == "running"
-    assert pid_alive(_pid(web))
+    assert pid_alive(live_pid(web))
     # And without --daemonize, once it is stopped for good, the same.
     rt.sysg("stop", "--supervisor", check=True)
     again = rt.sysg("restart", "-c", "stack.yaml")
@@ -102,5 +94,5 @@ def test_verbose_start_names_each_service_it_started(rt: Runtime) -> None:
     rt.write("systemg.yaml", MANIFEST)
     done = rt.sysg("start", "--daemonize", "-v", check=True)
     for name in ("web", "api"):
-        pid = _pid(rt.unit(name))
+        pid = live_pid(rt.unit(name))
         assert f"  started demo/{name}: running (pid {pid})" in done.stdout

@@ -48,6 +48,13 @@ def pid_of(unit: Mapping[str, Any]) -> int | None:
     return None if pid is None else int(pid)
 
 
+def live_pid(unit: Mapping[str, Any]) -> int:
+    """``pid_of`` for a unit that must have a process (fails the test, showing the unit)."""
+    pid = pid_of(unit)
+    assert pid is not None, unit
+    return pid
+
+
 def epoch(rfc3339: str) -> float:
     """Epoch seconds of a ``status.v1`` time (RFC 3339, UTC: ``2026-05-01T12:00:00.123Z``)."""
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()

@@ -15,20 +15,18 @@ Which manifests: ``-c FILE`` if given, else the ones the old supervisor register
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from typing import Any
 
 from systemg import __version__
-from systemg.cli import boot, client, progress
-from systemg.cli.deadlines import READ_ONLY, Wait, mutating
+from systemg.cli import boot, client
+from systemg.cli.deadlines import READ_ONLY, Wait
 from systemg.cli.mode import Target
-from systemg.cli.selectors import Selection
 from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import Paths
-from systemg.protocol.messages import RestartRequest, VersionRequest
+from systemg.protocol.messages import VersionRequest
 
 
 def drifted(paths: Paths) -> dict[str, Any] | None:
@@ -62,15 +60,10 @@ def registered(paths: Paths, sup: dict[str, Any]) -> list[str]:
     return sorted(found)
 
 
-def recycle(
-    args: argparse.Namespace,
-    target: Target,
-    sel: Selection,
-    config: str | None,
-    sup: dict[str, Any],
-) -> int:
+def replace_supervisor(target: Target, config: str | None, sup: dict[str, Any]) -> None:
+    """Validate, end the old supervisor keeping its services, boot this version's (which
+    re-adopts them); the caller then sends its restart. Raises SG0303 when refused."""
     from systemg.cli import liveness
-    from systemg.cli.commands.start import on_progress, report
     from systemg.manifest.load import load_manifest
 
     old = f"{sup.get('version')} (pid {sup.get('pid')})"
@@ -106,20 +99,6 @@ def recycle(
             hint=f"see {target.paths.supervisor_log}; `sysg stop --supervisor` ends it",
         )
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
-    line = progress.Line() if progress.wanted(args) else None
-    request = RestartRequest(
-        config=config,
-        project=sel.project,
-        drop_privileges=target.drop_privileges,
-        environ=client.request_environ(),
-        progress=line is not None,
-    )
-    try:
-        data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
-    finally:
-        if line is not None:
-            line.clear()
-    return report(data, args, verb="restarted")
 
 
 def _end_keeping_services(pid: int, timeout: float = 10.0) -> bool:
@@ -131,6 +110,7 @@ def _end_keeping_services(pid: int, timeout: float = 10.0) -> bool:
     import time
 
     from systemg import proc
+    from systemg.cli import liveness
 
     start = proc.start_time(pid)
     try:
@@ -139,15 +119,7 @@ def _end_keeping_services(pid: int, timeout: float = 10.0) -> bool:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.start_time(pid) != start or _zombie(pid):
+        if proc.start_time(pid) != start or liveness.state(pid) in ("", "Z"):
             return True
         time.sleep(0.02)
     return False
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True

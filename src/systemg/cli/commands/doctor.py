@@ -37,14 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="warnings count as failures")
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def findings(paths: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
@@ -87,7 +79,7 @@ def findings(paths: Any) -> list[dict[str, Any]]:
                 "another process has that pid",
             )
             continue
-        if _zombie(pid):
+        if liveness.state(pid) == "Z":
             add("error", "running-pid-zombie", project, name, f"pid {pid} is a zombie")
             continue
         if supervisor is None:

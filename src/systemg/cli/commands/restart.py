@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from systemg.cli import boot, client, progress
-from systemg.cli.commands.start import on_progress, report, resolve_config
-from systemg.cli.deadlines import add_timeout_argument, mutating
+from systemg.cli import boot, client
+from systemg.cli.commands.start import resolve_config, send_and_report
+from systemg.cli.deadlines import add_timeout_argument
 from systemg.cli.mode import Target, resolve
 from systemg.cli.selectors import Selection, add_selector_arguments, explicit_config, selection
 from systemg.protocol.messages import RestartRequest, StartRequest
@@ -44,40 +44,37 @@ def run(args: argparse.Namespace) -> int:
 
         sup = recycle.drifted(target.paths)
         if sup is not None:
-            return recycle.recycle(args, target, sel, config, sup)
-    line = progress.Line() if progress.wanted(args) else None
-    request = RestartRequest(
-        config=config,
-        project=sel.project,
-        service=sel.service,
-        drop_privileges=target.drop_privileges,
-        environ=client.request_environ(),
-        progress=line is not None,
+            recycle.replace_supervisor(target, config, sup)
+    return send_and_report(
+        args,
+        target,
+        lambda progress: RestartRequest(
+            config=config,
+            project=sel.project,
+            service=sel.service,
+            drop_privileges=target.drop_privileges,
+            environ=client.request_environ(),
+            progress=progress,
+        ),
+        verb="restarted",
+        call=boot.call_reviving,
     )
-    try:
-        data = boot.call_reviving(target.paths, request, mutating(args.timeout), on_progress(line))
-    finally:
-        if line is not None:
-            line.clear()
-    return report(data, args, verb="restarted")
 
 
 def _start_instead(args: argparse.Namespace, target: Target, sel: Selection) -> int:
     """No supervisor and nothing of a previous one alive: boot one and start the manifest."""
     config = resolve_config(args, target, sel)
     boot.ensure_supervisor(target.paths, drop_privileges=target.drop_privileges)
-    line = progress.Line() if progress.wanted(args) else None
-    request = StartRequest(
-        config=config,
-        project=sel.project,
-        service=sel.service,
-        drop_privileges=target.drop_privileges,
-        environ=client.request_environ(),
-        progress=line is not None,
+    return send_and_report(
+        args,
+        target,
+        lambda progress: StartRequest(
+            config=config,
+            project=sel.project,
+            service=sel.service,
+            drop_privileges=target.drop_privileges,
+            environ=client.request_environ(),
+            progress=progress,
+        ),
+        verb="started",
     )
-    try:
-        data = client.call(target.paths, request, mutating(args.timeout), on_progress(line))
-    finally:
-        if line is not None:
-            line.clear()
-    return report(data, args, verb="started")

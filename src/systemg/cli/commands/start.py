@@ -33,7 +33,7 @@ from systemg.errors import Code, Diagnostic, SysgError
 from systemg.paths import find_config
 
 if TYPE_CHECKING:
-    from systemg.protocol.messages import StartRequest
+    from systemg.protocol.messages import Message, StartRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +95,25 @@ def run(args: argparse.Namespace) -> int:
             line.clear()
         return report(data, args, verb="started")
     return attach(target, request, args, line)
+
+
+def send_and_report(
+    args: argparse.Namespace,
+    target: Target,
+    make: Callable[[bool], Message],
+    *,
+    verb: str,
+    call: Callable[..., dict[str, Any]] = client.call,
+) -> int:
+    """Send ``make(progress)`` (``progress``: a progress line is drawn on this terminal)
+    with the mutating deadline, then print the problems and summary (``report``)."""
+    line = progress.Line() if progress.wanted(args) else None
+    try:
+        data = call(target.paths, make(line is not None), mutating(args.timeout), on_progress(line))
+    finally:
+        if line is not None:
+            line.clear()
+    return report(data, args, verb=verb)
 
 
 def on_progress(line: progress.Line | None) -> Callable[[client.Event], None] | None:
