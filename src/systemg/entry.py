@@ -56,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
+    if verb == "status":
+        # Performance: the common `sysg status` in one request and no CLI imports
+        # (cli/quick.py); anything unusual returns None and takes the full path below.
+        from systemg.cli.quick import status
+
+        try:
+            quick_code = status(args)
+        except KeyboardInterrupt:
+            return 130
+        if quick_code is not None:
+            return quick_code
     try:
         from systemg.cli.main import main as cli_main
     except KeyboardInterrupt:  # Ctrl-C while importing; cli_main guards everything after

@@ -15,7 +15,7 @@ import signal
 import time
 from typing import Any
 
-from systemg.cli.status_doc import rfc3339
+from systemg.views.status_doc import rfc3339
 from tests.support.procscan import new_marker, with_marker
 from tests.support.runtime import Runtime, wait_for
 

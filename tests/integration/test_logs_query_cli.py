@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from systemg.cli.render_status import human_bytes
+from systemg.views.render_status import human_bytes
 from tests.support.lines import LineReader as Reader
 from tests.support.lines import end
 from tests.support.runtime import SYSG, Runtime, wait_for

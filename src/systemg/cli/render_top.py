@@ -13,9 +13,9 @@ import time
 from collections.abc import Mapping, Sequence
 
 from systemg.cli.logfiles import LogLine
-from systemg.cli.render_status import human_bytes, last_exit_text, state_text, uptime_text
 from systemg.cli.top_state import Samples, UnitKey, sparkline
 from systemg.protocol.messages import StatusReply, UnitStatus
+from systemg.views.render_status import human_bytes, last_exit_text, state_text, uptime_text
 
 SPARK_WIDTH = 12
 COLUMNS = (

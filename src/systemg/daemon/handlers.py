@@ -444,7 +444,27 @@ class Handlers:
             for pid in sorted(self.sup.projects):
                 units.extend(self.ops.units(pid))
         attached = frozenset(self.attached)
-        r.reply(snapshot(self.sup, units, self.sup.clock(), attached).to_json())
+        reply = snapshot(self.sup, units, self.sup.clock(), attached)
+        if not req.view:
+            r.reply(reply.to_json())
+            return
+        from systemg.views.status_text import VIEWS, exit_code, status_text
+
+        if req.view not in VIEWS:
+            raise SysgError.of(
+                Code.USAGE,
+                f"status view {req.view!r} is not one of {', '.join(VIEWS)}",
+                hint="leave 'view' empty for the StatusReply itself",
+            )
+        text, health = status_text(
+            reply,
+            req.view,
+            now=self.sup.clock(),
+            color=req.color,
+            width=req.width or None,
+            filtered=project is not None or service is not None,
+        )
+        r.reply({"text": text, "health": health, "exit": exit_code(health)})
 
     def inspect(self, req: m.InspectRequest, r: Responder) -> None:
         project, service = split_selector(req.project, req.service)

@@ -6,7 +6,7 @@ service keeps ``sysg status`` fast with hundreds of services — no psutil on th
 
 Each CPU/RSS reading of a running unit is kept (the last ``units.SAMPLES``):
 ``metrics`` summarises them, ``inspect`` lists them. The public ``status.v1`` document (the
-upstream's shape) is made from this reply by the CLI (``cli/status_doc.py``); each unit
+upstream's shape) is made from this reply by the CLI (``views/status_doc.py``); each unit
 carries the facts it needs (project name, manifest, foreground or not, restart policy).
 
 ``overall_health`` here is the reply's own coarse verdict (the CLI shows its own, from

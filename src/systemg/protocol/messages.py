@@ -92,9 +92,17 @@ class RestartRequest(Message):
 
 @dataclass(frozen=True, slots=True)
 class StatusRequest(Message):
+    """``view`` empty: the reply is a ``StatusReply``. ``view`` ``table`` or ``json``: the
+    supervisor renders what ``sysg status`` prints (``views/status_text.py``) and replies
+    ``{"text": ..., "health": ...}`` — the fast CLI path (``cli/quick.py``), which then
+    imports none of this module. ``color`` and ``width`` (0: none) are the table's."""
+
     verb: ClassVar[str] = "status"
     project: str | None = None
     service: str | None = None
+    view: str = ""
+    color: bool = False
+    width: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +231,7 @@ class Metrics:
 @dataclass(frozen=True, slots=True)
 class UnitStatus:
     """One service in the supervisor's ``status`` reply (the wire form). The public
-    ``status.v1`` unit, the upstream's shape, is made from it by ``cli/status_doc.py``."""
+    ``status.v1`` unit, the upstream's shape, is made from it by ``views/status_doc.py``."""
 
     project: str
     service: str
@@ -250,7 +258,7 @@ class UnitStatus:
     # the isolation.seccomp entries, and the address families (all "~"-prefixed: denied).
     seccomp: tuple[str, ...] | None = None
     address_families: tuple[str, ...] | None = None
-    # Facts `sysg status --format json` needs for the upstream's document (cli/status_doc.py).
+    # Facts `sysg status --format json` needs for the upstream's document (views/status_doc.py).
     project_name: str = ""  # the project's display name ("" = its id)
     manifest_path: str = ""  # the absolute path of the manifest that declared it
     loose: bool = False  # from a top-level ``services:`` block, not a named project

@@ -2,7 +2,7 @@
 the kernel shows for its process (docs/commands.md, `sysg inspect`).
 
 Text or ``--format json``: the upstream's ``{"unit": <status.v1 unit>, "samples": [...]}``
-(``cli/status_doc.py``), then our ``requested``, ``observed``, ``mismatch``, ``not_applied``,
+(``views/status_doc.py``), then our ``requested``, ``observed``, ``mismatch``, ``not_applied``,
 ``readiness`` and ``cron_runs``. Exit as upstream, the unit's health: 0 healthy or idle, 1
 warn, 2 failing — and at least 1 when ``mismatch`` is not empty (the kernel shows other
 settings than were requested).
@@ -19,8 +19,8 @@ from typing import Any
 from systemg.cli import boot
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import CONFIG_HELP, explicit_config, selection
-from systemg.cli.status_doc import HEALTH_EXIT, inspect_doc
 from systemg.protocol.messages import InspectRequest, UnitStatus
+from systemg.views.status_doc import HEALTH_EXIT, inspect_doc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +111,7 @@ def _section(title: str, mapping: Any) -> list[str]:
 
 def render_inspect(data: dict[str, Any], *, now: float) -> str:
     """Pure text view of an inspect reply."""
-    from systemg.cli.render_status import last_exit_text, uptime_text
+    from systemg.views.render_status import last_exit_text, uptime_text
 
     lines: list[str] = []
     raw = data.get("unit")

@@ -318,7 +318,7 @@ def _prune(out: BinaryIO, args: argparse.Namespace, logs: list[ServiceLogFile]) 
 
     from systemg.cli import logprune
     from systemg.cli.logquery import parse_age, parse_size
-    from systemg.cli.render_status import human_bytes
+    from systemg.views.render_status import human_bytes
 
     if not args.max_size and not args.max_age:
         raise SysgError.of(

@@ -1,7 +1,7 @@
 """``sysg status``: every supervised service as a table, or ``--format json``.
 
 The JSON is the upstream's ``status.v1`` document made from the supervisor's reply by
-``cli/status_doc.py`` (indent 2; docs/commands.md). Exit codes, the same for both formats:
+``views/status_doc.py`` (indent 2; docs/commands.md). Exit codes, the same for both formats:
 0 healthy, 1 warn, 2 failing (the document's ``overall_health``), and 2 with ``SG0206`` when
 no supervisor is running. In JSON a selection that matches nothing is ``"units": []`` and
 exit 0, never an error: a script reads "nothing" from the document it always gets. Kept light
@@ -15,15 +15,14 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
 
 from systemg.cli import boot, client
 from systemg.cli.console import emit, use_color
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import CONFIG_HELP, explicit_config, selection
-from systemg.cli.status_doc import HEALTH_EXIT, empty_doc, status_doc
 from systemg.errors import Code, SysgError
 from systemg.protocol.messages import StatusReply, StatusRequest
+from systemg.views.status_doc import empty_doc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def health_exit(health: str) -> int:
-    return HEALTH_EXIT.get(health, 1)
+    from systemg.views.status_text import exit_code
+
+    return exit_code(health)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,29 +70,22 @@ def run(args: argparse.Namespace) -> int:
             if args.format == "json":
                 sys.stdout.write(json.dumps(empty_doc(time.time()), indent=2) + "\n")
             else:
-                from systemg.cli.render_status import NO_MATCH
+                from systemg.views.render_status import NO_MATCH
 
                 sys.stdout.write(NO_MATCH + "\n")
             return 0
         raise
-    reply = StatusReply.from_json(data)
-    doc = status_doc(reply)
-    health = str(doc["overall_health"])
-    if args.format == "json":
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        from systemg.cli.render_status import render_status
+    from systemg.views.status_text import status_text
 
-        width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else None
-        sys.stdout.write(
-            render_status(
-                # The header says the document's word, the one the exit code is made of.
-                replace(reply, overall_health=health),
-                now=time.time(),
-                color=use_color(args, sys.stdout),
-                width=width,
-                filtered=bool(sel.project or sel.service),
-            )
-        )
+    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else None
+    text, health = status_text(
+        StatusReply.from_json(data),
+        args.format,
+        now=time.time(),
+        color=use_color(args, sys.stdout),
+        width=width,
+        filtered=bool(sel.project or sel.service),
+    )
+    sys.stdout.write(text)
     sys.stdout.flush()
     return health_exit(health)

@@ -30,7 +30,6 @@ from systemg.cli import boot, client
 from systemg.cli.console import emit
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import selection
-from systemg.cli.status_doc import in_public_words
 from systemg.errors import Code, SysgError
 from systemg.paths import Paths
 from systemg.protocol import codec
@@ -41,6 +40,7 @@ from systemg.protocol.messages import (
     StatusRequest,
     StopRequest,
 )
+from systemg.views.status_doc import in_public_words
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

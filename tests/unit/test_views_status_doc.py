@@ -1,4 +1,4 @@
-"""The public ``status.v1`` document (``cli/status_doc.py``): the supervisor's reply in, the
+"""The public ``status.v1`` document (``views/status_doc.py``): the supervisor's reply in, the
 upstream's shape out. Every phase folds into an upstream state, health and intent; fields
 upstream leaves out when empty are left out; times are RFC 3339."""
 
@@ -8,7 +8,17 @@ from datetime import datetime
 
 import pytest
 
-from systemg.cli.status_doc import (
+from systemg.daemon.phases import Phase
+from systemg.protocol.messages import (
+    CronRun,
+    CronStatus,
+    LastExit,
+    LastProbe,
+    Metrics,
+    StatusReply,
+    UnitStatus,
+)
+from systemg.views.status_doc import (
     HEALTHS,
     INTENTS,
     STATES,
@@ -19,16 +29,6 @@ from systemg.cli.status_doc import (
     rfc3339,
     status_doc,
     unit_doc,
-)
-from systemg.daemon.phases import Phase
-from systemg.protocol.messages import (
-    CronRun,
-    CronStatus,
-    LastExit,
-    LastProbe,
-    Metrics,
-    StatusReply,
-    UnitStatus,
 )
 
 NOW = 1_777_000_000.0

@@ -1,5 +1,5 @@
 """The ``sysg status`` table: a ``StatusReply`` in, text out. Pure; time, colour and width
-are parameters, so the goldens in ``tests/unit/test_cli_render_status.py`` pin every byte.
+are parameters, so the goldens in ``tests/unit/test_views_render_status.py`` pin every byte.
 
 Layout::
 

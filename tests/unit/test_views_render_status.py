@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from systemg.cli.render_status import (
+from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
+from systemg.views.render_status import (
     EMPTY,
     NO_MATCH,
     human_bytes,
@@ -10,7 +11,6 @@ from systemg.cli.render_status import (
     last_exit_text,
     render_status,
 )
-from systemg.protocol.messages import LastExit, StatusReply, UnitStatus
 
 NOW = 1_700_000_000.0
 
@@ -118,8 +118,8 @@ def test_helpers() -> None:
 
 
 def test_one_project_line_each_with_name_and_mode() -> None:
-    from systemg.cli.render_status import project_lines
     from systemg.protocol.messages import UnitStatus
+    from systemg.views.render_status import project_lines
 
     units = (
         UnitStatus(project="aa", service="x", state="running", project_name="AA", attached=True),
