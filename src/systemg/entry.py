@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
-    if verb == "status":
-        # Performance: the common `sysg status` in one request and no CLI imports
-        # (cli/quick.py); anything unusual returns None and takes the full path below.
-        from systemg.cli.quick import status
+    if verb in ("status", "stop"):
+        # Performance: a plain `sysg status` / `sysg stop` in one request and no CLI
+        # imports (cli/quick.py); anything unusual returns None: the full path below.
+        from systemg.cli import quick
 
         try:
-            quick_code = status(args)
+            quick_code = quick.status(args) if verb == "status" else quick.stop(args)
         except KeyboardInterrupt:
             return 130
         if quick_code is not None:

@@ -79,6 +79,34 @@ def test_state_dir_is_the_one_paths_gives(
 
 def test_the_frame_is_a_status_request_with_a_view() -> None:
     assert quick.PROTOCOL_VERSION == PROTOCOL_VERSION
-    frame = quick.frame({"view": "table", "color": True, "width": 132})
+    frame = quick.frame("status", {"view": "table", "color": True, "width": 132})
     request = codec.decode_request(frame)
     assert request == StatusRequest(view="table", color=True, width=132)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["stop"], (False, False)),
+        (["--sys", "stop"], (True, False)),
+        (["stop", "--plain"], (False, True)),
+        (["stop", "-s", "web"], None),
+        (["stop", "-p", "shop"], None),
+        (["stop", "--supervisor"], None),
+        (["stop", "--timeout", "0"], None),
+        (["stop", "-c", "systemg.yaml"], None),
+        (["stop", "stop"], None),
+        (["stop", "--sys", "--sys"], None),
+        (["stop", "-v"], None),
+    ],
+)
+def test_only_a_plain_stop_takes_the_fast_path(
+    args: list[str], expected: tuple[bool, bool] | None
+) -> None:
+    assert quick.parse_stop(args) == expected
+
+
+def test_the_stop_deadline_is_the_full_paths() -> None:
+    from systemg.cli.deadlines import MUTATING
+
+    assert quick.MUTATING == MUTATING

@@ -16,6 +16,7 @@ booting a supervisor is ``cli/boot.py``.
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
 import socket
@@ -205,7 +206,7 @@ class Event:
 class _Lines:
     """Newline-terminated lines from a socket, each read against an absolute deadline."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = bytearray()
         self.scanned = 0  # bytes of buf known to hold no newline
@@ -293,8 +294,24 @@ def exchange(
         # before our request went out: its reason is already waiting to be read.
         broken = True
     except TimeoutError:
-        raise _timed_out(paths, request, wait) from None
+        raise _timed_out(paths, request.verb, wait) from None
+    yield from receive(sock, paths, request.verb, wait, deadline, broken=broken)
+
+
+def receive(
+    sock: _socket.socket,
+    paths: Paths,
+    verb: str,
+    wait: Wait,
+    deadline: float | None,
+    *,
+    broken: bool = False,
+    buffered: bytes = b"",
+) -> Iterator[Event | dict[str, Any]]:
+    """The rest of ``exchange`` once the request for ``verb`` was sent: its events and
+    final reply (``buffered``: what was already read of them, by ``cli/quick.py``)."""
     lines = _Lines(sock)
+    lines.buf += buffered
     frozen_since: float | None = None
     while True:
         try:
@@ -310,7 +327,7 @@ def exchange(
         except TimeoutError:
             now = _now()
             if deadline is not None and now >= deadline:
-                raise _timed_out(paths, request, wait) from None
+                raise _timed_out(paths, verb, wait) from None
             # A long deadline need not be waited out for a supervisor frozen by SIGSTOP:
             # a stopped process answers nothing. (A working one is R or S: it gets it all.)
             pid = liveness.identify(paths)
@@ -319,8 +336,8 @@ def exchange(
             elif frozen_since is None:
                 frozen_since = now
             elif now - frozen_since >= FROZEN_GRACE:
-                what = f"no reply to {request.verb!r}"
-                if request.verb not in READ_ONLY_VERBS:
+                what = f"no reply to {verb!r}"
+                if verb not in READ_ONLY_VERBS:
                     what += "; it was sent and will be carried out if it is resumed"
                 raise not_answering(paths, what) from None
             continue
@@ -348,18 +365,18 @@ def _now() -> float:
     return time.monotonic()
 
 
-def _timed_out(paths: Paths, request: Message, wait: Wait) -> SysgError:
+def _timed_out(paths: Paths, verb: str, wait: Wait) -> SysgError:
     waited = format_seconds(wait.seconds or 0)
     if wait.first_line_only:
-        return not_answering(paths, f"no answer to {request.verb!r} within {waited}")
+        return not_answering(paths, f"no answer to {verb!r} within {waited}")
     more = ""
-    if request.verb not in READ_ONLY_VERBS:
+    if verb not in READ_ONLY_VERBS:
         more = (
-            f"the {request.verb} was sent and may still be carried out: the supervisor may "
+            f"the {verb} was sent and may still be carried out: the supervisor may "
             "be working on it (`sysg status` tells whether it answers); wait longer with "
             "`--timeout DURATION` (0 = no limit). "
         )
-    return not_answering(paths, f"no reply to {request.verb!r} within {waited}", more=more)
+    return not_answering(paths, f"no reply to {verb!r} within {waited}", more=more)
 
 
 def call(

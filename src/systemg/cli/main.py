@@ -19,8 +19,12 @@ import argparse
 import importlib
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from systemg import __version__
+
+if TYPE_CHECKING:
+    from systemg.errors import SysgError
 
 # name -> one-line help. The module is imported only when the command runs (or for --help).
 COMMANDS: dict[str, str] = {
@@ -132,15 +136,24 @@ def _run(args_list: list[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from systemg.errors import Code, SysgError
+    from systemg.errors import SysgError
 
     try:
         return int(command_module(args.command).run(args))
     except SysgError as exc:
-        from systemg.cli.render import render_error
+        return report(exc, plain=getattr(args, "plain", False))
 
-        sys.stderr.write(render_error(exc, color=_use_color(args)))
-        return 2 if exc.code is Code.NO_SUPERVISOR else 1
+
+def report(exc: SysgError, *, plain: bool = False) -> int:
+    """Render ``exc`` to stderr as ``error[SGxxxx]: ...``; its exit code (2 for ``SG0206``)."""
+    import os
+
+    from systemg.cli.render import render_error
+    from systemg.errors import Code
+
+    color = sys.stderr.isatty() and not plain and "NO_COLOR" not in os.environ
+    sys.stderr.write(render_error(exc, color=color))
+    return 2 if exc.code is Code.NO_SUPERVISOR else 1
 
 
 EX_SOFTWARE = 70
@@ -182,11 +195,3 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
-
-
-def _use_color(args: argparse.Namespace) -> bool:
-    import os
-
-    return bool(
-        sys.stderr.isatty() and not getattr(args, "plain", False) and "NO_COLOR" not in os.environ
-    )

@@ -1,42 +1,55 @@
-"""The fast path of ``sysg status``: one request, the supervisor's own rendering, no imports.
+"""The fast paths of ``sysg status`` and ``sysg stop``: one request, no CLI imports.
 
-``sysg status`` is the most run command, and most of its time was Python importing the CLI
+These two are the most run commands, and most of their time was Python importing the CLI
 (argparse, the protocol's dataclasses, the status document): ~45 ms before one byte was
-sent, for a reply the supervisor builds in ~4 ms. Here, for the common call only, the CLI
-sends ``status`` with a ``view`` (``table`` or ``json``) and writes the text the supervisor
-rendered with the very functions the full path uses (``views/status_text.py``), so the output
-and exit code are the same bytes. This module imports ``socket`` and ``json`` and nothing of
-systemg.
+sent, for a reply the supervisor builds in a few ms. Here, for the plain call only, this
+module — which imports ``_socket`` and ``json`` and nothing of systemg — sends the request
+itself:
 
-Anything else goes the full path (``status`` returns ``None`` and ``entry`` runs the CLI),
-which also owns every message and diagnosis:
+- ``status`` with a ``view`` (``table`` or ``json``): the supervisor renders the text with
+  the very functions the full path uses (``views/status_text.py``) and says the exit code,
+  so the output is the same bytes;
+- ``stop`` (everything): its reply's ``message``, as the full path prints it.
 
-- arguments other than ``--sys``, ``--plain``, ``--no-color``, ``--live`` and ``--format
-  [table|json]`` (a selection, ``-c``, ``-v``, an unknown flag, a misspelling);
+Anything else goes the full path (``None`` is returned and ``entry`` runs the CLI), which
+owns every message and diagnosis:
+
+- arguments other than ``--sys`` and ``--plain`` (and, for ``status``, ``--no-color``,
+  ``--live``, ``--format [table|json]``): a selection, ``-c``, ``-v``, ``--timeout``, a typo;
 - the mode rules that print or refuse (``cli/mode.py``): ``--sys`` as non-root, root without
   ``--sys`` unless ``SYSTEMG_STATE_DIR`` names the root, ``--drop-privileges``;
 - no supervisor on the socket (the full path re-adopts, falls back to the system supervisor
-  for an operator, or says ``SG0206``), a refused or failing connection;
-- a reply that is not ``ok`` or has no ``text`` (a supervisor older than the ``view``);
-- no reply within ``WAIT`` seconds, or the supervisor stopped (state T) while we wait: the
-  full path refuses a stopped one at once and waits its own read-only deadline for a slow one.
+  for an operator, or says ``SG0206``), a refused or failing connection, a supervisor
+  stopped (state T) before the request is sent;
+- ``stop`` with its progress line (stdout and stderr a terminal);
+- ``status``: a reply that is not ``ok`` or has no ``text`` (a supervisor older than the
+  ``view``), or none within ``WAIT`` s or from a stopped supervisor: a read-only request,
+  so the full path simply asks again.
+
+A ``stop`` that was sent is never sent again: past the plain reply (an error, the
+connection closed, the supervisor stopped while we wait, the deadline) the full path's
+reader takes over the same connection (``cli/commands/stop.py`` ``resume``).
 """
 
 from __future__ import annotations
 
+# The C module: `socket` adds ~1 ms of imports (enum classes) for nothing used here.
+import _socket
 import os
 import sys
 
-WAIT = 2.0  # seconds for the whole exchange before the full path takes over
+WAIT = 2.0  # status: seconds for the whole exchange before the full path takes over
+MUTATING = 300.0  # stop: cli/deadlines.py MUTATING (a test keeps them equal)
 SLICE = 0.2  # look at the supervisor's state this often while waiting
-_FLAGS = frozenset({"--sys", "--plain", "--no-color", "--live"})
+PROTOCOL_VERSION = 1  # protocol/messages.py (a test keeps them equal)
+_GLOBAL = frozenset({"--sys", "--plain"})
+_STATUS_FLAGS = _GLOBAL | {"--no-color", "--live"}
 _VIEWS = ("table", "json")
 _MAX_REPLY = 256 * 1024 * 1024
-PROTOCOL_VERSION = 1  # protocol/messages.py (a test keeps them equal)
 
 
 def parse(args: list[str]) -> tuple[bool, str, bool] | None:
-    """``(system, view, plain)`` for a call the fast path takes, else None."""
+    """``(system, view, plain)`` for a ``status`` call the fast path takes, else None."""
     system = plain = False
     view = "table"
     seen_verb = False
@@ -45,7 +58,7 @@ def parse(args: list[str]) -> tuple[bool, str, bool] | None:
         a = args[i]
         if a == "status" and not seen_verb:
             seen_verb = True
-        elif a in _FLAGS:
+        elif a in _STATUS_FLAGS:
             system = system or a == "--sys"
             plain = plain or a in ("--plain", "--no-color")
         elif a == "--format":
@@ -62,6 +75,17 @@ def parse(args: list[str]) -> tuple[bool, str, bool] | None:
     return (system, view, plain) if seen_verb else None
 
 
+def parse_stop(args: list[str]) -> tuple[bool, bool] | None:
+    """``(system, plain)`` for a ``stop`` call the fast path takes, else None."""
+    rest = list(args)
+    if rest.count("stop") != 1:
+        return None
+    rest.remove("stop")
+    if not set(rest) <= _GLOBAL or len(set(rest)) != len(rest):
+        return None
+    return "--sys" in rest, "--plain" in rest
+
+
 def state_dir(system: bool, environ: os._Environ[str] | dict[str, str]) -> str:
     """The state root ``Paths.for_mode`` gives (a test compares the two over many
     environments); the socket is ``control.sock`` in it."""
@@ -74,86 +98,172 @@ def state_dir(system: bool, environ: os._Environ[str] | dict[str, str]) -> str:
     return environ.get("SYSTEMG_STATE_DIR") or state
 
 
+def _root(system: bool) -> str | None:
+    """The state root, or None where the mode rules would print or refuse."""
+    root = os.geteuid() == 0
+    if system != root and not (root and bool(os.environ.get("SYSTEMG_STATE_DIR"))):
+        return None  # --sys as non-root, or root without --sys: the mode rules speak
+    return state_dir(system, os.environ)
+
+
+def frame(verb: str, args: dict[str, object]) -> bytes:
+    """The request line: ``protocol.codec``'s framing of ``verb`` with ``args``."""
+    import json
+
+    body = {"v": PROTOCOL_VERSION, "verb": verb, "args": args}
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
 def status(args: list[str]) -> int | None:
     """Run ``sysg status`` the fast way: its exit code, or None for the full path."""
     parsed = parse(args)
     if parsed is None:
         return None
     system, view, plain = parsed
-    environ = os.environ
-    root = os.geteuid() == 0
-    explicit = bool(environ.get("SYSTEMG_STATE_DIR"))
-    if system != root and not (root and explicit):
-        return None  # --sys as non-root, or root without --sys: the mode rules speak
+    state = _root(system)
+    if state is None:
+        return None
     color = width = 0
     if view == "table" and sys.stdout.isatty():
         import shutil
 
-        color = int(not plain and "NO_COLOR" not in environ)
+        color = int(not plain and "NO_COLOR" not in os.environ)
         width = shutil.get_terminal_size((200, 24)).columns
-    state = state_dir(system, environ)
-    reply = _ask(state, {"view": view, "color": bool(color), "width": width})
-    if reply is None:
+    sock = _connect(state, WAIT)
+    if sock is None:
         return None
-    text, code = reply
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `sysg status | head -1`: as the full path, exit 0 silently
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 0
-    return code
-
-
-def frame(args: dict[str, object]) -> bytes:
-    """The request line: ``protocol.codec``'s framing of a ``StatusRequest`` with ``args``."""
-    import json
-
-    body = {"v": PROTOCOL_VERSION, "verb": "status", "args": args}
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
-
-
-def _ask(state: str, args: dict[str, object]) -> tuple[str, int] | None:
-    # The C module: `socket` adds ~1 ms of imports (enum classes) for nothing used here.
-    import _socket
-    import json
     import time
 
     deadline = time.monotonic() + WAIT
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
-        sock.settimeout(WAIT)
-        sock.connect(os.path.join(state, "control.sock"))
-        sock.sendall(frame(args))
-        buf = bytearray()
-        while not buf.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or len(buf) > _MAX_REPLY:
-                return None
-            sock.settimeout(min(SLICE, left))
-            try:
-                chunk = sock.recv(1 << 20)
-            except TimeoutError:
-                if _stopped(state):
-                    return None
-                continue
-            if not chunk:
-                return None
-            buf += chunk
-        reply = json.loads(buf)
-    except (OSError, ValueError):
+        sock.sendall(frame("status", {"view": view, "color": bool(color), "width": width}))
+        line, _ = _final_line(sock, state, deadline)
+    except OSError:
         return None
     finally:
         sock.close()
-    data = reply.get("data") if isinstance(reply, dict) and reply.get("ok") is True else None
-    if not isinstance(data, dict):
-        return None
-    text, code = data.get("text"), data.get("exit")
+    data = _ok_data(line)
+    text, code = (None, None) if data is None else (data.get("text"), data.get("exit"))
     if not isinstance(text, str) or type(code) is not int:
         return None
-    return text, code
+    return code if _write(text) else 0
+
+
+def stop(args: list[str]) -> int | None:
+    """Run a plain ``sysg stop`` (everything) the fast way: its exit code, or None."""
+    parsed = parse_stop(args)
+    if parsed is None:
+        return None
+    system, plain = parsed
+    state = _root(system)
+    if state is None or _stopped(state):
+        return None
+    tty = sys.stdout.isatty() and sys.stderr.isatty()
+    if tty and not plain and os.environ.get("TERM") != "dumb":
+        return None  # the progress line (cli/progress.py) is the full path's
+    sock = _connect(state, 5.0)
+    if sock is None:
+        return None
+    import time
+
+    deadline = time.monotonic() + MUTATING
+    line, buffered, broken = None, b"", False
+    try:
+        sock.sendall(frame("stop", {}))
+        line, buffered = _final_line(sock, state, deadline)
+    except (BrokenPipeError, ConnectionResetError):
+        broken = True  # a refusal (section 2) may be waiting to be read: the full path reads it
+    except OSError:
+        pass
+    data = _ok_data(line)
+    if data is None:
+        from systemg.cli.commands.stop import resume
+
+        return resume(system, sock, (line or b"") + buffered, deadline, broken=broken)
+    sock.close()
+    message = data.get("message")
+    _write(f"{message if message else 'Nothing to stop'}\n")  # as commands/stop.py
+    return 0
+
+
+def _connect(state: str, timeout: float) -> _socket.socket | None:
+    """A connected socket to the control socket, or None."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(os.path.join(state, "control.sock"))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _final_line(sock: _socket.socket, state: str, deadline: float) -> tuple[bytes | None, bytes]:
+    """``(final reply line, b"")``, skipping event lines; ``(None, what was read)`` at EOF,
+    past ``deadline``, or when the supervisor is stopped (state T) while we wait."""
+    import json
+    import time
+
+    buf = bytearray()
+    start = 0
+    while True:
+        nl = buf.find(b"\n", start)
+        if nl >= 0:
+            line = bytes(buf[: nl + 1])
+            try:
+                event = "event" in json.loads(line)
+            except (ValueError, TypeError):
+                event = False
+            if not event:
+                return line, bytes(buf[nl + 1 :])
+            del buf[: nl + 1]
+            start = 0
+            continue
+        start = len(buf)
+        left = deadline - time.monotonic()
+        if left <= 0 or len(buf) > _MAX_REPLY:
+            return None, bytes(buf)
+        sock.settimeout(min(SLICE, left))
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            if _stopped(state):
+                return None, bytes(buf)
+            continue
+        except ConnectionResetError:  # as the full path's reader: the peer went away
+            chunk = b""
+        if not chunk:
+            return None, bytes(buf)
+        buf += chunk
+
+
+def _ok_data(line: bytes | None) -> dict[str, object] | None:
+    """The data of an ``ok`` reply line, else None."""
+    if line is None:
+        return None
+    import json
+
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(reply, dict) or reply.get("v") != PROTOCOL_VERSION:
+        return None
+    data = reply.get("data") if reply.get("ok") is True else None
+    return data if isinstance(data, dict) else None
+
+
+def _write(text: str) -> bool:
+    """Write ``text`` to stdout; False when its reader went away (``| head``: exit 0)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True
 
 
 def _stopped(state: str) -> bool:
@@ -165,4 +275,5 @@ def _stopped(state: str) -> bool:
             stat = fh.read()
     except (OSError, ValueError):
         return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"T"
+    end = stat.rfind(b")")
+    return stat[end + 2 : end + 3] == b"T"

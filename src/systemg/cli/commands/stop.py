@@ -11,7 +11,9 @@ supervisor's reply (``cli/deadlines.py``).
 
 from __future__ import annotations
 
+import _socket
 import argparse
+from typing import Any
 
 from systemg.cli import boot, client, progress
 from systemg.cli.commands.start import on_progress
@@ -20,6 +22,7 @@ from systemg.cli.deadlines import add_timeout_argument, mutating
 from systemg.cli.mode import resolve
 from systemg.cli.selectors import add_selector_arguments, explicit_config, selection
 from systemg.errors import Code, SysgError
+from systemg.paths import Paths
 from systemg.protocol.messages import StopRequest
 
 
@@ -59,13 +62,49 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = boot.call_reviving(target.paths, request, wait, on_progress(line))
     except SysgError as exc:
-        if exc.code is Code.NO_SUPERVISOR and not client.supervisor_pid(target.paths):
-            out("No supervisor is running; nothing to stop")
-            return 0
-        raise
+        return _nothing_running(exc, target.paths)
     finally:
         if line is not None:
             line.clear()
+    return _stopped(data)
+
+
+def _nothing_running(exc: SysgError, paths: Paths) -> int:
+    if exc.code is Code.NO_SUPERVISOR and not client.supervisor_pid(paths):
+        out("No supervisor is running; nothing to stop")
+        return 0
+    raise exc
+
+
+def _stopped(data: dict[str, Any]) -> int:
     message = data.get("message")
     out(str(message) if message else "Nothing to stop")
     return 0
+
+
+def resume(
+    system: bool, sock: _socket.socket, buffered: bytes, deadline: float, *, broken: bool
+) -> int:
+    """The fast path's hand-over (``cli/quick.py``): a plain ``sysg stop`` was sent on
+    ``sock`` and something other than its plain reply came (``buffered``: what was read).
+    The rest is the full path's: its deadline and frozen checks, errors and messages."""
+    from systemg.cli.main import report
+    from systemg.paths import Mode
+
+    paths = Paths.for_mode(Mode.SYSTEM if system else Mode.USER)
+    data: dict[str, Any] = {}
+    try:
+        replies = client.receive(
+            sock, paths, "stop", mutating(None), deadline, broken=broken, buffered=buffered
+        )
+        for item in replies:
+            if not isinstance(item, client.Event):
+                data = item
+        return _stopped(data)
+    except SysgError as exc:
+        try:
+            return _nothing_running(exc, paths)
+        except SysgError as error:
+            return report(error)
+    finally:
+        sock.close()
