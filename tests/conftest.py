@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.runtime import Runtime
 from tests.support.serial import apply_xdist_groups
 
+if TYPE_CHECKING:
+    from systemg.spawn.launcher import Launcher
+    from tests.support.inprocess import Harness
+
 IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[[Launcher], Harness]]:
+    """``make(launcher)``: a supervisor in this process (``tests/support/inprocess.py``),
+    closed after the test."""
+    from tests.support.inprocess import Harness
+
+    made: list[Harness] = []
+
+    def factory(launcher: Launcher, **kw: str) -> Harness:
+        h = Harness(tmp_path, launcher, **kw)
+        made.append(h)
+        return h
+
+    yield factory
+    for h in made:
+        h.close()
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from systemg.spawn.launcher import launch
-from tests.integration.test_supervisor_inprocess import Harness
+from systemg.spawn.launcher import through
+from tests.support.inprocess import Harness
 
 WATCHED = ("daemon/operations.py", "daemon/ordering.py", "manifest/graph.py")
 
@@ -33,7 +33,7 @@ def fan_out(n: int) -> str:
 
 
 def calls_during_start(root: Path, n: int) -> int:
-    h = Harness(root, lambda plan, out, err: launch(plan, stdout=out, stderr=err), fan_out(n))
+    h = Harness(root, through(None), fan_out(n))
     count = [0]
 
     def profile(frame: FrameType, event: str, _arg: Any) -> None:
@@ -65,7 +65,7 @@ def calls_during_start(root: Path, n: int) -> int:
 def records_written_during_start(root: Path, n: int) -> int:
     """Service records the store serialized (a snapshot counts all of its project's
     services, a journal line one) while N services start."""
-    h = Harness(root, lambda plan, out, err: launch(plan, stdout=out, stderr=err), fan_out(n))
+    h = Harness(root, through(None), fan_out(n))
     written = [0]
     save, append = h.sup.store.save, h.sup.store.append
 

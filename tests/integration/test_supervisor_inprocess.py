@@ -10,114 +10,26 @@ launch, real files; only the launcher of one service is swapped (constructor inj
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from systemg.daemon.journal import Journal
-from systemg.daemon.loop import Loop
-from systemg.daemon.operations import Operations
 from systemg.daemon.phases import Phase
 from systemg.daemon.resolver import Resolver
-from systemg.daemon.store import Store
-from systemg.daemon.supervisor import Supervisor, Unit
+from systemg.daemon.supervisor import Unit
 from systemg.errors import Code
-from systemg.manifest.load import load_manifest
-from systemg.paths import Mode, Paths, ensure_private_dir
-from systemg.spawn.launcher import Child, launch
+from systemg.spawn.launcher import Child, Launcher, launch
 from systemg.spawn.plan import SpawnPlan
-from tests.support.fakes import NoHolder
+from tests.support.inprocess import Harness
 from tests.support.procscan import new_marker, with_marker
 
-MANIFEST = """version: "2"
-projects:
-  p:
-    services:
-      db:
-        command: "sleep 1000.{m}"
-      web:
-        command: "sleep 1000.{m}"
-        depends_on: [db]
-      api:
-        command: "sleep 1000.{m}"
-        depends_on: [web]
-      other:
-        command: "sleep 1000.{m}"
-"""
 
-
-class Harness:
-    def __init__(
-        self,
-        root: Path,
-        launcher: Callable[[SpawnPlan, int, int], Child],
-        manifest: str = MANIFEST,
-    ) -> None:
-        self.paths = Paths(Mode.USER, root / "state", root / "logs")
-        ensure_private_dir(self.paths.state_dir)
-        ensure_private_dir(self.paths.projects_dir)
-        self.journal_file = root / "supervisor.log"
-        self._journal_fh = self.journal_file.open("a")
-        self.loop = Loop()
-        self.sup = Supervisor(
-            self.loop,
-            self.paths,
-            Store(self.paths),
-            NoHolder(),  # type: ignore[arg-type]
-            Journal(stream=self._journal_fh),
-            launcher=launcher,
-        )
-        self.ops = Operations(self.sup)
-        self.marker = new_marker()
-        config = root / "sysg.yaml"
-        config.write_text(manifest.format(m=self.marker))
-        project = load_manifest(config, environ=dict(os.environ)).manifest.projects[0]
-        self.ops.register(project, dict(os.environ), False)
-
-    def run_until(self, start: Callable[[Callable[[], None]], None], timeout: float = 20) -> bool:
-        """Run the loop until ``start``'s continuation is called (True) or ``timeout``."""
-        done = [False]
-
-        def finished() -> None:
-            done[0] = True
-            self.loop.stop()
-
-        self.loop.call_later(timeout, self.loop.stop)
-        start(finished)
-        self.loop.run()
-        return done[0]
-
-    def unit(self, name: str) -> Unit:
-        return self.sup.projects["p"].units[name]
-
-    def close(self) -> None:
-        for proc in with_marker(self.marker):
-            os.kill(proc.pid, 9)
-        self._journal_fh.close()
-        self.loop.close()
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[Callable[[Callable[[SpawnPlan, int, int], Child]], Harness]]:
-    made: list[Harness] = []
-
-    def factory(launcher: Callable[[SpawnPlan, int, int], Child], **kw: str) -> Harness:
-        h = Harness(tmp_path, launcher, **kw)
-        made.append(h)
-        return h
-
-    yield factory
-    for h in made:
-        h.close()
-
-
-def breaking(service: str, exc: Exception) -> Callable[[SpawnPlan, int, int], Child]:
-    def launcher(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
+def breaking(service: str, exc: Exception) -> Launcher:
+    def launcher(plan: SpawnPlan, stdout: int, stderr: int, /, *, confirm: bool = True) -> Child:
         if plan.service == service:
             raise exc
-        return launch(plan, stdout=stdout, stderr=stderr)
+        return launch(plan, stdout=stdout, stderr=stderr, confirm=confirm)
 
     return launcher
 
@@ -177,11 +89,11 @@ def test_a_blocked_dependent_starts_by_itself_once_its_dependency_is_up(
 ) -> None:
     failures = [1]
 
-    def flaky(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
+    def flaky(plan: SpawnPlan, stdout: int, stderr: int, /, *, confirm: bool = True) -> Child:
         if plan.service == "db" and failures[0]:
             failures[0] -= 1
             raise ValueError("embedded null byte")
-        return launch(plan, stdout=stdout, stderr=stderr)
+        return launch(plan, stdout=stdout, stderr=stderr, confirm=confirm)
 
     h = make(flaky)
     assert h.run_until(lambda then: h.ops.start("p", None, then))

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from systemg import proc
 from systemg.daemon import lifecycle as lc
+from systemg.daemon.execwait import ExecWait
 from systemg.daemon.logs import ServiceLog, log_lines_since, port_collision
 from systemg.daemon.ordering import definition_id
 from systemg.daemon.phases import Phase
@@ -221,7 +222,9 @@ class ProcessSide:
             if fds:
                 self.holder.put(self.holder_key(unit), [fds["stdout"][0], fds["stderr"][0]])
             plan = self.readiness.prepare(unit, plan)
-            child = self.launcher(plan, out, err)
+            # Performance: not waiting here for the exec of a privileged spawn (execwait.py).
+            # A cron job's run record wants a confirmed launch: it still waits.
+            child = self.launcher(plan, out, err, confirm=unit.service.cron is not None)
         except BaseException:
             self.readiness.ended(unit)
             if fds and unit.invocation is not None:
@@ -241,6 +244,8 @@ class ProcessSide:
         pipes = {s: r for s, (r, _w) in fds.items()}
         try:
             self._watch(unit, child.pid, child.pidfd, pipes, True, put=False)
+            if child.exec_fd >= 0:
+                unit.exec_wait = ExecWait(self, unit, plan, child)  # type: ignore[arg-type]
         except BaseException:
             # Launched but not watched: a process nobody supervises must not live on.
             for fd in (child.pidfd, *pipes.values()):
@@ -339,6 +344,8 @@ class ProcessSide:
 
     # --- exit -----------------------------------------------------------------------
     def _on_exit(self, unit: Unit, watched: Watched, ended: Exit, key: str) -> None:
+        if unit.exec_wait is not None and unit.exec_wait.pid == ended.pid:
+            unit.exec_wait.settle()  # a fault it wrote before exiting fails the unit first
         if unit.main is watched:
             unit.main = None
             self.readiness.ended(unit)
@@ -453,9 +460,10 @@ def _abandon(child: Child, pipes: dict[str, int]) -> None:
             kill(child.pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(child.pid, 0)  # SIGKILLed: returns at once
-    for fd in (child.pidfd, *pipes.values()):
+    for fd in (child.pidfd, child.exec_fd, *pipes.values()):
         with contextlib.suppress(OSError):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
 
 def _exit_info(status: int, at: float) -> ExitInfo:

@@ -21,6 +21,7 @@ from systemg.spawn.plan import SpawnPlan
 
 if TYPE_CHECKING:
     from systemg.daemon.cron import Job
+    from systemg.daemon.execwait import ExecWait
     from systemg.daemon.probes import Attempt
     from systemg.daemon.readiness import Health
 
@@ -51,6 +52,7 @@ class Unit:
     launch_seq: int = 0  # counts launch attempts (a DoSpawn each)
     prelaunch_done: int = -1  # the launch_seq whose skip / pre_start already passed
     prelaunch: Attempt | None = None  # its skip command or pre_start while it runs
+    exec_wait: ExecWait | None = None  # its process's exec, not confirmed yet (execwait.py)
     skip_override: bool = False  # named by `sysg start -s`: its `skip` is not asked (once)
     cpu_sample: tuple[float, float] | None = None  # (cpu seconds, wall) at last status
     # (epoch s, cpu %, rss bytes) per status/inspect that found it running: the last SAMPLES

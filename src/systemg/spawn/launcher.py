@@ -27,8 +27,8 @@ import resource
 import select
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from systemg import proc
 from systemg.errors import ChildFault, Code, Diagnostic, SpawnError
@@ -48,16 +48,22 @@ class Child:
     pid: int  # the service's process, which the caller reaps (its child; see launch)
     pidfd: int  # os.pidfd_open(pid), owned by the caller
     start_time: int  # /proc/PID/stat field 22 (identity = pid + start_time)
+    # ``launch(..., confirm=False)``: the fault pipe's read end, owned by the caller, while
+    # the exec is not confirmed yet (-1: it is). Read to EOF: ``exec_result`` of the bytes.
+    exec_fd: int = -1
 
 
-Launcher = Callable[[SpawnPlan, int, int], Child]  # (plan, stdout fd, stderr fd)
+class Launcher(Protocol):
+    def __call__(
+        self, plan: SpawnPlan, stdout: int, stderr: int, /, *, confirm: bool = True
+    ) -> Child: ...
 
 
 def through(forkserver: ForkServer | None) -> Launcher:
     """The launcher the supervisor passes around: ``launch`` through its spawn helper."""
 
-    def launcher(plan: SpawnPlan, stdout: int, stderr: int) -> Child:
-        return launch(plan, stdout=stdout, stderr=stderr, forkserver=forkserver)
+    def launcher(plan: SpawnPlan, stdout: int, stderr: int, /, *, confirm: bool = True) -> Child:
+        return launch(plan, stdout=stdout, stderr=stderr, forkserver=forkserver, confirm=confirm)
 
     return launcher
 
@@ -68,10 +74,21 @@ def start_time(pid: int) -> int:
 
 
 def launch(
-    plan: SpawnPlan, *, stdout: int, stderr: int, forkserver: ForkServer | None = None
+    plan: SpawnPlan,
+    *,
+    stdout: int,
+    stderr: int,
+    forkserver: ForkServer | None = None,
+    confirm: bool = True,
 ) -> Child:
     """Fork and exec ``plan`` with stdin ``/dev/null`` and the given stdout/stderr fds;
-    through ``forkserver`` (the spawn helper) when given and able, else forked here."""
+    through ``forkserver`` (the spawn helper) when given and able, else forked here.
+
+    ``confirm=False``: a forked or cloned child is returned as soon as it exists, with its
+    fault pipe as ``Child.exec_fd``; the caller learns how its steps and exec went from that
+    pipe, without waiting here (``daemon/execwait.py``). A plan under ``isolation.pid`` is
+    still waited for (its service's pid comes through the pipe), and a ``posix_spawn`` is
+    confirmed by the call itself."""
     argv = [os.fsencode(a) for a in plan.argv]
     env: dict[bytes, bytes] = {}
     for entry in plan.env:
@@ -90,6 +107,13 @@ def launch(
         cloned = _clone(plan, argv, env, (stdout, stderr), forkserver) if forkserver else None
         if cloned is None:
             cloned = _fork(plan, argv, env, stdout, stderr)
+        if not confirm and not plan.pid:
+            pid, read_end = cloned
+            try:
+                return Child(pid, os.pidfd_open(pid), start_time(pid), exec_fd=read_end)
+            except OSError:
+                os.close(read_end)
+                raise
         return _await_exec(plan, *cloned)
     finally:
         if not subreaper:
@@ -205,15 +229,7 @@ def _await_exec(plan: SpawnPlan, pid: int, read_end: int) -> Child:
                 # that hangs): the supervisor's thread must not wait with it.
                 service, _ = decode_all(data)
                 _kill_stuck(pid, pidfd, service)
-                raise SpawnError(
-                    Diagnostic(
-                        Code.SPAWN_FAILED,
-                        f"service '{plan.service}' did not reach exec within "
-                        f"{PRE_EXEC_TIMEOUT_S:g}s (a step before it hung; killed)",
-                        path=plan.path_prefix,
-                        hint="check working_dir and the cgroup mount; see supervisor.log",
-                    )
-                )
+                raise stuck_error(plan)
             chunk = os.read(read_end, _MAX_READ - len(data))
             if not chunk:
                 break
@@ -240,6 +256,26 @@ def _await_exec(plan: SpawnPlan, pid: int, read_end: int) -> Child:
 
 
 _MAX_READ = 2 * RECORD.size  # a fault record, and under a pid namespace the FORKED one
+
+
+def stuck_error(plan: SpawnPlan) -> SpawnError:
+    """A child that did not reach exec within ``PRE_EXEC_TIMEOUT_S`` (and was killed)."""
+    return SpawnError(
+        Diagnostic(
+            Code.SPAWN_FAILED,
+            f"service '{plan.service}' did not reach exec within "
+            f"{PRE_EXEC_TIMEOUT_S:g}s (a step before it hung; killed)",
+            path=plan.path_prefix,
+            hint="check working_dir and the cgroup mount; see supervisor.log",
+        )
+    )
+
+
+def exec_result(plan: SpawnPlan, data: bytes) -> SpawnError | None:
+    """What a ``confirm=False`` child's fault pipe said: None (it reached exec: EOF, no
+    record) or the error of the step that failed."""
+    _, fault = decode_all(data)
+    return None if fault is None else fault_error(plan, *fault)
 
 
 def _kill_stuck(pid: int, pidfd: int, service: int | None) -> None:
