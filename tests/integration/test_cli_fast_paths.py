@@ -152,18 +152,22 @@ def fake(rt: Runtime) -> Iterator[FakeSupervisor]:
         server.close()
 
 
-def test_a_supervisor_without_views_gets_the_full_path(rt: Runtime, fake: FakeSupervisor) -> None:
-    """One from before the ``view`` field ignores it and replies a plain ``StatusReply``."""
+@pytest.mark.parametrize("view", ["table", "json"])
+def test_a_supervisor_without_views_is_rendered_here_and_asked_once(
+    rt: Runtime, fake: FakeSupervisor, view: str
+) -> None:
+    """One from before the ``view`` field ignores it and replies a plain ``StatusReply``:
+    the CLI renders that reply as the full path would, and does not ask again (a status
+    takes a CPU sample of every unit)."""
     reply = StatusReply(captured_at=1.0, supervisor_pid=os.getpid()).to_json()
     fake.answer = lambda _req: codec.encode_ok(reply)
-    proc = rt.sysg("status")
+    proc = rt.sysg("status", "--format", view)
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert "No units being supervised" in proc.stdout
-    # First the fast request, then the full path's own, without a view.
-    views = [r["args"].get("view") for r in fake.seen]
-    assert len(views) == 2
-    assert views[0] == "table"
-    assert not views[1]
+    if view == "table":
+        assert "No units being supervised" in proc.stdout
+    else:
+        assert json.loads(proc.stdout)["units"] == []
+    assert [r["args"].get("view") for r in fake.seen] == [view]
 
 
 def test_a_plain_stop_stops_everything_without_the_cli_imports(rt: Runtime) -> None:

@@ -109,7 +109,7 @@ def test_a_fault_after_the_launch_fails_the_unit_as_a_waited_spawn_did(
         os.close(held.write_end)
         os.kill(held.pid, signal.SIGKILL)
         assert db.exec_wait is not None
-        db.exec_wait.sup.loop.remove(db.exec_wait.fd)  # only the exit can tell now
+        db.exec_wait.loop.remove(db.exec_wait.fd)  # only the exit can tell now
     else:
         held.fault(Step.SETUID, errno.EPERM)
     assert _until(h, lambda: bool(settled)), "start never settled"

@@ -26,6 +26,7 @@ from systemg.protocol.messages import PROTOCOL_VERSION, StatusRequest
         (["status", "--format"], (False, "json", False)),  # alone: json
         (["status", "--format", "--plain"], (False, "json", True)),
         (["status", "--no-color", "--live"], (False, "table", True)),
+        (["--plain", "--sys", "status"], (True, "table", True)),
     ],
 )
 def test_the_common_calls_take_the_fast_path(
@@ -49,6 +50,10 @@ def test_the_common_calls_take_the_fast_path(
         ["status", "--help"],
         ["--plain"],
         [],
+        # status's own flags before the verb: argparse refuses them, so the full path says so
+        ["--live", "status"],
+        ["--no-color", "status"],
+        ["--format", "status"],
     ],
 )
 def test_everything_else_takes_the_full_path(args: list[str]) -> None:

@@ -87,6 +87,23 @@ def test_start_spawned_ready_running() -> None:
     assert effects[0] == (DoAnnounce(Announce.UP),)
 
 
+def test_a_spawn_not_yet_execed_counts_up_from_its_exec() -> None:
+    """A privileged spawn is Spawned at its fork (execed=False): the 250 ms rule and the
+    uptime start at Execed, not before (daemon/execwait.py)."""
+    service = svc()
+    st, effects = replay(service, [lc.Start(10.0), lc.Spawned(4242, 10.0, execed=False)])
+    assert (st.phase, st.pid, st.started_at) == (Phase.STARTING, 4242, 10.0)
+    assert timers(effects[1], "ready") == []
+    st, effects = replay(service, [lc.Execed(10.4)], st)
+    assert (st.phase, st.started_at) == (Phase.STARTING, 10.4)
+    assert timers(effects[0], "ready") == [lc.READY_AFTER_S]
+    st, _ = replay(service, [lc.ReadyElapsed(10.65)], st)
+    assert st.phase is Phase.RUNNING
+    # Too late for a unit that is no longer starting it (stopped meanwhile): nothing.
+    stopped, _ = replay(service, [lc.Stop(StopReason.MANUAL, 11.0)], st)
+    assert lc.transition(stopped, lc.Execed(11.1), service) == (stopped, ())
+
+
 def test_start_while_running_is_a_no_op() -> None:
     service = svc()
     st = running(service)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -114,15 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     - anything else is a bug: ``error[SG0001]: internal error: ...``, exit 70 (EX_SOFTWARE).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: _run(args_list), verbose=bool({"-v", "--verbose"} & set(args_list)))
+
+
+def guarded(body: Callable[[], int], *, verbose: bool = False, plain: bool = False) -> int:
+    """``body()`` as ``main`` runs a command: a ``SysgError`` rendered (exit 1, 2 for
+    ``SG0206``), Ctrl-C 130, a closed stdout 0, anything else ``SG0001`` (exit 70)."""
+    from systemg.errors import SysgError
+
     try:
-        return _run(args_list)
+        return body()
+    except SysgError as exc:
+        return report(exc, plain=plain)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         _silence_stdout()
         return 0
     except Exception as exc:
-        return _internal_error(exc, verbose=bool({"-v", "--verbose"} & set(args_list)))
+        return _internal_error(exc, verbose=verbose)
 
 
 def _run(args_list: list[str]) -> int:

@@ -58,9 +58,11 @@ def parse(args: list[str]) -> tuple[bool, str, bool] | None:
         a = args[i]
         if a == "status" and not seen_verb:
             seen_verb = True
-        elif a in _STATUS_FLAGS:
+        elif a in _GLOBAL or (seen_verb and a in _STATUS_FLAGS):
             system = system or a == "--sys"
             plain = plain or a in ("--plain", "--no-color")
+        elif not seen_verb:
+            return None  # before the verb only the global flags parse (argparse says why)
         elif a == "--format":
             if i + 1 < len(args) and args[i + 1] in _VIEWS:
                 i += 1
@@ -143,10 +145,24 @@ def status(args: list[str]) -> int | None:
     finally:
         sock.close()
     data = _ok_data(line)
-    text, code = (None, None) if data is None else (data.get("text"), data.get("exit"))
-    if not isinstance(text, str) or type(code) is not int:
+    if data is None:
         return None
-    return code if _write(text) else 0
+    text, code = data.get("text"), data.get("exit")
+    if isinstance(text, str) and type(code) is int:
+        return code if _write(text) else 0
+    if isinstance(data.get("units"), list):
+        # A supervisor older than the view answered with the reply itself (it ignores
+        # fields it does not know): render that one, rather than ask again.
+        from systemg.cli.main import guarded
+
+        return guarded(lambda: _show(data, view, bool(color)), plain=plain)
+    return None
+
+
+def _show(data: dict[str, object], view: str, color: bool) -> int:
+    from systemg.cli.commands.status import show
+
+    return show(data, view, color=color)
 
 
 def stop(args: list[str]) -> int | None:
@@ -178,8 +194,12 @@ def stop(args: list[str]) -> int | None:
     data = _ok_data(line)
     if data is None:
         from systemg.cli.commands.stop import resume
+        from systemg.cli.main import guarded
 
-        return resume(system, sock, (line or b"") + buffered, deadline, broken=broken)
+        rest = (line or b"") + buffered
+        return guarded(
+            lambda: resume(system, sock, rest, deadline, broken=broken, plain=plain), plain=plain
+        )
     sock.close()
     message = data.get("message")
     _write(f"{message if message else 'Nothing to stop'}\n")  # as commands/stop.py

@@ -85,6 +85,17 @@ class Block:
 class Spawned:
     pid: int
     now: float
+    # False: the process exists but has not reached exec yet (a privileged spawn watched on
+    # the loop, daemon/execwait.py); ``Execed`` follows, and only then the 250 ms rule runs.
+    execed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Execed:
+    """A ``Spawned(execed=False)`` process reached exec: its uptime and the 250 ms rule
+    count from now."""
+
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,7 @@ Event = (
     | Wait
     | Block
     | Spawned
+    | Execed
     | SpawnFailed
     | ReadyElapsed
     | Ready
@@ -269,14 +281,21 @@ def transition(
             if phase in ALIVE:
                 return state, ()
             return replace(state, phase=Phase.BLOCKED, message=message), (DoCancelTimers(),)
-        case Spawned(pid=pid, now=now):
+        case Spawned(pid=pid, now=now, execed=execed):
             started = replace(state, phase=Phase.STARTING, pid=pid, started_at=now)
             if not checks_readiness(service):
-                return started, (DoTimer(TimerKind.READY, ready_after_s),)
+                return started, (DoTimer(TimerKind.READY, ready_after_s),) if execed else ()
             return started, (
                 DoTimer(TimerKind.START, service.start_timeout_ms / 1000.0),
                 DoAwaitReady(),
             )
+        case Execed(now=now):
+            if phase is not Phase.STARTING or state.pid is None:
+                return state, ()
+            started = replace(state, started_at=now)
+            if not checks_readiness(service):
+                return started, (DoTimer(TimerKind.READY, ready_after_s),)
+            return started, ()
         case SpawnFailed(message=message):
             failed = replace(state, phase=Phase.FAILED, pid=None, message=message)
             return failed, (DoCancelTimers(), DoAnnounce(Announce.FINISHED))

@@ -68,6 +68,9 @@ _ASKED = frozenset(
     {lc.StopReason.MANUAL, lc.StopReason.SHUTDOWN, lc.StopReason.RESTART, lc.StopReason.DEPENDENCY}
 )
 
+# A spawn fault fails the unit from these phases; a stop asked meanwhile ends as a stop.
+_FAILS = frozenset({Phase.STARTING, Phase.RUNNING})
+
 default_launcher: Launcher = through(None)  # forks in the supervisor: tests, tools
 
 
@@ -163,7 +166,7 @@ class ProcessSide:
                 "in sysg: please report it with supervisor.log",
             )
             return lc.SpawnFailed(unit.error.message, now)
-        return lc.Spawned(pid, now)
+        return lc.Spawned(pid, now, execed=unit.exec_wait is None)
 
     def _prelaunch(self, unit: Unit, seq: int, *, skip: bool = True) -> None:
         """``skip`` and ``pre_start`` first (``hooks``); then this launch, unless it was
@@ -245,7 +248,7 @@ class ProcessSide:
         try:
             self._watch(unit, child.pid, child.pidfd, pipes, True, put=False)
             if child.exec_fd >= 0:
-                unit.exec_wait = ExecWait(self, unit, plan, child)  # type: ignore[arg-type]
+                unit.exec_wait = self._exec_wait(unit, plan, child)
         except BaseException:
             # Launched but not watched: a process nobody supervises must not live on.
             for fd in (child.pidfd, *pipes.values()):
@@ -253,6 +256,21 @@ class ProcessSide:
             _abandon(child, pipes)
             raise
         return child.pid
+
+    def _exec_wait(self, unit: Unit, plan: SpawnPlan, child: Child) -> ExecWait:
+        """Watch the exec of ``child`` (execwait.py): ``Execed`` once it reached it; a fault
+        is journaled now and fails the unit when its exit comes (``_on_exit``)."""
+
+        def on_exec() -> None:
+            if unit.exec_wait is not None and unit.exec_wait.pid == child.pid:
+                unit.exec_wait = None  # confirmed: nothing left to watch
+            if unit.state.pid == child.pid:
+                self.apply(unit, lc.Execed(self.clock()))
+
+        def on_fault(error: SpawnError) -> None:
+            self.journal.error(f"{unit.key}: [{error.code}] {error.diagnostics[0].message}")
+
+        return ExecWait(self.loop, plan, child, on_exec, on_fault)
 
     def holder_key(self, unit: Unit) -> str:
         """The fd holder's key for the pipes of the unit's current launch."""
@@ -344,8 +362,10 @@ class ProcessSide:
 
     # --- exit -----------------------------------------------------------------------
     def _on_exit(self, unit: Unit, watched: Watched, ended: Exit, key: str) -> None:
+        fault = None
         if unit.exec_wait is not None and unit.exec_wait.pid == ended.pid:
-            unit.exec_wait.settle()  # a fault it wrote before exiting fails the unit first
+            unit.exec_wait.close()  # a fault it wrote before exiting fails the unit below
+            fault, unit.exec_wait = unit.exec_wait.error, None
         if unit.main is watched:
             unit.main = None
             self.readiness.ended(unit)
@@ -365,7 +385,11 @@ class ProcessSide:
                 self.journal.error(f"{unit.key}: cannot read the cgroup's OOM count: {exc}")
             self._clear_cgroup(unit, plan, CGROUP_CLEAR_TRIES)
         self.journal.info(f"{unit.key}: pid {ended.pid} {info.describe()}")
-        if unit.state.pid == ended.pid:
+        if unit.state.pid == ended.pid and fault is not None and unit.state.phase in _FAILS:
+            # It never reached exec: the spawn failed, as a spawn that waited for it said.
+            unit.error = fault.diagnostics[0]
+            self.apply(unit, lc.SpawnFailed(unit.error.message, self.clock()))
+        elif unit.state.pid == ended.pid:
             st = unit.state
             asked = st.phase is Phase.STOPPING and st.stop_reason in _ASKED
             if not info.clean and not asked:

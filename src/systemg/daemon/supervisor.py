@@ -129,10 +129,6 @@ class Supervisor(ProcessSide):
             self._applying = False
 
     def _apply_one(self, unit: Unit, event: lc.Event) -> None:
-        if isinstance(event, lc.ReadyElapsed) and unit.exec_wait is not None:
-            # Not up before it reached exec (execwait.py): applied once it has.
-            unit.exec_wait.ready_due = True
-            return
         before = unit.state.phase
         try:
             unit.state, effects = lc.transition(

@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 import time
+from typing import Any
 
 from systemg.cli import boot, client
 from systemg.cli.console import emit, use_color
@@ -47,12 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def health_exit(health: str) -> int:
-    from systemg.views.status_text import exit_code
-
-    return exit_code(health)
-
-
 def run(args: argparse.Namespace) -> int:
     sel = selection(args)
     target = resolve(args, "status")
@@ -75,17 +70,28 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(NO_MATCH + "\n")
             return 0
         raise
-    from systemg.views.status_text import status_text
+    return show(
+        data,
+        args.format,
+        color=use_color(args, sys.stdout),
+        filtered=bool(sel.project or sel.service),
+    )
+
+
+def show(data: dict[str, Any], view: str, *, color: bool, filtered: bool = False) -> int:
+    """Write the status reply ``data`` in ``view`` (table or json); the exit code. Also the
+    fast path's (``cli/quick.py``) for a supervisor that replied without rendering."""
+    from systemg.views.status_text import exit_code, status_text
 
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else None
     text, health = status_text(
         StatusReply.from_json(data),
-        args.format,
+        view,
         now=time.time(),
-        color=use_color(args, sys.stdout),
+        color=color,
         width=width,
-        filtered=bool(sel.project or sel.service),
+        filtered=filtered,
     )
     sys.stdout.write(text)
     sys.stdout.flush()
-    return health_exit(health)
+    return exit_code(health)

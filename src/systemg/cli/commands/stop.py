@@ -83,11 +83,19 @@ def _stopped(data: dict[str, Any]) -> int:
 
 
 def resume(
-    system: bool, sock: _socket.socket, buffered: bytes, deadline: float, *, broken: bool
+    system: bool,
+    sock: _socket.socket,
+    buffered: bytes,
+    deadline: float,
+    *,
+    broken: bool,
+    plain: bool = False,
 ) -> int:
     """The fast path's hand-over (``cli/quick.py``): a plain ``sysg stop`` was sent on
     ``sock`` and something other than its plain reply came (``buffered``: what was read).
-    The rest is the full path's: its deadline and frozen checks, errors and messages."""
+    The rest is the full path's: its deadline and frozen checks, errors and messages; a
+    supervisor that went away meanwhile is replaced and asked again, as ``call_reviving``
+    does for the full path (its services are re-adopted, then stopped)."""
     from systemg.cli.main import report
     from systemg.paths import Mode
 
@@ -100,11 +108,13 @@ def resume(
         for item in replies:
             if not isinstance(item, client.Event):
                 data = item
-        return _stopped(data)
     except SysgError as exc:
-        try:
-            return _nothing_running(exc, paths)
-        except SysgError as error:
-            return report(error)
+        if exc.code is not Code.NO_SUPERVISOR or not boot.recorded_live_services(paths):
+            try:
+                return _nothing_running(exc, paths)
+            except SysgError as error:
+                return report(error, plain=plain)
+        data = boot.call_reviving(paths, StopRequest(), mutating(None))
     finally:
         sock.close()
+    return _stopped(data)
