@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 
 from tests.support.procscan import new_marker, with_marker
-from tests.support.runtime import Runtime, pid_of, wait_for
+from tests.support.runtime import Runtime, live_pid, pid_alive, pid_of, wait_for
 
 
 def free_port() -> int:
@@ -241,3 +241,31 @@ projects:
         assert phases == {"root": "skipped", "mid": "blocked", "leaf": "blocked"}, target
     assert not with_marker(m)
     rt.sysg("stop", "--supervisor", check=True)
+
+
+def test_a_running_service_newly_marked_skip_is_stopped_by_the_restart(rt: Runtime) -> None:
+    """The upstream's skip-cron-and-cascade, ours: `skip: true` added to a running service
+    and `restart -c` (a reconcile): the changed service is bounced into its skip — its
+    process is stopped, the unit reads `skipped`, and an untouched sibling keeps its pid."""
+    m = new_marker()
+    text = f"""version: "2"
+projects:
+  sk:
+    services:
+      web:
+        command: "exec sleep 1000.{m}"{{skip}}
+      other:
+        command: "exec sleep 1001.{m}"
+"""
+    cfg = rt.write("sysg.yaml", text.format(skip=""))
+    rt.sysg("start", "-c", str(cfg), "--daemonize", check=True)
+    web, other = live_pid(rt.unit("web")), live_pid(rt.unit("other"))
+    rt.write("sysg.yaml", text.format(skip="\n        skip: true"))
+    done = rt.sysg("restart", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr
+    assert rt.unit("web")["phase"] == "skipped"
+    assert pid_of(rt.unit("web")) is None
+    wait_for(lambda: not pid_alive(web), what="web's old process to be gone")
+    assert pid_of(rt.unit("other")) == other
+    rt.sysg("stop", "--supervisor", check=True)
+    assert not with_marker(m)
