@@ -7,8 +7,10 @@ path's to report, and the stop is never sent twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from systemg.errors import Code, Diagnostic
 from systemg.protocol import codec
 from systemg.protocol.messages import StatusReply
 from tests.support.procscan import new_marker
-from tests.support.runtime import Runtime, live_pid, pid_alive, wait_for
+from tests.support.runtime import SYSG, Runtime, live_pid, pid_alive, wait_for
 
 _VOLATILE = ("captured_at", "uptime", "metrics")
 
@@ -222,3 +224,72 @@ def test_a_stop_answered_otherwise_is_the_full_paths_to_report_and_sent_once(
     assert proc.stdout == stdout
     assert "Traceback" not in proc.stderr
     assert [r["verb"] for r in fake.seen] == ["stop"]
+
+
+def test_a_stop_whose_supervisor_dies_meanwhile_is_finished_by_a_new_one(rt: Runtime) -> None:
+    """The fast stop was sent; the supervisor is killed while it waits for a stubborn
+    service. As the full path's ``call_reviving`` does, the CLI boots a new supervisor,
+    which re-adopts the service (same pid), and asks it to stop: the stop completes."""
+    m = new_marker()
+    rt.write(
+        "systemg.yaml",
+        'version: "2"\n'
+        "services:\n"
+        "  stubborn:\n"
+        f"    command: \"trap '' TERM; while true; do sleep 0.2; done # {m}\"\n"
+        "    stop_timeout: 2s\n",
+    )
+    rt.sysg("start", "--daemonize", check=True)
+    service = live_pid(rt.unit("stubborn"))
+    sup = rt.supervisor_pid()
+    assert sup is not None
+    proc = rt.popen("stop")
+    try:
+        rt.wait_state("stubborn", "stopping")
+        os.kill(sup, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "re-adopting" in err
+    assert out == "All services stopped\n"
+    assert not pid_alive(service)
+    assert rt.supervisor_pid() not in (None, sup)
+
+
+def test_a_plain_stop_refused_on_a_terminal_is_not_coloured_with_plain(
+    rt: Runtime, fake: FakeSupervisor
+) -> None:
+    """`--plain` survives the hand-over: the refusal is rendered without colour even when
+    stderr is a terminal (here a pty), NO_COLOR unset."""
+    import pty
+
+    fake.answer = lambda _req: codec.encode_error((Diagnostic(Code.NOT_FOUND, "no such thing"),))
+    env = {k: v for k, v in rt.env.items() if k != "NO_COLOR"}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [SYSG, "stop", "--plain"],
+            cwd=rt.work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        err = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 4096):
+                err += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 1
+    assert b"error[SG0202]: no such thing" in err
+    assert b"\x1b[" not in err
