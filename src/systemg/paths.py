@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-SYSTEM_STATE_DIR = Path("/var/lib/systemg")
+from systemg import layout
+
+SYSTEM_STATE_DIR = Path(layout.SYSTEM_STATE_DIR)
 SYSTEM_LOG_DIR = Path("/var/log/systemg")
 SYSTEM_CONFIG_DIR = Path("/etc/systemg")
 CONFIG_NAMES = ("systemg.yaml", "sysg.yaml")
@@ -38,29 +40,19 @@ class Paths:
     @classmethod
     def for_mode(cls, mode: Mode, environ: Mapping[str, str] | None = None) -> Paths:
         env = os.environ if environ is None else environ
-        if mode is Mode.SYSTEM:
-            state, logs = SYSTEM_STATE_DIR, SYSTEM_LOG_DIR
-        else:
-            data_home = env.get("XDG_DATA_HOME") or str(
-                Path(env.get("HOME") or os.path.expanduser("~")) / ".local" / "share"
-            )
-            state = Path(data_home) / "systemg"
-            logs = state / "logs"
-        if env.get("SYSTEMG_STATE_DIR"):
-            state = Path(env["SYSTEMG_STATE_DIR"])
-            if not env.get("SYSTEMG_LOG_DIR") and mode is Mode.USER:
-                logs = state / "logs"
+        state = Path(layout.state_dir(mode is Mode.SYSTEM, env))
+        logs = SYSTEM_LOG_DIR if mode is Mode.SYSTEM else state / "logs"
         if env.get("SYSTEMG_LOG_DIR"):
             logs = Path(env["SYSTEMG_LOG_DIR"])
         return cls(mode, state, logs)
 
     @property
     def socket(self) -> Path:
-        return self.state_dir / "control.sock"
+        return self.state_dir / layout.SOCKET_NAME
 
     @property
     def pid_file(self) -> Path:
-        return self.state_dir / "sysg.pid"
+        return self.state_dir / layout.PID_FILE_NAME
 
     @property
     def lock_file(self) -> Path:

@@ -86,9 +86,10 @@ def test_fast_and_full_path_print_the_same_and_exit_the_same(rt: Runtime) -> Non
     assert _steady(json.loads(alone.stdout)) == _steady(json.loads(full.stdout))
 
 
-def _imported(rt: Runtime, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "systemg", "status", *args],
+def _importtime(rt: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sysg ARGS`` under ``python -X importtime``: every import is on stderr."""
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "systemg", *args],
         cwd=rt.work,
         env=rt.env,
         capture_output=True,
@@ -96,6 +97,10 @@ def _imported(rt: Runtime, *args: str) -> str:
         timeout=60,
         check=False,
     )
+
+
+def _imported(rt: Runtime, *args: str) -> str:
+    proc = _importtime(rt, "status", *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 
@@ -181,15 +186,7 @@ def test_a_plain_stop_stops_everything_without_the_cli_imports(rt: Runtime) -> N
     )
     rt.sysg("start", "--daemonize", check=True)
     pids = [live_pid(u) for u in rt.status()["units"]]
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "systemg", "stop"],
-        cwd=rt.work,
-        env=rt.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _importtime(rt, "stop")
     assert (proc.returncode, proc.stdout) == (0, "All services stopped\n")
     assert "systemg.protocol.messages" not in proc.stderr
     assert "argparse" not in proc.stderr

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from systemg import layout
 from systemg.cli import quick
 from systemg.paths import Mode, Paths
 from systemg.protocol import codec
@@ -70,7 +71,7 @@ _value = st.one_of(st.none(), st.just(""), _segment.map(lambda s: "/" + s))
     xdg=_value,
     state=st.one_of(_value, _segment.filter(bool)),
 )
-def test_state_dir_is_the_one_paths_gives(
+def test_the_fast_paths_state_dir_is_the_one_paths_gives(
     system: bool, home: str | None, xdg: str | None, state: str | None
 ) -> None:
     env = {
@@ -79,7 +80,7 @@ def test_state_dir_is_the_one_paths_gives(
         if v is not None
     }
     mode = Mode.SYSTEM if system else Mode.USER
-    assert Path(quick.state_dir(system, env)) == Paths.for_mode(mode, env).state_dir
+    assert Path(layout.state_dir(system, env)) == Paths.for_mode(mode, env).state_dir
 
 
 def test_the_frame_is_a_status_request_with_a_view() -> None:

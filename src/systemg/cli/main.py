@@ -130,7 +130,7 @@ def guarded(body: Callable[[], int], *, verbose: bool = False, plain: bool = Fal
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return 0
     except Exception as exc:
         return _internal_error(exc, verbose=verbose)
@@ -195,7 +195,7 @@ def _internal_error(exc: Exception, *, verbose: bool) -> int:
     return EX_SOFTWARE
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """stdout's reader went away: point fd 1 at /dev/null so the interpreter's final
     flush does not print a second BrokenPipeError."""
     import os

@@ -38,6 +38,8 @@ import _socket
 import os
 import sys
 
+from systemg import layout, proc
+
 WAIT = 2.0  # status: seconds for the whole exchange before the full path takes over
 MUTATING = 300.0  # stop: cli/deadlines.py MUTATING (a test keeps them equal)
 SLICE = 0.2  # look at the supervisor's state this often while waiting
@@ -88,24 +90,12 @@ def parse_stop(args: list[str]) -> tuple[bool, bool] | None:
     return "--sys" in rest, "--plain" in rest
 
 
-def state_dir(system: bool, environ: os._Environ[str] | dict[str, str]) -> str:
-    """The state root ``Paths.for_mode`` gives (a test compares the two over many
-    environments); the socket is ``control.sock`` in it."""
-    if system:
-        state = "/var/lib/systemg"
-    else:
-        home = environ.get("HOME") or os.path.expanduser("~")
-        data_home = environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
-        state = os.path.join(data_home, "systemg")
-    return environ.get("SYSTEMG_STATE_DIR") or state
-
-
 def _root(system: bool) -> str | None:
     """The state root, or None where the mode rules would print or refuse."""
     root = os.geteuid() == 0
     if system != root and not (root and bool(os.environ.get("SYSTEMG_STATE_DIR"))):
         return None  # --sys as non-root, or root without --sys: the mode rules speak
-    return state_dir(system, os.environ)
+    return layout.state_dir(system, os.environ)
 
 
 def frame(verb: str, args: dict[str, object]) -> bytes:
@@ -211,7 +201,7 @@ def _connect(state: str, timeout: float) -> _socket.socket | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(timeout)
-        sock.connect(os.path.join(state, "control.sock"))
+        sock.connect(os.path.join(state, layout.SOCKET_NAME))
     except OSError:
         sock.close()
         return None
@@ -279,9 +269,9 @@ def _write(text: str) -> bool:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        from systemg.cli.main import silence_stdout
+
+        silence_stdout()
         return False
     return True
 
@@ -289,11 +279,9 @@ def _write(text: str) -> bool:
 def _stopped(state: str) -> bool:
     """True if the pid in ``sysg.pid`` is stopped (state T): it will not answer."""
     try:
-        with open(os.path.join(state, "sysg.pid"), "rb") as fh:
+        with open(os.path.join(state, layout.PID_FILE_NAME), "rb") as fh:
             pid = int(fh.read().strip())
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
     except (OSError, ValueError):
         return False
-    end = stat.rfind(b")")
-    return stat[end + 2 : end + 3] == b"T"
+    fields = proc.stat_fields(pid)
+    return fields is not None and fields[0] == b"T"
