@@ -300,7 +300,6 @@ def test_total_timeout_and_timeout_together(tmp_path: Path) -> None:
     ("keys", "path", "guess"),
     [
         ("    notfy: true\n", "services.web.notfy", "notify"),
-        ("    deployment: {blue_green: {}}\n", "services.web.deployment.blue_green", ""),
         (
             "    deployment: {health_check: {tcp: 'h:1', intervall: 2s}}\n",
             f"{HC}.intervall",
@@ -308,9 +307,7 @@ def test_total_timeout_and_timeout_together(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_not_yet_implemented_keys_stay_unknown(
-    tmp_path: Path, keys: str, path: str, guess: str
-) -> None:
+def test_misspelt_keys_stay_unknown(tmp_path: Path, keys: str, path: str, guess: str) -> None:
     d = one(tmp_path, keys)
     assert (d.code, d.path) == (Code.UNKNOWN_KEY, path)
     if guess:

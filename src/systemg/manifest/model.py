@@ -98,6 +98,26 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BlueGreen:
+    """``deployment.blue_green``: two slots the service alternates between on each rolling
+    restart, and the command that moves traffic (docs/manifest.md, "Blue/green").
+
+    Every placeholder is rendered at load for both directions: index ``i`` is "the candidate
+    is in ``slots[i]``, the active one in the other". ``switch[i]`` moves traffic to
+    ``slots[i]``; ``checks[i]`` / ``verify[i]`` are the probes for a candidate in ``slots[i]``
+    (None: the block is absent). The slot is given to the process as ``env_var``.
+    """
+
+    slots: tuple[str, str]
+    switch_command: str  # as written, for messages and export
+    switch: tuple[str, str]
+    env_var: str = "PORT"
+    checks: tuple[ProbeSpec, ProbeSpec] | None = None  # candidate_health_check
+    verify: tuple[ProbeSpec, ProbeSpec] | None = None  # switch_verify
+    state_path: str | None = None  # absolute; None: the project's state directory
+
+
+@dataclass(frozen=True, slots=True)
 class Liveness:
     """``liveness``: once the service is up, one ``probe`` attempt per ``probe.interval_ms``;
     ``failures`` consecutive failures make it unhealthy. ``probe.retries`` and
@@ -274,6 +294,7 @@ class Service:
         Strategy.IMMEDIATE
     )  # deployment.strategy (docs/manifest.md, "Rolling restarts")
     grace_period_ms: int = DEFAULT_GRACE_PERIOD_MS  # rolling: old one serves on after the new is up
+    blue_green: BlueGreen | None = None  # deployment.blue_green: only with strategy rolling
     hooks: Hooks = field(default_factory=Hooks)
     skip: bool = False  # skip: true; never set together with skip_command
     skip_command: str | None = None  # skip: COMMAND: /bin/sh -c at every start, exit 0 = skipped

@@ -13,8 +13,8 @@ and the functions return what they could parse. Invariants of the result:
   ordered subset whose condition is ``completed``.
 
 Inside ``deployment``: ``health_check``, ``pre_start``, ``strategy`` (``immediate`` | ``rolling``,
-§7) and ``grace_period`` (a duration, 0 allowed); ``blue_green`` is an unknown key until it is
-implemented, so a manifest never silently loses one.
+§7) and ``grace_period`` (a duration, 0 allowed); ``blue_green`` is parsed by ``bluegreen.py``,
+which needs the service's name and directory.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from systemg.manifest.tree import Key, Map, Node
 from systemg.manifest.values import GrammarError, format_duration, parse_duration
 
 READINESS_KEYS = ("notify", "watchdog", "start_timeout", "deployment")
-DEPLOYMENT_KEYS = ("strategy", "pre_start", "health_check", "grace_period")
+DEPLOYMENT_KEYS = ("strategy", "pre_start", "health_check", "grace_period", "blue_green")
 PROBE_KINDS = tuple(k.value for k in ProbeKind)
 HEALTH_CHECK_KEYS = (
     *PROBE_KINDS,

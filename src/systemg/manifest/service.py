@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from systemg.errors import Code, Diagnostic
-from systemg.manifest import hooks, privileged, readiness, schedule
+from systemg.manifest import bluegreen, hooks, privileged, readiness, schedule
 from systemg.manifest.check import UNDEFINED, Checker, child, describe, item
 from systemg.manifest.env import parse_env_file
 from systemg.manifest.kernel import Kind
@@ -331,6 +331,17 @@ class Context:
                 f["deployment"][0],
                 "remove deployment.strategy from the job (each run is a launch of its own)",
             )
+        if "deployment" in f:
+            kw.update(
+                bluegreen.settings(
+                    ck,
+                    f["deployment"][1],
+                    child(path, "deployment"),
+                    name=name,
+                    manifest_dir=self.manifest_dir,
+                    strategy=kw.get("strategy", Strategy.IMMEDIATE),
+                )
+            )
         if "working_dir" in f:
             wd_path, wd_node = child(path, "working_dir"), f["working_dir"][1]
             wd = ck.string(wd_node, wd_path, what="a directory")
@@ -385,7 +396,10 @@ class Context:
             stop_timeout_ms=DEFAULT_STOP_TIMEOUT_MS,
             logs=logs.under(svc_logs).spec(),
         )
-        return replace(service, **kw), deps
+        service = replace(service, **kw)
+        if "deployment" in f:
+            bluegreen.shared_port_warning(ck, service, path, f["deployment"][1])
+        return service, deps
 
     def _argv(
         self, f: dict[str, tuple[Key, Node]], path: str, where: Loc
