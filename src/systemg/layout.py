@@ -1,5 +1,6 @@
 """Where a supervisor's state lives, as plain strings: the one rule ``paths.Paths`` and the
-CLI's fast path (``cli/quick.py``, which must not import pathlib or dataclasses) share.
+CLI's fast path (``cli/quick.py``, which must not import pathlib or dataclasses) share; and the
+stream labels of a service's log lines, which the daemon writes and the CLI reads.
 
 User mode: ``$XDG_DATA_HOME/systemg`` (else ``~/.local/share/systemg``); system mode:
 ``/var/lib/systemg``; ``SYSTEMG_STATE_DIR`` overrides either.
@@ -15,6 +16,19 @@ from _collections_abc import Mapping
 SYSTEM_STATE_DIR = "/var/lib/systemg"
 SOCKET_NAME = "control.sock"
 PID_FILE_NAME = "sysg.pid"
+# A service log line's label: the service's own output, then what sysg runs on its behalf
+# (docs/logs.md: a probe command, pre_start, the hooks, a blue/green switch and its check).
+LOG_STREAMS = (
+    "stdout",
+    "stderr",
+    "probe",
+    "pre_start",
+    "onstart",
+    "onerr",
+    "onstop",
+    "switch",
+    "switch_verify",
+)
 
 
 def user_state_dir(environ: Mapping[str, str]) -> str:

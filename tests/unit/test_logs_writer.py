@@ -19,7 +19,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from systemg.daemon.logs import MAX_LINE, ServiceLog, format_timestamp
+from systemg.cli.logfiles import STREAM_LABELS
+from systemg.daemon.logs import MAX_LINE, STREAMS, ServiceLog, format_timestamp
 from systemg.manifest.model import LogSink, LogSpec
 
 LINE_RE = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (stdout|stderr) (.*)", re.DOTALL)
@@ -393,3 +394,16 @@ def test_any_chunking_with_long_lines_gives_back_64k_pieces(
 ) -> None:
     _, _, got = _feed_chunked(lines, cuts)
     assert got == [piece for line in lines for piece in _pieces(line)]
+
+
+def test_the_cli_reads_every_label_the_daemon_writes(tmp_path: Path) -> None:
+    """The writer takes, and ``logs --stream`` knows, every label (one the writer lacked once
+    made a blue/green switch's output an internal error instead of a log line)."""
+    assert STREAM_LABELS == STREAMS
+    assert {"switch", "switch_verify"} <= set(STREAMS)
+    log = ServiceLog(tmp_path / "svc" / "web.log", LogSpec())
+    for label in STREAMS:
+        log.feed(label, f"a {label} line\n".encode(), 1_700_000_000.0)
+    log.close()
+    text = (tmp_path / "svc" / "web.log").read_text()
+    assert [line.split(" ", 2)[1] for line in text.splitlines()] == list(STREAMS)

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from systemg.errors import Code, SysgError
+from systemg.layout import LOG_STREAMS
 
 BLOCK = 64 * 1024
 _TS = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _TS_LEN = 27
-# Kept equal to daemon/logs.py STREAMS (the CLI does not import the daemon).
-STREAM_LABELS = ("stdout", "stderr", "probe", "pre_start", "onstart", "onerr", "onstop")
+STREAM_LABELS = LOG_STREAMS  # systemg.layout: what the daemon writes
 _STREAMS = tuple(label.encode() for label in STREAM_LABELS)
 
 

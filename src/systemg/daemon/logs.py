@@ -50,15 +50,14 @@ from pathlib import Path
 
 from systemg.daemon.journal import Journal
 from systemg.daemon.rotate import Dropped, RotatingFile
+from systemg.layout import LOG_STREAMS
 from systemg.manifest.model import DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, LogSink, LogSpec
 
 MAX_LINE = 64 * 1024
 # A newline-free run longer than MAX_LINE always contains a whole aligned window of this
 # size, so checking each such window for a newline is an exact "maybe too long" test.
 _WINDOW = MAX_LINE // 2
-# The service's own output, then what sysg runs on its behalf (docs/manifest.md, "Readiness": a
-# probe command, pre_start and hooks are logged with their own label).
-STREAMS = ("stdout", "stderr", "probe", "pre_start", "onstart", "onerr", "onstop")
+STREAMS = LOG_STREAMS  # systemg.layout: the CLI reads the same labels
 _STREAM_TAGS = {stream: b" " + stream.encode() + b" " for stream in STREAMS}
 # Tag of the lines the supervisor itself writes into a service's log (the drop notice).
 NOTICE_TAG = b"[sysg]"
