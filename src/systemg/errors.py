@@ -48,6 +48,7 @@ class Code(enum.StrEnum):
     PRE_START_TIMEOUT = "SG0108"  # deployment.pre_start did not finish in time
     DEPENDENCY_FAILED = "SG0109"
     RESTART_LIMIT = "SG0110"
+    SWITCH_FAILED = "SG0112"  # blue/green switch_command failed (SG0111: the upstream's wait)
     # 02xx selectors, status, manifest
     SELECTOR_MISMATCH = "SG0201"
     NOT_FOUND = "SG0202"

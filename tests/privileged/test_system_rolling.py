@@ -5,7 +5,8 @@ docs/security.md §8).
 serves port 80 (or another free port below 1024) on the socket the supervisor binds as root
 and holds (``listen:``). An HTTP load from 127.0.0.1 runs through three ``sysg --sys restart
 -s web``; every request is answered, each restart gives a new pid running as www-data, and
-the old pid is gone after it.
+the old pid is gone after it. A blue/green service runs each slot, and its switch, as
+its user.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.privileged.system_helpers import privileged_port, proc_status, sys_status
+from tests.privileged.system_helpers import chown_tree, privileged_port, proc_status, sys_status
+from tests.support.bluegreen import SWITCH, VERIFY, calls, environ_of, free_ports, manifest
 from tests.support.httpload import Load
 from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
 from tests.support.serial import HOST_GLOBAL
@@ -85,3 +87,40 @@ projects:
     assert load.failed == 0, f"{load.failures} of {load.total()} requests failed"
     assert load.ok >= 800
     assert set(pids) <= load.pids | {pids[0]}
+
+
+def test_system_blue_green_runs_each_slot_and_the_switch_as_the_service(srt: Runtime) -> None:
+    """``sysg --sys`` with ``user: www-data``: each generation runs as www-data with its slot
+    in ``PORT``, and the switch command runs as www-data too (never as root)."""
+    try:
+        uid = pwd.getpwnam("www-data").pw_uid
+    except KeyError:
+        pytest.skip("no www-data account")
+    a, b = free_ports(2)
+    out = srt.work / "out"  # the service's directory, www-data's (the manifest stays root's)
+    out.mkdir()
+    shutil.copy(EXAMPLE, out / "server.py")
+    for name, text in (("switch.sh", SWITCH), ("verify.sh", VERIFY)):
+        (out / name).write_text(text)
+    chown_tree(out, "www-data")
+    text = manifest(a, b).replace(
+        "    restart_policy: on-failure\n",
+        "    restart_policy: on-failure\n    user: www-data\n    working_dir: out\n",
+    )
+    path = srt.write("web.yaml", text)
+    srt.sysg("--sys", "start", "-c", str(path), "--daemonize", check=True, timeout=60)
+    first = wait_for(lambda: (u := _web(srt))["phase"] == "running" and u, what="web running")
+    old = int(pid_of(first))  # type: ignore[call-overload]
+    assert first["slot"] == str(a)
+    assert environ_of(old)["PORT"] == str(a)
+    done = srt.sysg("--sys", "restart", "-s", "web", timeout=90)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    unit = _web(srt)
+    pid = int(pid_of(unit))  # type: ignore[call-overload]
+    assert (unit["slot"], environ_of(pid)["PORT"]) == (str(b), str(b))
+    assert proc_status(pid)["Uid"].split() == [str(uid)] * 4
+    assert not pid_alive(old)
+    assert calls(out) == [(str(a), str(b), str(uid))]
+    assert (out / "upstream").read_text().strip() == str(b)
+    slot_file = srt.state / "projects" / str(unit["project"]["id"]) / "web.slot"  # type: ignore[index]
+    assert slot_file.read_text() == f"{b}\n"

@@ -64,8 +64,9 @@ class SideCommands:
     def plan(
         self, unit: Unit, command: str, extra_env: tuple[tuple[str, str], ...] = ()
     ) -> SpawnPlan:
-        """The service's plan with ``sh -c COMMAND`` (raises like ``build_plan``)."""
-        service = unit.service
+        """The service's plan with ``sh -c COMMAND`` (raises like ``build_plan``); a
+        blue/green generation's has its slot in the environment, as its process does."""
+        service = self.sup.bluegreen.service_for(unit)
         env = replace(
             service.env,
             vars=(

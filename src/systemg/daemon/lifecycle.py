@@ -241,7 +241,12 @@ Effect = DoSpawn | DoSignal | DoTimer | DoCancelTimers | DoCancelTimer | DoAwait
 
 def checks_readiness(service: Service) -> bool:
     """Readiness by ``notify`` or a health check, rather than the 250 ms rule."""
-    return service.notify or service.health_check is not None
+    bg = service.blue_green
+    return (
+        service.notify
+        or service.health_check is not None
+        or (bg is not None and bg.checks is not None)
+    )
 
 
 def _spawn(state: UnitState) -> tuple[UnitState, tuple[Effect, ...]]:

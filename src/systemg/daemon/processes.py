@@ -47,6 +47,7 @@ from systemg.spawn.plan import SpawnPlan, build_plan, socket_owner
 from systemg.spawn.sockets import bind_listen
 
 if TYPE_CHECKING:
+    from systemg.daemon.bluegreen import BlueGreens
     from systemg.daemon.cron import Scheduler
     from systemg.daemon.holderclient import HolderClient
     from systemg.daemon.hooks import SideCommands
@@ -91,6 +92,7 @@ class ProcessSide:
         loop: Loop
         paths: Paths
         projects: dict[str, ProjectRuntime]
+        bluegreen: BlueGreens
         readiness: Readiness
         resolver: Resolver
         side: SideCommands
@@ -127,7 +129,7 @@ class ProcessSide:
                     unit.service, uid, gid, self.activation
                 )
             result = build_plan(
-                unit.service,
+                self.bluegreen.service_for(unit),
                 unit.project_id,
                 ctx,
                 inherited_fds=unit.listen_fds or (),

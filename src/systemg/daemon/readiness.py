@@ -39,7 +39,6 @@ from systemg.daemon.probes import (
     Attempt,
     Outcome,
     ProbeResult,
-    command_attempt,
     http_attempt,
     tcp_attempt,
 )
@@ -185,7 +184,7 @@ class Readiness:
 
     # --- readiness ----------------------------------------------------------------------
     def await_ready(self, unit: Unit) -> None:
-        check = unit.service.health_check
+        check = self.sup.bluegreen.service_for(unit).health_check
         if check is None:
             return  # notify: READY=1 will say
         health = self.health(unit)
@@ -194,7 +193,7 @@ class Readiness:
         self._attempt(unit, check)
 
     def start_timeout(self, unit: Unit) -> None:
-        service = unit.service
+        service = self.sup.bluegreen.service_for(unit)
         health = self.health(unit)
         seconds = service.start_timeout_ms / 1000.0
         last = health.history[-1] if health.history else None
@@ -216,16 +215,27 @@ class Readiness:
 
     def _start(self, unit: Unit, check: ProbeSpec, done: Callable[[ProbeResult], None]) -> None:
         """One attempt of ``check`` against the unit's current process."""
-        health = self.health(unit)
+        self.health(unit).attempt = self.probe(unit, check, done)
+
+    def probe(
+        self,
+        unit: Unit,
+        check: ProbeSpec,
+        done: Callable[[ProbeResult], None],
+        *,
+        label: str = "probe",
+    ) -> Attempt | None:
+        """One attempt of ``check`` as the unit (its network; a command runs as the service,
+        its output in the log under ``label``). ``done`` gets the outcome, always."""
         timeout = check.attempt_timeout_ms / 1000.0
         netns = unit.state.pid if unit.service.isolation.network else None
         match check.kind:
             case ProbeKind.TCP:
-                health.attempt = tcp_attempt(
+                return tcp_attempt(
                     self.sup.loop, check.host, check.port, timeout, done, netns_pid=netns
                 )
             case ProbeKind.URL:
-                health.attempt = http_attempt(
+                return http_attempt(
                     self.sup.loop,
                     check.host,
                     check.port,
@@ -235,31 +245,9 @@ class Readiness:
                     netns_pid=netns,
                 )
             case ProbeKind.COMMAND:
-                plan = self._command_plan(unit, check)
-                if plan is None:
-                    return
-                health.attempt = command_attempt(
-                    self.sup.loop,
-                    plan,
-                    timeout,
-                    done,
-                    on_output=self._output(unit),
-                    launcher=self.sup.launcher,
+                return self.sup.side.run(
+                    unit, check.command, label=label, timeout_s=timeout, done=done
                 )
-
-    def _command_plan(self, unit: Unit, check: ProbeSpec) -> SpawnPlan | None:
-        """The service's own identity, env, cwd and rlimits with the probe's command."""
-        try:
-            return self.sup.side.plan(unit, check.command)
-        except Exception as exc:
-            self._not_ready(unit, Code.HEALTH_UNREACHABLE, f"health check cannot run: {exc}")
-            return None
-
-    def _output(self, unit: Unit) -> Callable[[str, bytes], None]:
-        def on_output(_stream: str, data: bytes) -> None:
-            self.sup.log_output(unit, "probe", data)
-
-        return on_output
 
     def _done_cb(self, unit: Unit, check: ProbeSpec) -> Callable[[ProbeResult], None]:
         launch_pid = unit.state.pid

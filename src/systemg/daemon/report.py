@@ -12,7 +12,7 @@ from typing import Any
 
 from systemg.daemon.logs import log_lines_since, log_tail, port_collision
 from systemg.daemon.phases import FAILING, Phase
-from systemg.daemon.supervisor import Unit
+from systemg.daemon.units import Unit
 from systemg.errors import Code, Diagnostic
 from systemg.paths import Paths
 

@@ -87,8 +87,9 @@ def fixed_port(service: Service) -> str | None:
 
 
 def no_overlap(unit: Unit, service: Service) -> str | None:
-    """Why ``unit`` cannot run ``service`` beside its current process, if it cannot."""
-    port = fixed_port(service)
+    """Why ``unit`` cannot run ``service`` beside its current process, if it cannot. A
+    blue/green service runs its generations in two slots: a fixed port is no obstacle."""
+    port = None if service.blue_green is not None else fixed_port(service)
     if port is not None:
         return port
     if service.listen != unit.service.listen:
@@ -135,6 +136,7 @@ class Rollouts:
         """Start ``service`` beside ``unit``'s process; switch once it is up (see above)."""
         sup = self.sup
         sup.ensure_log(unit)
+        bg = service.blue_green
         candidate = Unit(
             unit.project_id,
             replace(service, restart_policy=RestartPolicy.NEVER),
@@ -144,10 +146,12 @@ class Rollouts:
             listen_fds=unit.listen_fds,
             listen_names=unit.listen_names,
             skip_override=True,  # the restart asked for this launch
+            slot=None if bg is None else 1 - sup.bluegreen.index(unit, bg),
         )
         unit.candidate = candidate
+        where = "" if bg is None else f" in slot {bg.slots[candidate.slot or 0]}"
         sup.log_note(
-            unit, f"rolling restart: starting a new generation beside pid {unit.state.pid}"
+            unit, f"rolling restart: starting a new generation{where} beside pid {unit.state.pid}"
         )
         sup.journal.info(f"{unit.key}: rolling restart beside pid {unit.state.pid}")
         sup.apply(candidate, lc.Start(sup.clock()))
@@ -158,14 +162,42 @@ class Rollouts:
 
     def _settled(self, unit: Unit, candidate: Unit, service: Service, done: Done) -> None:
         sup = self.sup
-        if unit.candidate is candidate:
-            unit.candidate = None
         runtime = sup.projects.get(unit.project_id)
         serving = runtime is not None and runtime.units.get(unit.service.name) is unit
         if candidate.state.phase is not Phase.RUNNING or not serving:
-            if candidate.state.phase in ALIVE:
-                sup.apply(candidate, lc.Stop(StopReason.MANUAL, sup.clock()))
-            problems = unit_problems(candidate, sup.paths) or [
+            self._reject(unit, candidate, service, [], done)
+            return
+        if service.blue_green is not None:
+            # The candidate stays ``unit.candidate`` while traffic moves: a stop or another
+            # restart meanwhile takes it down with the unit, and the cut-over sees that.
+            sup.bluegreen.cut_over(
+                unit,
+                candidate,
+                service,
+                switched=lambda: self._switch(unit, candidate, service, done),
+                failed=lambda problems: self._reject(unit, candidate, service, problems, done),
+            )
+            return
+        self._switch(unit, candidate, service, done)
+
+    def _reject(
+        self,
+        unit: Unit,
+        candidate: Unit,
+        service: Service,
+        problems: list[Diagnostic],
+        done: Done,
+    ) -> None:
+        """The new generation is not taken: it is stopped, the old one serves on."""
+        sup = self.sup
+        if unit.candidate is candidate:
+            unit.candidate = None
+        if candidate.state.phase in ALIVE:
+            sup.apply(candidate, lc.Stop(StopReason.MANUAL, sup.clock()))
+        problems = (
+            problems
+            or unit_problems(candidate, sup.paths)
+            or [
                 Diagnostic(
                     Code.EXITED_AT_START,
                     f"service '{service.name}': the new generation did not come up "
@@ -174,15 +206,25 @@ class Rollouts:
                     hint=f"see: sysg logs -s {unit.key}",
                 )
             ]
-            unit.rollout_problems = tuple(problems)
-            sup.log_note(
-                unit, f"rolling restart: the new generation failed; pid {unit.state.pid} serves on"
-            )
-            sup.journal.warn(
-                f"{unit.key}: rolling restart failed ({problems[0].message}); "
-                f"pid {unit.state.pid} serves on"
-            )
-            done()
+        )
+        unit.rollout_problems = tuple(problems)
+        sup.log_note(
+            unit, f"rolling restart: the new generation failed; pid {unit.state.pid} serves on"
+        )
+        sup.journal.warn(
+            f"{unit.key}: rolling restart failed ({problems[0].message}); "
+            f"pid {unit.state.pid} serves on"
+        )
+        done()
+
+    def _switch(self, unit: Unit, candidate: Unit, service: Service, done: Done) -> None:
+        """The candidate is up (and has the traffic, for blue/green): it becomes the unit."""
+        sup = self.sup
+        if unit.candidate is candidate:
+            unit.candidate = None
+        runtime = sup.projects.get(unit.project_id)
+        if runtime is None or runtime.units.get(unit.service.name) is not unit:
+            self._reject(unit, candidate, service, [], done)
             return
         assert runtime is not None
         old_service, old_listen = unit.service, unit.listen_fds
@@ -294,4 +336,19 @@ class Rollouts:
             f"{unit.key}: rolling restart rolled back ({problems[0].message}); "
             f"pid {unit.state.pid} serves on"
         )
-        done()
+        bg = candidate.service.blue_green
+        if bg is None or unit.slot is None:
+            done()
+            return
+        # Blue/green: the traffic had moved to the new one; it goes back with the records.
+        sup.bluegreen.commit(unit, bg, unit.slot)
+
+        def switched_back(outcome: str) -> None:
+            first = unit.rollout_problems[0]
+            unit.rollout_problems = (
+                replace(first, message=f"{first.message}; {outcome}"),
+                *unit.rollout_problems[1:],
+            )
+            done()
+
+        sup.bluegreen.switch_back(unit, bg, unit.slot, switched_back)

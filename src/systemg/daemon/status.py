@@ -143,6 +143,7 @@ def unit_status(
         skip_always=unit.service.skip,
         shadow=unit.shadow,
         metrics=_metrics(unit),
+        slot=_slot(unit),
     )
 
 
@@ -277,3 +278,8 @@ def health_report(unit: Unit) -> dict[str, object]:
             for r in history
         ],
     }
+
+
+def _slot(unit: Unit) -> str | None:
+    bg = unit.service.blue_green
+    return None if bg is None or unit.slot is None else bg.slots[unit.slot]

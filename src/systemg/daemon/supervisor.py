@@ -39,6 +39,7 @@ from typing import Any
 from systemg import proc
 from systemg.daemon import lifecycle as lc
 from systemg.daemon import pidxml
+from systemg.daemon.bluegreen import BlueGreens
 from systemg.daemon.cron import Scheduler
 from systemg.daemon.holderclient import HolderClient
 from systemg.daemon.hooks import SideCommands
@@ -99,6 +100,7 @@ class Supervisor(ProcessSide):
         self.resolver = Resolver(loop, self.accounts)
         self.readiness = Readiness(self)
         self.side = SideCommands(self)
+        self.bluegreen = BlueGreens(self)
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
         # Run after every event, told which unit it changed (operations.Operations.when).

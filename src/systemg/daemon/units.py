@@ -65,6 +65,7 @@ class Unit:
     draining: Unit | None = None  # the old generation, serving out its grace period
     shadow: bool = False  # a candidate or draining record: it never moves dependents
     generation: int = 0  # counts rolling switches; picks the notify socket's slot
+    slot: int | None = None  # blue/green: its index in blue_green.slots (None: not read yet)
     rollout_problems: tuple[Diagnostic, ...] = ()  # the last rolling restart's failure or warning
     open_lines: set[str] = field(default_factory=set)  # streams whose tagged line is unfinished
 

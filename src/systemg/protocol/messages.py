@@ -268,6 +268,7 @@ class UnitStatus:
     skip_always: bool = False  # ``skip: true``: it never runs (a job never fires either)
     shadow: bool = False  # a rolling restart's other generation (a second row)
     metrics: Metrics | None = None
+    slot: str | None = None  # blue/green: the slot this generation runs in
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UnitStatus:
@@ -307,6 +308,7 @@ class UnitStatus:
             metrics=Metrics(**metrics)
             if isinstance(metrics := data.get("metrics"), dict)
             else None,
+            slot=None if (slot := data.get("slot")) is None else str(slot),
         )
 
 

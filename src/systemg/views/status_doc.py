@@ -296,6 +296,7 @@ def unit_doc(unit: UnitStatus, captured_at: float) -> dict[str, Any]:
         seccomp=None if unit.seccomp is None else list(unit.seccomp),
         address_families=None if unit.address_families is None else list(unit.address_families),
         shadow=unit.shadow,
+        slot=unit.slot,
     )
     return doc
 

@@ -1,0 +1,276 @@
+"""Blue/green restarts (docs/manifest.md, "Blue/green"): the rolling restart of a service with
+``deployment.blue_green``, whose two generations run in two slots (two ports, say) and whose
+traffic is moved by the operator's ``switch_command``.
+
+``rollout`` launches the candidate in the other slot (``slotted``: the slot in ``env_var``,
+the slot's ``candidate_health_check`` as its readiness probe). Once it is up, and before
+``rollout`` switches the records as for every rolling restart, ``cut_over``:
+
+1. runs ``switch_command`` for "traffic to the candidate's slot", as the service (hooks.py:
+   its user, environment with ``SYSG_ACTIVE_SLOT`` / ``SYSG_CANDIDATE_SLOT``, directory),
+   bounded by the pre_start budget, its output in the log labelled ``switch``;
+2. probes ``switch_verify``, if given, with its own budget (``retries``, ``interval``,
+   ``total_timeout``), its output labelled ``switch_verify``;
+3. both passed and the candidate still runs: the candidate's slot is written to the slot file,
+   then ``rollout`` switches: the old generation drains ``grace_period`` and is stopped.
+
+Either failing, or the candidate gone meanwhile (it exited, a stop or another restart took
+it): the switch is run back (traffic to the old slot) and awaited, so the restart returns
+with traffic where it was; then the candidate is stopped and the restart fails with SG0112
+(the switch), the probe's code (SG0104, SG0022, SG0023: the verification) or the candidate's
+own, each message saying whether the switch back worked. A candidate that dies in its grace
+period is rolled back by ``rollout``, and the traffic with it (``switch_back``).
+
+The active slot is ``Unit.slot`` (an index into ``slots``), read the first time a launch
+needs it from the slot file — ``state_path``, or ``projects/<id>/<service>.slot`` in the
+state directory: the slot's value and a newline, replaced by rename — so a new supervisor,
+or a start after a stop, launches in the slot that has the traffic. No file: slot 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from systemg.daemon.hooks import pre_start_budget_s
+from systemg.daemon.phases import Phase
+from systemg.daemon.probes import Outcome, ProbeResult
+from systemg.daemon.report import unit_problems
+from systemg.daemon.store import write_atomic
+from systemg.errors import Code, Diagnostic
+from systemg.manifest.bluegreen import slotted
+from systemg.manifest.model import BlueGreen, ProbeSpec, Service
+
+if TYPE_CHECKING:
+    from systemg.daemon.supervisor import Supervisor
+    from systemg.daemon.units import Unit
+
+Done = Callable[[], None]
+Failed = Callable[[list[Diagnostic]], None]
+_MAX_SLOT_FILE = 256
+_VERIFY_CODES = {
+    Outcome.UNREACHABLE: Code.HEALTH_UNREACHABLE,
+    Outcome.TIMEOUT: Code.HEALTH_TIMEOUT,
+}
+
+
+class BlueGreens:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    # --- the active slot ----------------------------------------------------------------
+    def path(self, unit: Unit, bg: BlueGreen) -> Path:
+        if bg.state_path is not None:
+            return Path(bg.state_path)
+        return self.sup.paths.project_state_dir(unit.project_id) / f"{unit.service.name}.slot"
+
+    def index(self, unit: Unit, bg: BlueGreen) -> int:
+        """The slot ``unit`` runs in (read from the slot file the first time)."""
+        if unit.slot is None:
+            unit.slot = self._read(unit, bg)
+        return unit.slot
+
+    def service_for(self, unit: Unit) -> Service:
+        """What a launch of ``unit`` runs: its service, in its slot if it has blue_green."""
+        bg = unit.service.blue_green
+        if bg is None:
+            return unit.service
+        return slotted(unit.service, self.index(unit, bg))
+
+    def _read(self, unit: Unit, bg: BlueGreen) -> int:
+        path = self.path(unit, bg)
+        try:
+            with open(path, "rb") as fh:
+                value = fh.read(_MAX_SLOT_FILE).decode(errors="replace").strip()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            self.sup.journal.warn(f"{unit.key}: cannot read the active slot from {path}: {exc}")
+            return 0
+        if value in bg.slots:
+            return bg.slots.index(value)
+        self.sup.journal.warn(
+            f"{unit.key}: {path} names slot {value[:40]!r}, which is not one of "
+            f"{', '.join(bg.slots)}; starting in {bg.slots[0]}"
+        )
+        return 0
+
+    def commit(self, unit: Unit, bg: BlueGreen, index: int) -> None:
+        """``unit``'s slot ``index`` has the traffic: on disk first, then in memory."""
+        unit.slot = index
+        path = self.path(unit, bg)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(path, f"{bg.slots[index]}\n".encode(), 0o644)
+        except OSError as exc:
+            self.sup.journal.error(
+                f"{unit.key}: cannot record slot {bg.slots[index]} in {path}: {exc}; "
+                "a new supervisor would start it in the other slot"
+            )
+
+    # --- the cut-over -------------------------------------------------------------------
+    def cut_over(
+        self, unit: Unit, candidate: Unit, service: Service, *, switched: Done, failed: Failed
+    ) -> None:
+        """Move traffic to ``candidate`` (up, in the other slot); see the module docstring."""
+        sup = self.sup
+        bg = service.blue_green
+        assert bg is not None
+        assert candidate.slot is not None
+        new, old = candidate.slot, 1 - candidate.slot
+        to, back_to = bg.slots[new], bg.slots[old]
+        where = f"services.{service.name}.deployment.blue_green"
+        see = f"see: sysg logs -s {unit.key}"
+
+        def gone() -> list[Diagnostic]:
+            if candidate.state.phase is Phase.RUNNING and unit.candidate is candidate:
+                return []
+            return unit_problems(candidate, sup.paths) or [
+                Diagnostic(
+                    Code.EXITED_AT_START,
+                    f"service '{service.name}': the new generation in slot {to} stopped "
+                    f"during the traffic switch ({candidate.state.phase})",
+                    path=unit.key,
+                    hint=see,
+                )
+            ]
+
+        def undo(problem: Diagnostic, *rest: Diagnostic) -> None:
+            sup.log_note(unit, f"blue/green: {problem.message}; switching traffic back")
+
+            def then(outcome: str) -> None:
+                failed([replace(problem, message=f"{problem.message}; {outcome}"), *rest])
+
+            self.switch_back(candidate, bg, old, then)
+
+        def after_switch(result: ProbeResult) -> None:
+            if result.outcome is not Outcome.PASS:
+                undo(
+                    Diagnostic(
+                        Code.SWITCH_FAILED,
+                        f"service '{service.name}': switch_command failed moving traffic "
+                        f"to slot {to}: {result.message}",
+                        path=f"{where}.switch_command",
+                        hint=f"{see} (its output is labelled switch); "
+                        f"the command was: {bg.switch[new]}",
+                    )
+                )
+                return
+            problems = gone()
+            if problems:
+                undo(*problems)
+                return
+            if bg.verify is None:
+                commit()
+                return
+            sup.log_note(unit, f"blue/green: traffic is on slot {to}; verifying")
+            self.verify(candidate, bg.verify[new], after_verify)
+
+        def after_verify(result: ProbeResult, attempts: int) -> None:
+            problems = gone()
+            if problems:
+                undo(*problems)
+                return
+            if result.outcome is not Outcome.PASS:
+                undo(
+                    Diagnostic(
+                        _VERIFY_CODES.get(result.outcome, Code.HEALTH_UNHEALTHY),
+                        f"service '{service.name}': switch_verify failed after {attempts} "
+                        f"attempt(s) on slot {to}: {result.message}",
+                        path=f"{where}.switch_verify",
+                        hint=f"{see} (its output is labelled switch_verify)",
+                    )
+                )
+                return
+            commit()
+
+        def commit() -> None:
+            self.commit(candidate, bg, new)
+            sup.journal.info(f"{unit.key}: blue/green: slot {to} has the traffic")
+            switched()
+
+        sup.log_note(
+            unit,
+            f"blue/green: pid {candidate.state.pid} is up in slot {to}; "
+            f"switching traffic from slot {back_to}",
+        )
+        self.run_switch(candidate, bg, new, after_switch)
+
+    def run_switch(
+        self, unit: Unit, bg: BlueGreen, index: int, done: Callable[[ProbeResult], None]
+    ) -> None:
+        """``switch_command`` for "traffic to ``slots[index]``", as ``unit``'s service."""
+        self.sup.side.run(
+            unit,
+            bg.switch[index],
+            label="switch",
+            timeout_s=pre_start_budget_s(default_s=self.sup.config.pre_start_secs),
+            done=done,
+            extra_env=(
+                ("SYSG_ACTIVE_SLOT", bg.slots[1 - index]),
+                ("SYSG_CANDIDATE_SLOT", bg.slots[index]),
+            ),
+        )
+
+    def switch_back(
+        self, unit: Unit, bg: BlueGreen, index: int, then: Callable[[str], None]
+    ) -> None:
+        """Traffic back to ``slots[index]``; ``then`` gets what happened, in words."""
+        sup = self.sup
+        slot = bg.slots[index]
+
+        def done(result: ProbeResult) -> None:
+            if result.outcome is Outcome.PASS:
+                sup.journal.warn(f"{unit.key}: blue/green: traffic switched back to slot {slot}")
+                sup.log_note(unit, f"blue/green: traffic switched back to slot {slot}")
+                then(f"traffic was switched back to slot {slot}")
+                return
+            sup.journal.error(
+                f"{unit.key}: blue/green: the switch back to slot {slot} failed too: "
+                f"{result.message}"
+            )
+            then(
+                f"the switch back to slot {slot} failed too ({result.message}): "
+                "check where the traffic goes"
+            )
+
+        self.run_switch(unit, bg, index, done)
+
+    def verify(
+        self, unit: Unit, check: ProbeSpec, done: Callable[[ProbeResult, int], None]
+    ) -> None:
+        """Probe ``check`` until it passes or its budget is spent (as a readiness probe:
+        ``retries`` attempts and, if set, ``total_timeout``); stops early once ``unit`` is
+        no longer running."""
+        sup = self.sup
+        since = time.monotonic()
+        attempts = [0]
+
+        def attempt() -> None:
+            if unit.state.phase is not Phase.RUNNING:
+                done(
+                    ProbeResult(Outcome.UNHEALTHY, "the new generation stopped", 0.0, sup.clock()),
+                    0,
+                )
+                return
+            sup.readiness.probe(unit, check, result, label="switch_verify")
+
+        def result(outcome: ProbeResult) -> None:
+            attempts[0] += 1
+            if outcome.outcome is Outcome.PASS or unit.state.phase is not Phase.RUNNING:
+                done(outcome, attempts[0])
+                return
+            elapsed = time.monotonic() - since
+            budget = None if check.total_timeout_ms is None else check.total_timeout_ms / 1000
+            if attempts[0] >= check.retries and (budget is None or elapsed >= budget):
+                done(outcome, attempts[0])
+                return
+            delay = check.interval_ms / 1000.0
+            if budget is not None and attempts[0] >= check.retries:
+                delay = min(delay, max(0.0, budget - elapsed))
+            sup.loop.call_later(delay, attempt)
+
+        attempt()

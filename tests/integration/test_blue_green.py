@@ -1,0 +1,235 @@
+"""Blue/green restarts with real processes and real ports (docs/manifest.md, "Blue/green").
+
+The service is ``examples/rolling/server.py`` binding ``$PORT`` itself (no ``listen:``), so
+its two generations need two slots. The switch scripts are the tests' own, written into the
+runtime: ``switch.sh`` appends ``ACTIVE CANDIDATE UID $SYSG_ACTIVE_SLOT $SYSG_CANDIDATE_SLOT``
+to ``switch.calls`` and points ``./upstream`` at the candidate; marker files make it fail
+once, fail always, or hold until released; ``verify.sh`` fails while ``verify-fail`` exists.
+
+- through ``examples/blue-green`` (its proxy on a third port): three restarts under an HTTP
+  load drop no request, the slot alternates, the old generation is gone after each;
+- each way a cut-over can fail (the candidate, the switch, the switch back, the
+  verification, a death in the grace period, a stop during the switch): the restart exits 1
+  with the right code, traffic is switched back exactly once when it had moved, the old pid
+  serves on in its slot, the candidate is gone;
+- the active slot survives the supervisor: a new one starts the service in it.
+
+No wall-time assertion: counts of requests and calls, waits are polls with deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from tests.support import bluegreen
+from tests.support.bluegreen import RUN, SWITCH, VERIFY, answers, environ_of, free_ports, manifest
+from tests.support.httpload import Load
+from tests.support.runtime import Runtime, pid_alive, pid_of, wait_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SERVER = EXAMPLES / "rolling" / "server.py"
+
+
+def setup(rt: Runtime, **kw: object) -> tuple[int, int, Path]:
+    a, b = free_ports(2)
+    shutil.copy(SERVER, rt.work / "server.py")
+    rt.write("switch.sh", SWITCH)
+    rt.write("verify.sh", VERIFY)
+    rt.write("run.sh", RUN)
+    path = rt.write("systemg.yaml", manifest(a, b, **kw))  # type: ignore[arg-type]
+    rt.sysg("start", "-c", str(path), "--daemonize", check=True, timeout=60)
+    rt.wait_state("web", "running")
+    wait_for(lambda: answers(a), what=f"web on port {a}")
+    return a, b, path
+
+
+def calls(rt: Runtime) -> list[str]:
+    """``ACTIVE CANDIDATE`` of each switch_command run, in order (run as this user)."""
+    found = bluegreen.calls(rt.work)
+    assert all(uid == str(os.geteuid()) for _, _, uid in found), found
+    return [f"{active} {candidate}" for active, candidate, _ in found]
+
+
+def web(rt: Runtime) -> dict[str, object]:
+    rows = [u for u in rt.status()["units"] if u["name"] == "web"]
+    assert len(rows) == 1, rows  # no candidate or draining generation left
+    return rows[0]
+
+
+def upstream(rt: Runtime) -> str:
+    return (rt.work / "upstream").read_text().strip()
+
+
+def slot_file(rt: Runtime) -> str:
+    return (rt.state / "projects" / web(rt)["project"]["id"] / "web.slot").read_text()  # type: ignore[index]
+
+
+def test_restarts_through_the_example_proxy_drop_nothing(rt: Runtime) -> None:
+    proxy, blue, green = free_ports(3)
+    shutil.copytree(EXAMPLES / "blue-green", rt.work / "blue-green")
+    shutil.copytree(EXAMPLES / "rolling", rt.work / "rolling")
+    rt.env.update(PROXY_PORT=str(proxy), BLUE_PORT=str(blue), GREEN_PORT=str(green))
+    path = rt.work / "blue-green" / "systemg.yaml"
+    rt.sysg("start", "-c", str(path), "--daemonize", check=True, timeout=60)
+    rt.wait_state("web", "running")
+    wait_for(lambda: answers(proxy) and answers(blue), what="proxy and web")
+    pids = [int(pid_of(web(rt)))]  # type: ignore[call-overload]
+    slots = [str(blue)]
+    assert web(rt)["slot"] == str(blue)
+    with Load("127.0.0.1", proxy) as load:
+        load.wait_requests(200)
+        for _ in range(3):
+            done = rt.sysg("restart", "-s", "web", timeout=90)
+            assert done.returncode == 0, (done.stdout, done.stderr)
+            unit = web(rt)
+            pid = int(pid_of(unit))  # type: ignore[call-overload]
+            assert pid != pids[-1]
+            assert not pid_alive(pids[-1])
+            slot = str(green) if slots[-1] == str(blue) else str(blue)
+            assert unit["slot"] == slot
+            assert environ_of(pid)["PORT"] == slot
+            assert (rt.work / "blue-green" / "upstream").read_text().strip() == slot
+            assert slot_file(rt) == f"{slot}\n"
+            pids.append(pid)
+            slots.append(slot)
+            load.wait_requests(200)
+    assert load.failed == 0, f"{load.failures} of {load.total()} requests failed"
+    assert load.ok >= 800
+    assert set(pids) <= load.pids | {pids[0]}  # every generation answered through the proxy
+    log = (rt.logs / "bluegreen" / "web.log").read_text()
+    for old, new in pairwise(slots):
+        assert f"switching traffic from slot {old}" in log
+        assert f"traffic is on slot {new}; verifying" in log
+
+
+def test_a_candidate_that_exits_never_moves_traffic(rt: Runtime) -> None:
+    a, b, path = setup(rt)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    path.write_text(manifest(a, b, env="        BROKEN: '1'\n"))
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "SG0102" in done.stderr
+    assert "BROKEN is set: refusing to start" in done.stderr
+    assert calls(rt) == []
+    unit = web(rt)
+    assert (pid_of(unit), unit["phase"], unit["slot"]) == (old, "running", str(a))
+    assert not answers(b)
+
+
+@pytest.mark.parametrize("always", [False, True], ids=["switch-fails", "switch-back-fails-too"])
+def test_a_failed_switch_is_switched_back(rt: Runtime, always: bool) -> None:
+    a, b, _ = setup(rt)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    (rt.work / ("switch-fail-always" if always else "switch-fail-once")).touch()
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "SG0112" in done.stderr
+    assert f"switch_command failed moving traffic to slot {b}: exited with code 3" in done.stderr
+    assert "deployment.blue_green.switch_command" in done.stderr
+    if always:
+        assert f"the switch back to slot {a} failed too" in done.stderr
+        assert "traffic was switched back" not in done.stderr
+    else:
+        assert f"traffic was switched back to slot {a}" in done.stderr
+        assert upstream(rt) == str(a)
+    assert calls(rt) == [f"{a} {b}", f"{b} {a}"]  # forward once, back once
+    unit = web(rt)
+    assert (pid_of(unit), unit["phase"], unit["slot"]) == (old, "running", str(a))
+    wait_for(lambda: not answers(b), what="the candidate to be stopped")
+    log = (rt.logs / str(unit["project"]["id"]) / "web.log").read_text()  # type: ignore[index]
+    assert f" switch no route to {b}\n" in log  # the switch's own output, labelled
+    assert "internal error" not in (rt.logs / "supervisor.log").read_text()
+
+
+def test_a_failed_verification_is_switched_back(rt: Runtime) -> None:
+    a, b, _ = setup(rt)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    (rt.work / "verify-fail").touch()
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "SG0104" in done.stderr
+    assert f"switch_verify failed after 3 attempt(s) on slot {b}" in done.stderr
+    assert f"traffic was switched back to slot {a}" in done.stderr
+    assert calls(rt) == [f"{a} {b}", f"{b} {a}"]
+    assert upstream(rt) == str(a)
+    unit = web(rt)
+    assert (pid_of(unit), unit["slot"]) == (old, str(a))
+    wait_for(lambda: not answers(b), what="the candidate to be stopped")
+    # Then it works, into the other slot, and the old generation is retired.
+    (rt.work / "verify-fail").unlink()
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    unit = web(rt)
+    assert unit["slot"] == str(b)
+    assert upstream(rt) == str(b)
+    assert not pid_alive(old)
+
+
+def test_a_death_in_the_grace_period_switches_traffic_back(rt: Runtime) -> None:
+    a, b, _ = setup(rt, grace="60s", run_sh=True)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    restart = rt.popen("restart", "-s", "web")
+    log = rt.logs / web(rt)["project"]["id"] / "web.log"  # type: ignore[index]
+    wait_for(lambda: "drains for 60s" in log.read_text(), timeout=60, what="the switch")
+    assert upstream(rt) == str(b)
+    (rt.work / f"die-{b}").touch()  # the new generation stops by itself, in its probation
+    out, err = restart.communicate(timeout=60)
+    assert restart.returncode == 1, (out, err)
+    assert "died during its grace period" in err or "grace" in err, err
+    assert f"traffic was switched back to slot {a}" in err
+    assert calls(rt) == [f"{a} {b}", f"{b} {a}"]
+    assert upstream(rt) == str(a)
+    unit = web(rt)
+    assert (pid_of(unit), unit["phase"], unit["slot"]) == (old, "running", str(a))
+    assert slot_file(rt) == f"{a}\n"
+
+
+def test_a_stop_during_the_switch_stops_both_and_switches_back(rt: Runtime) -> None:
+    a, b, _ = setup(rt)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    (rt.work / "hold").touch()
+    restart = rt.popen("restart", "-s", "web")
+    wait_for(lambda: calls(rt) == [f"{a} {b}"], timeout=60, what="the switch to run")
+    stop = rt.sysg("stop", "-s", "web", timeout=60)
+    assert stop.returncode == 0, (stop.stdout, stop.stderr)
+    assert not pid_alive(old)
+    assert not answers(b)
+    (rt.work / "hold").unlink()
+    out, err = restart.communicate(timeout=60)
+    assert restart.returncode == 1, (out, err)
+    assert calls(rt) == [f"{a} {b}", f"{b} {a}"]
+    assert upstream(rt) == str(a)
+    # The restart ends as every restart does, by starting its group (after the stop, as
+    # for a rolling restart): in the slot that has the traffic.
+    unit = rt.wait_state("web", "running")
+    pid = int(pid_of(unit))  # type: ignore[call-overload]
+    assert pid != old
+    assert unit["slot"] == str(a)
+    assert environ_of(pid)["PORT"] == str(a)
+
+
+def test_a_new_supervisor_starts_in_the_active_slot(rt: Runtime) -> None:
+    a, b, path = setup(rt, state_path="run/web.slot")
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert (rt.work / "run" / "web.slot").read_text() == f"{b}\n"
+    rt.sysg("stop", "--supervisor", check=True, timeout=60)
+    rt.sysg("start", "-c", str(path), "--daemonize", check=True, timeout=60)
+    unit = rt.wait_state("web", "running")
+    pid = int(pid_of(unit))  # type: ignore[call-overload]
+    assert unit["slot"] == str(b)
+    assert environ_of(pid)["PORT"] == str(b)
+    wait_for(lambda: answers(b), what=f"web on port {b}")
+    assert not answers(a)
+    # A slot file naming no slot: slot 0, with a warning in the journal.
+    rt.sysg("stop", "--supervisor", check=True, timeout=60)
+    (rt.work / "run" / "web.slot").write_text("9\n")
+    rt.sysg("start", "-c", str(path), "--daemonize", check=True, timeout=60)
+    unit = rt.wait_state("web", "running")
+    assert unit["slot"] == str(a)
+    assert "which is not one of" in (rt.logs / "supervisor.log").read_text()
