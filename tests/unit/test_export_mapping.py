@@ -270,3 +270,34 @@ def test_free_text_and_control_characters_never_break_a_unit_line() -> None:
     assert "WorkingDirectory=" not in service
     assert [d.path for d in exported.dropped] == ["p-web.service: WorkingDirectory"]
     assert all(line.startswith(("#", "[", "")) or "=" in line for line in service.splitlines())
+
+
+def test_blue_green_runs_in_its_first_slot_and_the_switch_is_dropped() -> None:
+    from systemg.manifest.model import BlueGreen, EnvSpec, ProbeKind, ProbeSpec, Strategy
+
+    checks = tuple(
+        ProbeSpec(ProbeKind.URL, host="127.0.0.1", port=p, raw=f"http://127.0.0.1:{p}/")
+        for p in (8001, 8002)
+    )
+    bg = BlueGreen(
+        slots=("8001", "8002"),
+        switch_command="sh switch.sh {candidate_slot}",
+        switch=("sh switch.sh 8001", "sh switch.sh 8002"),
+        env_var="HTTP_PORT",
+        checks=(checks[0], checks[1]),
+    )
+    svc = _svc(
+        env=EnvSpec(vars=(("HTTP_PORT", "1"), ("A", "a"))),
+        strategy=Strategy.ROLLING,
+        blue_green=bg,
+    )
+    exported = _export(svc)
+    lines = _lines(exported, "p-web.service")
+    assert 'Environment="HTTP_PORT=8001"' in lines
+    assert 'Environment="HTTP_PORT=1"' not in lines
+    assert 'Environment="A=a"' in lines
+    dropped = {d.path: d for d in exported.dropped}
+    where = "projects.p.services.web.deployment"
+    assert set(dropped) == {f"{where}.strategy", f"{where}.blue_green", f"{where}.health_check"}
+    assert "http://127.0.0.1:8001/" in dropped[f"{where}.health_check"].value
+    assert "slot 8001" in dropped[f"{where}.blue_green"].reason

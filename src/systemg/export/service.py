@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from systemg.export import quoting, sandbox
 from systemg.export.units import Draft, duration, manifest_duration
+from systemg.manifest.bluegreen import slotted
 from systemg.manifest.model import (
     DEFAULT_HOOK_TIMEOUT_MS,
     DEFAULT_LOG_MAX_BYTES,
@@ -211,6 +212,15 @@ def _readiness_drops(d: Draft, service: Service, path: str) -> None:
             f"rolling (grace_period {manifest_duration(service.grace_period_ms)})",
             "systemctl restart stops the old process before starting the new one",
         )
+    bg = service.blue_green
+    if bg is not None:
+        d.drop(
+            S,
+            f"{path}.deployment.blue_green",
+            f"slots {', '.join(bg.slots)}; switch_command {bg.switch_command}",
+            f"one unit runs one generation, always in slot {bg.slots[0]} "
+            f"(Environment={bg.env_var}={bg.slots[0]}); the switch and its verification never run",
+        )
 
 
 def environment(d: Draft, service: Service, path: str) -> None:
@@ -261,6 +271,10 @@ _JOURNAL_ROTATION = "journald rotates for the whole host (SystemMaxUse= in journ
 
 
 def map_service(d: Draft, service: Service, where: Where) -> None:
+    bg = service.blue_green
+    if bg is not None:
+        # One unit runs one generation: in the first slot, so the process gets its variable.
+        service = slotted(service, 0)
     unit_section(d, service, where)
     service_section(d, service, where)
     sandbox.identity(d, service)
