@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from systemg.daemon.journal import Journal
-from systemg.daemon.store import ProjectRecord, ServiceRecord, Store
+from systemg.daemon.store import ProjectRecord, ServiceRecord, Store, write_atomic
 from systemg.paths import Mode, Paths
 from tests.unit.test_rotate_journal_audit import file_size_limit
 
@@ -185,3 +185,17 @@ def test_a_bad_state_file_falls_back_to_the_backup(setup: tuple[Store, Path, Eve
     assert any(f"using the previous state from {state}.bak" in e for e in events.lines())
     assert store.save(record(restarts=3))  # the next save starts a fresh state.json
     assert store.load("app") == record(restarts=3)
+
+
+def test_write_atomic_never_writes_through_a_planted_temp_file(tmp_path: Path) -> None:
+    """Its temp name is predictable (pid): a symlink put there by someone who can write the
+    directory is replaced, not followed, so its target stays untouched."""
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    path = tmp_path / "web.slot"
+    (tmp_path / f".web.slot.{os.getpid()}.tmp").symlink_to(target)
+    write_atomic(path, b"8001\n")
+    assert path.read_bytes() == b"8001\n"
+    assert not path.is_symlink()
+    assert target.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "web.slot"]

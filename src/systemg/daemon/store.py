@@ -90,8 +90,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, backup: bool = F
     ``backup``: first hard-link the current file as ``<path>.bak``. On ``OSError`` the temp
     file is removed and ``path`` is untouched."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A new file of our own, never one found there (a symlink planted in a directory the
+    # service's user can write must not make root write through it): a stale temp file of
+    # an earlier run is removed first, and O_EXCL refuses whatever appears meanwhile.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         try:
             view = memoryview(data)
             while view:
