@@ -1,4 +1,5 @@
-"""``/proc/PID/stat``, read once, in one place: a process's state and its identity.
+"""``/proc/PID/stat``, read once, in one place: a process's state and its identity (and,
+for the few callers that need it, a variable of its environment).
 
 Identity is pid + start time (field 22, clock ticks since boot): a reused pid has another
 start time, so neither the supervisor nor the CLI ever mistakes a new process for a
@@ -33,6 +34,21 @@ def start_time(pid: int, *, zombie_ok: bool = False) -> int | None:
     if fields is None or (not zombie_ok and fields[0] in (b"Z", b"X")):
         return None
     return int(fields[19])
+
+
+def environ_value(pid: int, name: str) -> str | None:
+    """The value of ``name`` in the environment ``pid`` was started with (None when it has
+    none, or it cannot be read: gone, or another user's without the right to trace it)."""
+    prefix = name.encode() + b"="
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            entries = fh.read(1 << 20).split(b"\0")
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return None
 
 
 INVOCATION_VAR = b"INVOCATION_ID="

@@ -39,6 +39,7 @@ services:
   web:
     COMMAND
     restart_policy: on-failure
+EXTRA
     env:
       vars:
         GENERATION: g
@@ -55,7 +56,7 @@ STATE
           interval: 100ms
           retries: 100
         switch_verify:
-          command: sh verify.sh {candidate_slot}
+          VERIFY
           interval: 100ms
           retries: 3
 """
@@ -85,11 +86,16 @@ def manifest(
     env: str = "",
     state_path: str = "",
     run_sh: bool = False,
+    extra: str = "",
+    verify: str = "command: sh verify.sh {candidate_slot}",
 ) -> str:
+    """``extra``: lines at the service's level (``backoff: 100ms\n``, a ``liveness`` block)."""
     command = "command: sh run.sh" if run_sh else "exec: [python3, server.py]"
     state = f"        state_path: {state_path}\n" if state_path else ""
     return (
         MANIFEST.replace("COMMAND", command)
+        .replace("EXTRA\n", extra)
+        .replace("VERIFY", verify)
         .replace("ENV\n", env)
         .replace("GRACE", grace)
         .replace("PORT_A", str(a))

@@ -197,3 +197,45 @@ def test_render_replaces_exactly_the_placeholders(candidate: str, active: str, t
     assert out == render(text, candidate=candidate, active=active, service="web") + " " + (
         f"{candidate}|{active}|{candidate}|web|${{slot}}"
     )
+
+
+def test_socket_paths_are_slots(tmp_path: Path) -> None:
+    keys = FULL.replace('["8000", "8001"]', '["/run/app-a.sock", "/run/app-b.sock"]').replace(
+        'url: "http://127.0.0.1:{slot}/health"', "command: test -S {slot}"
+    )
+    bg = load(tmp_path, keys).blue_green
+    assert bg is not None
+    assert bg.switch[1] == "sh switch.sh /run/app-a.sock /run/app-b.sock web"
+    assert bg.checks is not None
+    assert bg.checks[0].command == "test -S /run/app-a.sock"
+
+
+def test_a_refused_strategy_is_said_once(tmp_path: Path) -> None:
+    found = refused(tmp_path, FULL.replace("strategy: rolling", "strategy: blue-green"))
+    assert [d.path for d in found] == ["services.web.deployment.strategy"]
+
+
+LIVE = "    liveness: {url: 'http://127.0.0.1:{slot}/live', interval: 1s}\n"
+
+
+def test_liveness_is_rendered_per_slot(tmp_path: Path) -> None:
+    service = load(tmp_path, FULL + LIVE)
+    bg = service.blue_green
+    assert bg is not None
+    assert bg.liveness is not None
+    assert [lv.probe.port for lv in bg.liveness] == [8000, 8001]
+    assert service.liveness == bg.liveness[0]
+    assert slotted(service, 1).liveness == bg.liveness[1]
+    assert load_warnings(tmp_path, FULL + LIVE) == []
+
+
+def test_a_fixed_port_liveness_is_warned_and_a_bad_one_refused(tmp_path: Path) -> None:
+    fixed = LIVE.replace("{slot}", "8000")
+    warned = load_warnings(tmp_path, FULL + fixed)
+    assert [w.path for w in warned] == ["services.web.liveness"]
+    assert "{slot}" in warned[0].hint
+    bad = LIVE.replace("interval: 1s", "interval: 0s")
+    assert [d.path for d in refused(tmp_path, FULL + bad)] == ["services.web.liveness.interval"]
+    # Without blue_green, {slot} is no placeholder: the url is refused as written.
+    plain = "    deployment: {strategy: rolling}\n" + LIVE
+    assert [d.path for d in refused(tmp_path, plain)] == ["services.web.liveness.url"]

@@ -24,19 +24,31 @@ period is rolled back by ``rollout``, and the traffic with it (``switch_back``).
 The active slot is ``Unit.slot`` (an index into ``slots``), read the first time a launch
 needs it from the slot file — ``state_path``, or ``projects/<id>/<service>.slot`` in the
 state directory: the slot's value and a newline, replaced by rename — so a new supervisor,
-or a start after a stop, launches in the slot that has the traffic. No file: slot 0.
+or a start after a stop, launches in the slot that has the traffic. No file: slot 0. A
+re-adopted process's slot is the one in its environment.
+
+Traffic follows the service (``align``): when the service comes up outside a cut-over and
+the traffic may be elsewhere — a ``<service>.switching`` marker, written before each switch
+and removed once the slot file (or a switch back) says where the traffic is, survives a
+supervisor that stopped or died mid-switch; or the slot file names another slot — the switch
+is run to the slot it runs in. While it runs (``Unit.switching``) a restart does not roll.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from systemg import proc
 from systemg.daemon.hooks import pre_start_budget_s
-from systemg.daemon.phases import Phase
+from systemg.daemon.lifecycle import StopReason
+from systemg.daemon.phases import ALIVE, Phase
 from systemg.daemon.probes import Outcome, ProbeResult
 from systemg.daemon.report import unit_problems
 from systemg.daemon.store import write_atomic
@@ -51,6 +63,10 @@ if TYPE_CHECKING:
 Done = Callable[[], None]
 Failed = Callable[[list[Diagnostic]], None]
 _MAX_SLOT_FILE = 256
+# A stop from outside (not the unit's own checks): the candidate did not fail, it was taken.
+ASKED = frozenset(
+    {StopReason.MANUAL, StopReason.SHUTDOWN, StopReason.DEPENDENCY, StopReason.RESTART}
+)
 _VERIFY_CODES = {
     Outcome.UNREACHABLE: Code.HEALTH_UNREACHABLE,
     Outcome.TIMEOUT: Code.HEALTH_TIMEOUT,
@@ -60,6 +76,7 @@ _VERIFY_CODES = {
 class BlueGreens:
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
+        sup.phase_listeners.append(self._on_phase)
 
     # --- the active slot ----------------------------------------------------------------
     def path(self, unit: Unit, bg: BlueGreen) -> Path:
@@ -67,10 +84,20 @@ class BlueGreens:
             return Path(bg.state_path)
         return self.sup.paths.project_state_dir(unit.project_id) / f"{unit.service.name}.slot"
 
+    def _marker(self, unit: Unit) -> Path:
+        """Present while a switch may have moved traffic that no slot file records yet."""
+        return self.sup.paths.project_state_dir(unit.project_id) / f"{unit.service.name}.switching"
+
     def index(self, unit: Unit, bg: BlueGreen) -> int:
         """The slot ``unit`` runs in (read from the slot file the first time)."""
         if unit.slot is None:
-            unit.slot = self._read(unit, bg)
+            value = self._recorded(unit, bg)
+            unit.slot = bg.slots.index(value) if value in bg.slots else 0
+            if value is not None and value not in bg.slots:
+                self.sup.journal.warn(
+                    f"{unit.key}: {self.path(unit, bg)} names slot {value[:40]!r}, which is not "
+                    f"one of {', '.join(bg.slots)}; starting in {bg.slots[0]}"
+                )
         return unit.slot
 
     def service_for(self, unit: Unit) -> Service:
@@ -80,23 +107,27 @@ class BlueGreens:
             return unit.service
         return slotted(unit.service, self.index(unit, bg))
 
-    def _read(self, unit: Unit, bg: BlueGreen) -> int:
+    def _recorded(self, unit: Unit, bg: BlueGreen) -> str | None:
+        """The slot file's value; None when there is none or it cannot be read (a warning).
+        Never follows a symlink or waits on a FIFO: it is read on the supervisor's thread."""
         path = self.path(unit, bg)
         try:
-            with open(path, "rb") as fh:
-                value = fh.read(_MAX_SLOT_FILE).decode(errors="replace").strip()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            return 0
+            return None
         except OSError as exc:
             self.sup.journal.warn(f"{unit.key}: cannot read the active slot from {path}: {exc}")
-            return 0
-        if value in bg.slots:
-            return bg.slots.index(value)
-        self.sup.journal.warn(
-            f"{unit.key}: {path} names slot {value[:40]!r}, which is not one of "
-            f"{', '.join(bg.slots)}; starting in {bg.slots[0]}"
-        )
-        return 0
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                self.sup.journal.warn(f"{unit.key}: {path} is not a regular file; ignored")
+                return None
+            return os.read(fd, _MAX_SLOT_FILE).decode(errors="replace").strip()
+        except OSError as exc:
+            self.sup.journal.warn(f"{unit.key}: cannot read the active slot from {path}: {exc}")
+            return None
+        finally:
+            os.close(fd)
 
     def commit(self, unit: Unit, bg: BlueGreen, index: int) -> None:
         """``unit``'s slot ``index`` has the traffic: on disk first, then in memory."""
@@ -110,6 +141,79 @@ class BlueGreens:
                 f"{unit.key}: cannot record slot {bg.slots[index]} in {path}: {exc}; "
                 "a new supervisor would start it in the other slot"
             )
+            return
+        self._unmark(unit)
+
+    def _mark(self, unit: Unit, slot: str) -> None:
+        path = self._marker(unit)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(path, f"{slot}\n".encode())
+        except OSError as exc:
+            self.sup.journal.error(f"{unit.key}: cannot write {path}: {exc}")
+
+    def _unmark(self, unit: Unit) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._marker(unit))
+
+    # --- traffic where the service runs -------------------------------------------------
+    def adopted(self, unit: Unit) -> None:
+        """A re-adopted process: its slot is the one in its environment (a supervisor killed
+        mid-switch leaves the slot file behind), and traffic is made to follow it."""
+        bg = unit.service.blue_green
+        if bg is None or unit.state.pid is None:
+            return
+        value = proc.environ_value(unit.state.pid, bg.env_var)
+        if value in bg.slots:
+            unit.slot = bg.slots.index(value)
+        self.sup.loop.call_later(0, lambda: self.align(unit))
+
+    def _on_phase(self, unit: Unit, _before: Phase) -> None:
+        if unit.state.phase is Phase.RUNNING and not unit.shadow:
+            self.align(unit)
+
+    def align(self, unit: Unit) -> None:
+        """``unit`` is up outside a cut-over: if the traffic may be elsewhere (a switch that
+        was cut short, slots that changed, a slot file that says another), switch it here."""
+        sup = self.sup
+        bg = unit.service.blue_green
+        runtime = sup.projects.get(unit.project_id)
+        if (
+            bg is None
+            or unit.shadow
+            or unit.switching
+            or unit.candidate is not None
+            or unit.state.phase is not Phase.RUNNING
+            or runtime is None
+            or runtime.units.get(unit.service.name) is not unit
+        ):
+            return
+        index = self.index(unit, bg)
+        want = bg.slots[index]
+        recorded = self._recorded(unit, bg)
+        pending = self._marker(unit).exists()
+        if not pending and recorded in (None, want):
+            if recorded is None:
+                self.commit(unit, bg, index)  # the first start: the file says where it runs
+            return
+        why = "a switch was cut short" if pending else f"the slot file says {recorded}"
+        sup.journal.warn(f"{unit.key}: blue/green: {why}; switching traffic to slot {want}")
+        sup.log_note(unit, f"blue/green: {why}; switching traffic to slot {want}")
+        unit.switching = True
+
+        def done(result: ProbeResult) -> None:
+            unit.switching = False
+            if result.outcome is Outcome.PASS:
+                self.commit(unit, bg, index)
+                sup.log_note(unit, f"blue/green: slot {want} has the traffic")
+                return
+            sup.journal.error(
+                f"{unit.key}: blue/green: the switch to slot {want} failed: {result.message}; "
+                "check where the traffic goes (it is tried again at the next start)"
+            )
+            sup.log_note(unit, f"blue/green: the switch to slot {want} failed")
+
+        self.run_switch(unit, bg, index, done)
 
     # --- the cut-over -------------------------------------------------------------------
     def cut_over(
@@ -126,13 +230,24 @@ class BlueGreens:
         see = f"see: sysg logs -s {unit.key}"
 
         def gone() -> list[Diagnostic]:
-            if candidate.state.phase is Phase.RUNNING and unit.candidate is candidate:
+            st = candidate.state
+            if st.phase is Phase.RUNNING and unit.candidate is candidate:
                 return []
+            if st.stop_reason in ASKED and (st.phase in ALIVE or st.phase is Phase.STOPPED):
+                return [
+                    Diagnostic(
+                        Code.START_FAILED,
+                        f"service '{service.name}': the new generation in slot {to} was "
+                        "stopped during the traffic switch (a stop or another restart)",
+                        path=unit.key,
+                        hint=see,
+                    )
+                ]
             return unit_problems(candidate, sup.paths) or [
                 Diagnostic(
                     Code.EXITED_AT_START,
                     f"service '{service.name}': the new generation in slot {to} stopped "
-                    f"during the traffic switch ({candidate.state.phase})",
+                    f"during the traffic switch ({st.phase})",
                     path=unit.key,
                     hint=see,
                 )
@@ -197,6 +312,9 @@ class BlueGreens:
             f"blue/green: pid {candidate.state.pid} is up in slot {to}; "
             f"switching traffic from slot {back_to}",
         )
+        # Until the slot file says where the traffic is: a supervisor gone meanwhile leaves
+        # this behind, and the next one switches the traffic to where the service runs.
+        self._mark(unit, to)
         self.run_switch(candidate, bg, new, after_switch)
 
     def run_switch(
@@ -221,9 +339,11 @@ class BlueGreens:
         """Traffic back to ``slots[index]``; ``then`` gets what happened, in words."""
         sup = self.sup
         slot = bg.slots[index]
+        self._mark(unit, slot)  # cleared once it worked: else the next start tries again
 
         def done(result: ProbeResult) -> None:
             if result.outcome is Outcome.PASS:
+                self._unmark(unit)
                 sup.journal.warn(f"{unit.key}: blue/green: traffic switched back to slot {slot}")
                 sup.log_note(unit, f"blue/green: traffic switched back to slot {slot}")
                 then(f"traffic was switched back to slot {slot}")
@@ -232,6 +352,7 @@ class BlueGreens:
                 f"{unit.key}: blue/green: the switch back to slot {slot} failed too: "
                 f"{result.message}"
             )
+            sup.log_note(unit, f"blue/green: the switch back to slot {slot} failed too")
             then(
                 f"the switch back to slot {slot} failed too ({result.message}): "
                 "check where the traffic goes"

@@ -330,6 +330,9 @@ class Handlers:
         summaries: list[str] = []
         feeds: list[Feed] = []
         chosen: dict[str, list[str]] = {}  # restart -s: only these units answer for it
+        # What this restart's rolling units met (a fallback, a failed new generation): said
+        # by this reply only, never by another request's.
+        report: list[Diagnostic] = []
 
         self.restarting.update(touched_ids)
         held = [True]
@@ -349,11 +352,7 @@ class Handlers:
             release()
             units = [u for pid in touched_ids for u in self.ops.units(pid, chosen.get(pid))]
             result = self._result(touched_ids, units)
-            # A rolling restart's failed new generation, or its fallback to immediate: said
-            # once, by the restart that met it (the unit itself serves on).
-            rolled = [p.to_json() for u in units for p in u.rollout_problems]
-            for u in units:
-                u.rollout_problems = ()
+            rolled = [p.to_json() for p in report]
             said = [w.to_json() for w in warnings]
             result["problems"] = [*said, *rolled, *result["problems"]]
             result["message"] = (
@@ -388,10 +387,10 @@ class Handlers:
                     if project_id not in self.sup.projects:
                         self.ops.register(new, environ, keep_drop)
                     chosen[project_id] = sorted(names)
-                    self.ops.restart(project_id, names, one_done, new=new)
+                    self.ops.restart(project_id, names, one_done, new=new, report=report)
                     summaries.append(f"{project_id}: restarted {', '.join(sorted(names))}")
                 else:
-                    summary = self.ops.reconcile(new, environ, keep_drop, one_done)
+                    summary = self.ops.reconcile(new, environ, keep_drop, one_done, report)
                     summaries.append(f"{project_id}: {summary}")
         except BaseException:
             release()  # the request fails: no attach stays held by it

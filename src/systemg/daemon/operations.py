@@ -40,7 +40,7 @@ from systemg.daemon import lifecycle as lc
 from systemg.daemon.lifecycle import Announce, StopReason
 from systemg.daemon.ordering import closure_with_dependencies, reconcile, with_dependents
 from systemg.daemon.phases import ALIVE, BLOCKING, HELD, SETTLED, Phase
-from systemg.daemon.rollout import Rollouts
+from systemg.daemon.rollout import Report, Rollouts
 from systemg.daemon.supervisor import ProjectRuntime, Supervisor, Unit
 from systemg.errors import Code, Diagnostic
 from systemg.manifest.graph import direct_dependents, start_layers
@@ -323,13 +323,21 @@ class Operations:
 
     # --- restart / reconcile ----------------------------------------------------------
     def restart(
-        self, project_id: str, names: Iterable[str], then: Done, *, new: Project | None = None
+        self,
+        project_id: str,
+        names: Iterable[str],
+        then: Done,
+        *,
+        new: Project | None = None,
+        report: Report | None = None,
     ) -> list[Unit]:
         """Restart ``names`` and everything that depends on them.
 
         With ``new``, those services take their definitions from it (``restart -s``
         applies an edit of that service only; the rest of the project is untouched).
+        ``report`` gets what this restart's rolling ones met (a fallback, a failure).
         """
+        report = [] if report is None else report
         runtime = self.sup.projects[project_id]
         group = with_dependents(runtime.project, names)
         touched: list[Unit] = []
@@ -341,7 +349,7 @@ class Operations:
         rolling = {
             n
             for n in group
-            if n in runtime.units and self.rollouts.rolls(runtime.units[n], definition(n))
+            if n in runtime.units and self.rollouts.rolls(runtime.units[n], definition(n), report)
         }
 
         def start_again() -> None:
@@ -355,7 +363,7 @@ class Operations:
                     services=tuple(runtime.units[s.name].service for s in runtime.project.services),
                 )
                 self.sup.mark_dirty(project_id)
-            self._roll(project_id, {n: definition(n) for n in rolling}, start_rest)
+            self._roll(project_id, {n: definition(n) for n in rolling}, start_rest, report)
 
         def start_rest() -> None:
             touched.extend(self.start(project_id, group, then, explicit=False))
@@ -363,7 +371,9 @@ class Operations:
         self.stop(project_id, group - rolling, start_again)
         return touched
 
-    def _roll(self, project_id: str, services: dict[str, Service], then: Done) -> None:
+    def _roll(
+        self, project_id: str, services: dict[str, Service], then: Done, report: Report
+    ) -> None:
         """Roll each of ``services`` (by name) into its new definition, all at once."""
         runtime = self.sup.projects.get(project_id)
         pending = [len(services)]
@@ -377,10 +387,19 @@ class Operations:
                 then()
 
         for name, service in services.items():
-            self.rollouts.roll(runtime.units[name], service, one_done)
+            self.rollouts.roll(runtime.units[name], service, one_done, report)
 
-    def reconcile(self, new: Project, environ: dict[str, str], drop: bool, then: Done) -> str:
-        """Apply a changed manifest: returns a one-line summary of what will change."""
+    def reconcile(
+        self,
+        new: Project,
+        environ: dict[str, str],
+        drop: bool,
+        then: Done,
+        report: Report | None = None,
+    ) -> str:
+        """Apply a changed manifest: returns a one-line summary of what will change.
+        ``report`` gets what its rolling restarts met."""
+        report = [] if report is None else report
         runtime = self.sup.projects.get(new.id)
         if runtime is None:
             self.register(new, environ, drop)
@@ -404,7 +423,7 @@ class Operations:
         rolling: dict[str, Service] = {}
         for name in bounce - set(diff.removed):
             service = new.service(name)
-            if service is not None and self.rollouts.rolls(runtime.units[name], service):
+            if service is not None and self.rollouts.rolls(runtime.units[name], service, report):
                 rolling[name] = service
 
         def apply_new_definitions() -> None:
@@ -422,7 +441,7 @@ class Operations:
             # Units the new manifest left alone keep their state: a one-shot that completed
             # is not run again (only a bounced or added one is).
             keep = frozenset(runtime.units) - bounce - set(diff.added)
-            self._roll(new.id, rolling, lambda: self._start_all(new.id, then, keep))
+            self._roll(new.id, rolling, lambda: self._start_all(new.id, then, keep), report)
 
         self.stop(new.id, bounce - set(rolling), apply_new_definitions)
         parts = [

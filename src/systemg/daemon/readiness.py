@@ -131,7 +131,7 @@ class Readiness:
         """Up: liveness probing begins, and the ``onstart`` hook runs."""
         health = self.health(unit)
         health.live_failures = 0
-        liveness = unit.service.liveness
+        liveness = self.sup.bluegreen.service_for(unit).liveness
         if liveness is not None:
             self._schedule_live(unit, liveness.probe.interval_ms / 1000.0)
         self.sup.side.fire(unit, "onstart")
@@ -149,7 +149,7 @@ class Readiness:
         )
 
     def _live_attempt(self, unit: Unit) -> None:
-        liveness = unit.service.liveness
+        liveness = self.sup.bluegreen.service_for(unit).liveness
         health = self.health(unit)
         if liveness is None or unit.state.phase is not Phase.RUNNING or unit.state.pid is None:
             return

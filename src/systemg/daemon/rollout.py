@@ -14,8 +14,8 @@ A rollout replaces the running process of one ``strategy: rolling`` unit without
    unit again, with its pid, service and sockets, and the restart fails with the new one's
    problems (``_roll_back``);
 3. not up (it exited, or readiness failed) → it is stopped and dropped; the old unit is
-   untouched (same record, pid and state), and keeps the candidate's problems in
-   ``Unit.rollout_problems`` for the restart's reply.
+   untouched (same record, pid and state), and the candidate's problems go to the
+   ``report`` of the restart that started it (its reply says them, no other reply does).
 
 Why a whole second ``Unit`` rather than a second process field: a candidate needs everything
 a launch has (pidfd watch, notify socket, probe state, timers, pre_start sequencing), and all
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from systemg.daemon.supervisor import Supervisor
 
 Done = Callable[[], None]
+Report = list[Diagnostic]  # what a restart's reply says: a fallback warning, a failure
 # A new generation in one of these left by itself (no stop asked for it).
 GAVE_OUT = frozenset({Phase.BACKOFF, Phase.EXITED, Phase.KILLED, Phase.OOM_KILLED, Phase.FAILED})
 # ... or its own checks stopped it. A stop asked from outside (manual, shutdown, a crashed
@@ -104,39 +105,64 @@ class Rollouts:
         self.sup = sup
         self.when = when
 
-    def rolls(self, unit: Unit, service: Service) -> bool:
+    def rolls(self, unit: Unit, service: Service, report: Report) -> bool:
         """Whether the restart of ``unit`` into ``service`` rolls. A rolling service that
-        cannot is restarted the immediate way, with the warning kept for the reply."""
+        cannot is restarted the immediate way, with the warning put in ``report``."""
         if service.strategy is not Strategy.ROLLING:
             return False
-        unit.rollout_problems = ()
         st = unit.state
         if st.phase is not Phase.RUNNING or st.pid is None:
             return False  # nothing is serving: an ordinary start
-        if unit.candidate is not None or unit.draining is not None:
-            return False  # a rollout is under way: this restart stops both and starts anew
+        if unit.candidate is not None or unit.draining is not None or unit.switching:
+            # A rollout or a switch of traffic is under way: this restart stops the
+            # generations and starts anew (in the slot the traffic was last given to).
+            return False
         why = no_overlap(unit, service)
+        hint = (
+            "hand the port to sysg with listen: (the process gets it as LISTEN_FDS), "
+            "so both generations share it"
+        )
+        if why is None and service.blue_green is not None:
+            why = self._slots_change(unit, service)
+            hint = "the next restart rolls, into the other slot"
         if why is None:
             return True
         message = f"service '{service.name}': {why}; {FALLBACK}"
         self.sup.journal.warn(f"{unit.key}: {why}; {FALLBACK}")
-        unit.rollout_problems = (
+        report.append(
             Diagnostic(
                 Code.INVALID_VALUE,
                 message,
                 path=f"services.{service.name}.deployment.strategy",
-                hint="hand the port to sysg with listen: (the process gets it as LISTEN_FDS), "
-                "so both generations share it",
+                hint=hint,
                 severity="warning",
-            ),
+            )
         )
         return False
 
-    def roll(self, unit: Unit, service: Service, done: Done) -> None:
+    def _slots_change(self, unit: Unit, service: Service) -> str | None:
+        """Why the running process has no slot in ``service``'s blue_green, if it has none
+        (the candidate and the switch back need the slot the traffic is on)."""
+        new, old = service.blue_green, unit.service.blue_green
+        assert new is not None
+        if old is None:
+            return "blue_green is new, and the running process has no slot"
+        running = old.slots[self.sup.bluegreen.index(unit, old)]
+        if running not in new.slots:
+            return f"its blue_green slots change ({running} is not one of {', '.join(new.slots)})"
+        return None
+
+    def roll(self, unit: Unit, service: Service, done: Done, report: Report) -> None:
         """Start ``service`` beside ``unit``'s process; switch once it is up (see above)."""
         sup = self.sup
         sup.ensure_log(unit)
         bg = service.blue_green
+        if bg is not None and unit.service.blue_green is not None:
+            # The slot is kept by value: the new definition may list the slots in another order.
+            running = unit.service.blue_green.slots[
+                sup.bluegreen.index(unit, unit.service.blue_green)
+            ]
+            unit.slot = bg.slots.index(running)
         candidate = Unit(
             unit.project_id,
             replace(service, restart_policy=RestartPolicy.NEVER),
@@ -157,15 +183,17 @@ class Rollouts:
         sup.apply(candidate, lc.Start(sup.clock()))
         self.when(
             lambda: candidate.state.phase in SETTLED,
-            lambda: self._settled(unit, candidate, service, done),
+            lambda: self._settled(unit, candidate, service, done, report),
         )
 
-    def _settled(self, unit: Unit, candidate: Unit, service: Service, done: Done) -> None:
+    def _settled(
+        self, unit: Unit, candidate: Unit, service: Service, done: Done, report: Report
+    ) -> None:
         sup = self.sup
         runtime = sup.projects.get(unit.project_id)
         serving = runtime is not None and runtime.units.get(unit.service.name) is unit
         if candidate.state.phase is not Phase.RUNNING or not serving:
-            self._reject(unit, candidate, service, [], done)
+            self._reject(unit, candidate, service, [], done=done, report=report)
             return
         if service.blue_green is not None:
             # The candidate stays ``unit.candidate`` while traffic moves: a stop or another
@@ -174,11 +202,13 @@ class Rollouts:
                 unit,
                 candidate,
                 service,
-                switched=lambda: self._switch(unit, candidate, service, done),
-                failed=lambda problems: self._reject(unit, candidate, service, problems, done),
+                switched=lambda: self._switch(unit, candidate, service, done, report),
+                failed=lambda problems: self._reject(
+                    unit, candidate, service, problems, done=done, report=report
+                ),
             )
             return
-        self._switch(unit, candidate, service, done)
+        self._switch(unit, candidate, service, done, report)
 
     def _reject(
         self,
@@ -186,12 +216,13 @@ class Rollouts:
         candidate: Unit,
         service: Service,
         problems: list[Diagnostic],
+        *,
         done: Done,
+        report: Report,
     ) -> None:
-        """The new generation is not taken: it is stopped, the old one serves on."""
+        """The new generation is not taken: it is stopped (the restart answers once it is
+        down, so a retry finds its slot free), the old one serves on."""
         sup = self.sup
-        if unit.candidate is candidate:
-            unit.candidate = None
         if candidate.state.phase in ALIVE:
             sup.apply(candidate, lc.Stop(StopReason.MANUAL, sup.clock()))
         problems = (
@@ -207,25 +238,34 @@ class Rollouts:
                 )
             ]
         )
-        unit.rollout_problems = tuple(problems)
-        sup.log_note(
-            unit, f"rolling restart: the new generation failed; pid {unit.state.pid} serves on"
-        )
-        sup.journal.warn(
-            f"{unit.key}: rolling restart failed ({problems[0].message}); "
-            f"pid {unit.state.pid} serves on"
-        )
-        done()
+        report.extend(problems)
+        st = unit.state
+        after = f"pid {st.pid} serves on" if st.pid is not None else f"the service is {st.phase}"
+        sup.log_note(unit, f"rolling restart: the new generation failed; {after}")
+        sup.journal.warn(f"{unit.key}: rolling restart failed ({problems[0].message}); {after}")
 
-    def _switch(self, unit: Unit, candidate: Unit, service: Service, done: Done) -> None:
+        def down() -> None:
+            if unit.candidate is candidate:
+                unit.candidate = None
+            done()
+
+        self.when(lambda: candidate.state.phase not in ALIVE, down)
+
+    def _switch(
+        self, unit: Unit, candidate: Unit, service: Service, done: Done, report: Report
+    ) -> None:
         """The candidate is up (and has the traffic, for blue/green): it becomes the unit."""
         sup = self.sup
         if unit.candidate is candidate:
             unit.candidate = None
         runtime = sup.projects.get(unit.project_id)
         if runtime is None or runtime.units.get(unit.service.name) is not unit:
-            self._reject(unit, candidate, service, [], done)
+            self._reject(unit, candidate, service, [], done=done, report=report)
             return
+        if unit.state.phase is Phase.BACKOFF:
+            # The old process died meanwhile and waits for its restart: it must not come
+            # back beside the new generation, untracked.
+            sup.apply(unit, lc.Stop(StopReason.MANUAL, sup.clock()))
         assert runtime is not None
         old_service, old_listen = unit.service, unit.listen_fds
         # The switch: the candidate is the unit from now on.
@@ -276,7 +316,7 @@ class Rollouts:
         def finished() -> None:
             timer.cancel()
             if new_one_failed():
-                self._roll_back(unit, candidate, old_service, old_listen, done)
+                self._roll_back(unit, candidate, old_service, old_listen, done=done, report=report)
                 return
             if candidate.draining is unit:
                 candidate.draining = None
@@ -294,7 +334,9 @@ class Rollouts:
         candidate: Unit,
         old_service: Service,
         old_listen: tuple[int, ...] | None,
+        *,
         done: Done,
+        report: Report,
     ) -> None:
         """The new generation died during the grace period: the old one, still serving, is
         the unit again (its record, pid, service and sockets), and the new one's problems go
@@ -326,7 +368,6 @@ class Rollouts:
         if candidate.state.phase in ALIVE or candidate.state.phase is Phase.BACKOFF:
             sup.apply(candidate, lc.Stop(StopReason.MANUAL, sup.clock()))  # no respawn
         sup.save_now(unit.project_id, name)
-        unit.rollout_problems = tuple(problems)
         sup.log_note(
             unit,
             f"rolling restart: the new generation failed in its grace period; "
@@ -338,17 +379,18 @@ class Rollouts:
         )
         bg = candidate.service.blue_green
         if bg is None or unit.slot is None:
+            report.extend(problems)
             done()
             return
         # Blue/green: the traffic had moved to the new one; it goes back with the records.
+        # Until it is back, a restart stops and starts anew rather than rolling.
         sup.bluegreen.commit(unit, bg, unit.slot)
+        unit.switching = True
 
         def switched_back(outcome: str) -> None:
-            first = unit.rollout_problems[0]
-            unit.rollout_problems = (
-                replace(first, message=f"{first.message}; {outcome}"),
-                *unit.rollout_problems[1:],
-            )
+            unit.switching = False
+            first = replace(problems[0], message=f"{problems[0].message}; {outcome}")
+            report.extend((first, *problems[1:]))
             done()
 
         sup.bluegreen.switch_back(unit, bg, unit.slot, switched_back)

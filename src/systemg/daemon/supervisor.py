@@ -100,7 +100,6 @@ class Supervisor(ProcessSide):
         self.resolver = Resolver(loop, self.accounts)
         self.readiness = Readiness(self)
         self.side = SideCommands(self)
-        self.bluegreen = BlueGreens(self)
         self.projects: dict[str, ProjectRuntime] = {}
         self.listeners: list[LogListener] = []
         # Run after every event, told which unit it changed (operations.Operations.when).
@@ -116,6 +115,7 @@ class Supervisor(ProcessSide):
         self._pidxml: dict[str, str] = {}  # the text last written, per project
         self._pidxml_timer: Timer | None = None
         self.cron = Scheduler(self)  # after phase_listeners: it is one
+        self.bluegreen = BlueGreens(self)  # and so is this
 
     # --- state changes ----------------------------------------------------------------
     def apply(self, unit: Unit, event: lc.Event) -> None:
@@ -273,6 +273,7 @@ class Supervisor(ProcessSide):
         self._watch(unit, pid, pidfd, pipes, False)
         self.journal.info(f"{unit.key}: re-adopted pid {pid}")
         self.mark_dirty(unit.project_id, unit.service.name)
+        self.bluegreen.adopted(unit)
         return True
 
     def stale(self, unit: Unit, service: Service) -> bool:

@@ -66,7 +66,7 @@ class Unit:
     shadow: bool = False  # a candidate or draining record: it never moves dependents
     generation: int = 0  # counts rolling switches; picks the notify socket's slot
     slot: int | None = None  # blue/green: its index in blue_green.slots (None: not read yet)
-    rollout_problems: tuple[Diagnostic, ...] = ()  # the last rolling restart's failure or warning
+    switching: bool = False  # blue/green: a switch of its traffic runs (outside a cut-over)
     open_lines: set[str] = field(default_factory=set)  # streams whose tagged line is unfinished
 
     @property

@@ -8,13 +8,13 @@ the daemon never formats a command and a bad url in either direction is a load e
   serving now; ``{service_name}``: the service. Anything else in braces (``${VAR}`` aside,
   which is the environment's) is left as written, with a warning.
 
-Invariants of a ``BlueGreen``: two distinct slots of ``[A-Za-z0-9._:-]`` (they are pasted
-into shell commands unquoted, as upstream does, so nothing in them may be shell syntax);
+Invariants of a ``BlueGreen``: two distinct slots of ``[A-Za-z0-9._:/@%+=,-]`` (they are
+pasted into shell commands unquoted, as upstream does, so nothing in them may be shell syntax);
 ``env_var`` is a variable name; ``switch_command`` is given; ``state_path`` is absolute.
 
 ``slotted`` is what a launch in a slot runs: the service with ``env_var`` set to the slot
-(it wins over the same name in ``env``) and the slot's ``candidate_health_check`` as its
-readiness probe.
+(it wins over the same name in ``env``), the slot's ``candidate_health_check`` as its
+readiness probe and the slot's rendering of ``liveness`` (which may name ``{slot}`` too).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any
 
 from systemg.errors import Code
 from systemg.manifest.check import Checker, child, item
+from systemg.manifest.hooks import liveness as hook_liveness
 from systemg.manifest.kernel import Kind
-from systemg.manifest.model import BlueGreen, ProbeKind, ProbeSpec, Service, Strategy
+from systemg.manifest.model import BlueGreen, Liveness, ProbeKind, ProbeSpec, Service, Strategy
 from systemg.manifest.readiness import health_check
 from systemg.manifest.tree import Map, Node, Scalar, Seq
 
@@ -39,7 +40,7 @@ BLUE_GREEN_KEYS = (
     "switch_verify",
     "state_path",
 )
-_SLOT = re.compile(r"[A-Za-z0-9._:-]+")
+_SLOT = re.compile(r"[A-Za-z0-9._:/@%+=,-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("slot", "active_slot", "candidate_slot", "service_name")
@@ -60,14 +61,68 @@ def slotted(service: Service, index: int) -> Service:
     kept = tuple((k, v) for k, v in env.vars if k != bg.env_var)
     env = replace(env, vars=(*kept, (bg.env_var, bg.slots[index])))
     check = bg.checks[index] if bg.checks is not None else service.health_check
-    return replace(service, env=env, health_check=check)
+    live = bg.liveness[index] if bg.liveness is not None else service.liveness
+    return replace(service, env=env, health_check=check, liveness=live)
 
 
 def settings(
-    ck: Checker, deployment: Node, path: str, *, name: str, manifest_dir: str, strategy: Strategy
+    ck: Checker,
+    deployment: Node,
+    path: str,
+    *,
+    name: str,
+    manifest_dir: str,
+    strategy: Strategy | None,
+    liveness: Node | None = None,
 ) -> dict[str, Any]:
     """``blue_green`` of the ``deployment`` block at ``path`` (already checked for unknown
-    keys), as ``Service`` fields; nothing when it is absent or has a problem."""
+    keys), as ``Service`` fields; nothing when it is absent or has a problem. ``liveness``
+    (the service's, when it has blue_green) is parsed here: rendered once per slot, or as
+    written when the block has a problem (so its own problems are reported too).
+    ``strategy`` None: the block's strategy was refused already (not said twice)."""
+    service_path = path.rsplit(".", 1)[0]
+    live_path = child(service_path, "liveness")
+    out = _blue_green(ck, deployment, path, name=name, manifest_dir=manifest_dir, strategy=strategy)
+    if liveness is None:
+        return out
+    bg = out.get("blue_green")
+    if bg is None:
+        found = hook_liveness(ck, liveness, live_path)
+        return out if found is None else {**out, "liveness": found}
+    pairs = ((bg.slots[0], bg.slots[1]), (bg.slots[1], bg.slots[0]))
+    rendered: list[Liveness] = []
+    for candidate, active in pairs:
+        before = len(ck.errors)
+        found = hook_liveness(ck, _rendered(liveness, candidate, active, name), live_path)
+        if found is None or len(ck.errors) != before:
+            return {}
+        rendered.append(found)
+    _probe_placeholders(ck, liveness, live_path)
+    if rendered[0] == rendered[1] and rendered[0].probe.kind in (ProbeKind.URL, ProbeKind.TCP):
+        ck.warn(
+            Code.INVALID_VALUE,
+            live_path,
+            f"it probes {rendered[0].probe.raw} in either slot: after a switch it would probe "
+            "the slot the traffic left",
+            liveness,
+            "write {slot} in it, e.g. url: http://127.0.0.1:{slot}/health",
+        )
+    return {
+        **out,
+        "liveness": rendered[0],
+        "blue_green": replace(bg, liveness=(rendered[0], rendered[1])),
+    }
+
+
+def _blue_green(
+    ck: Checker,
+    deployment: Node,
+    path: str,
+    *,
+    name: str,
+    manifest_dir: str,
+    strategy: Strategy | None,
+) -> dict[str, Any]:
     if not isinstance(deployment, Map):
         return {}
     entry = next(((k, v) for k, v in deployment.entries if k.name == "blue_green"), None)
@@ -75,6 +130,8 @@ def settings(
         return {}
     key, node = entry
     path = child(path, "blue_green")
+    if strategy is None:
+        return {}
     if strategy is not Strategy.ROLLING:
         ck.error(
             Code.INVALID_VALUE,
@@ -198,7 +255,7 @@ def _slots(ck: Checker, f: dict[str, Any], path: str, m: Map) -> tuple[str, str]
                 item(spath, i),
                 f"slot {text!r} has characters a shell command would read as syntax",
                 node,
-                "use letters, digits and . _ : - only (a port number, a socket name)",
+                "use letters, digits and . _ : / @ % + = , - only (a port, a socket path)",
             )
             return None
         values.append(text)
@@ -225,11 +282,15 @@ def _probes(
         if probe is None or len(ck.errors) != before:
             return None
         found.append(probe)
+    _probe_placeholders(ck, node, path)
+    return found[0], found[1]
+
+
+def _probe_placeholders(ck: Checker, node: Node, path: str) -> None:
     if isinstance(node, Map):
         for key, value in node.entries:
             if key.name in ("url", "tcp", "command") and isinstance(value, Scalar):
                 _unknown_placeholders(ck, str(value.value), child(path, key.name), (key, value))
-    return found[0], found[1]
 
 
 def _rendered(node: Node, candidate: str, active: str, name: str) -> Node:

@@ -115,6 +115,7 @@ class BlueGreen:
     checks: tuple[ProbeSpec, ProbeSpec] | None = None  # candidate_health_check
     verify: tuple[ProbeSpec, ProbeSpec] | None = None  # switch_verify
     state_path: str | None = None  # absolute; None: the project's state directory
+    liveness: tuple[Liveness, Liveness] | None = None  # the service's liveness, per slot
 
 
 @dataclass(frozen=True, slots=True)

@@ -321,7 +321,13 @@ class Context:
         svc_env = self.env(f["env"][1], child(path, "env")) if "env" in f else EnvDraft()
         svc_logs = self.logs(f["logs"][1], child(path, "logs")) if "logs" in f else LogDraft()
         kw: dict[str, Any] = readiness.settings(ck, f, path)
-        kw.update(hooks.settings(ck, f, path))
+        # With blue_green, liveness may name {slot}: it is parsed there, once per slot.
+        slotted_liveness = "deployment" in f and _has_key(f["deployment"][1], "blue_green")
+        kw.update(
+            hooks.settings(
+                ck, {k: v for k, v in f.items() if k != "liveness" or not slotted_liveness}, path
+            )
+        )
         kw.update(schedule.settings(ck, f, path))
         if "cron" in kw and kw.get("strategy") is Strategy.ROLLING:
             ck.error(
@@ -339,7 +345,12 @@ class Context:
                     child(path, "deployment"),
                     name=name,
                     manifest_dir=self.manifest_dir,
-                    strategy=kw.get("strategy", Strategy.IMMEDIATE),
+                    # A strategy written but refused: its error is enough.
+                    strategy=kw.get(
+                        "strategy",
+                        None if _has_key(f["deployment"][1], "strategy") else Strategy.IMMEDIATE,
+                    ),
+                    liveness=f["liveness"][1] if slotted_liveness and "liveness" in f else None,
                 )
             )
         if "working_dir" in f:
@@ -462,3 +473,7 @@ class Context:
 
 def ck_diag(message: str, path: str, file: str, line: int, hint: str) -> Diagnostic:
     return Diagnostic(Code.ENV_FILE, f"{path}: {message}", path, hint, file, line, 1)
+
+
+def _has_key(node: Node, key: str) -> bool:
+    return isinstance(node, Map) and any(k.name == key for k, _ in node.entries)
