@@ -366,3 +366,45 @@ def test_a_slot_file_that_is_a_fifo_is_not_waited_on(rt: Runtime) -> None:
     unit = rt.wait_state("web", "running")
     assert unit["slot"] == str(a)
     assert "is not a regular file; ignored" in (rt.logs / "supervisor.log").read_text()
+
+
+def test_a_supervisor_killed_mid_switch_is_realigned_by_the_next_one(rt: Runtime) -> None:
+    """SIGKILL in the middle of the switch: the restart's client brings up a new supervisor,
+    which re-adopts the old generation (the table's), stops the candidate, switches the
+    traffic back to the old slot, and then runs the restart it is asked again — not rolling
+    while that switch runs, so in the old slot."""
+    a, b, _ = setup(rt)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    (rt.work / "hold").touch()
+    restart = rt.popen("restart", "-s", "web")
+    wait_for(lambda: calls(rt) == [f"{a} {b}"], timeout=60, what="the switch to run")
+    supervisor = rt.supervisor_pid()
+    assert supervisor is not None
+    os.kill(supervisor, 9)
+    (rt.work / "hold").unlink()  # whether the orphaned switch finishes or not
+    out, err = restart.communicate(timeout=60)
+    assert restart.returncode == 0, (out, err)
+    assert "re-adopting" in err
+    journal = (rt.logs / "supervisor.log").read_text()
+    assert f"re-adopted pid {old}" in journal
+    assert "a switch was cut short; switching traffic to slot" in journal
+    assert "left by a rolling restart" in journal  # the candidate, stopped
+    wait_for(lambda: len(calls(rt)) == 2, timeout=30, what="the switch to the running slot")
+    assert calls(rt) == [f"{a} {b}", f"{b} {a}"]
+    unit = rt.wait_state("web", "running")
+    assert unit["slot"] == str(a)
+    assert environ_of(int(pid_of(unit)))["PORT"] == str(a)  # type: ignore[arg-type]
+    wait_for(lambda: upstream(rt) == str(a), timeout=30, what="traffic on the old slot")
+    assert not answers(b)
+
+
+def test_a_slot_file_that_cannot_be_written_is_said_and_the_restart_still_works(
+    rt: Runtime,
+) -> None:
+    _a, b, _ = setup(rt, state_path="switch.sh/slot")  # under a regular file: never a dir
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert web(rt)["slot"] == str(b)
+    assert upstream(rt) == str(b)
+    journal = (rt.logs / "supervisor.log").read_text()
+    assert f"cannot record slot {b} in" in journal
