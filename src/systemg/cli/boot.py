@@ -49,8 +49,20 @@ def call_reviving(
         if exc.code is not Code.NO_SUPERVISOR or not recorded_live_services(paths):
             raise
     sys.stderr.write("note: the supervisor was gone while services still ran; re-adopting\n")
+    _wait_until_gone(paths)
     ensure_supervisor(paths)
     return call(paths, request, wait, on_event)
+
+
+def _wait_until_gone(paths: Paths, timeout_s: float = 2.0) -> None:
+    """A supervisor killed a moment ago may still be closing its files: its connection
+    is closed while its listening socket still takes connections, and a boot then sees
+    "one is running" and a request finds none (SG0206). Until it is dead (a zombie has
+    closed every file), bounded: past it, the boot decides as it always does. (Not by its
+    command line: a dying process's reads as empty.)"""
+    deadline = time.monotonic() + timeout_s
+    while supervisor_pid(paths) is not None and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def recorded_live_services(paths: Paths) -> bool:
