@@ -175,8 +175,8 @@ def test_a_failed_verification_is_switched_back(rt: Runtime) -> None:
 def test_a_death_in_the_grace_period_switches_traffic_back(rt: Runtime) -> None:
     a, b, _ = setup(rt, grace="60s", run_sh=True)
     old = int(pid_of(web(rt)))  # type: ignore[call-overload]
-    restart = rt.popen("restart", "-s", "web")
     log = rt.logs / web(rt)["project"]["id"] / "web.log"  # type: ignore[index]
+    restart = rt.popen("restart", "-s", "web")
     wait_for(lambda: "drains for 60s" in log.read_text(), timeout=60, what="the switch")
     assert upstream(rt) == str(b)
     (rt.work / f"die-{b}").touch()  # the new generation stops by itself, in its probation
@@ -242,8 +242,8 @@ def test_a_restart_during_the_switch_back_restarts_in_the_old_slot(rt: Runtime) 
     """The second restart does not roll while the first one's switch back runs: it stops
     and starts the service in the slot the traffic goes back to; both get their answer."""
     a, b, _ = setup(rt, grace="60s", run_sh=True)
-    first = rt.popen("restart", "-s", "web")
     log = rt.logs / web(rt)["project"]["id"] / "web.log"  # type: ignore[index]
+    first = rt.popen("restart", "-s", "web")
     wait_for(lambda: "drains for 60s" in log.read_text(), timeout=60, what="the switch")
     (rt.work / "hold").touch()  # the switch back will wait
     (rt.work / f"die-{b}").touch()

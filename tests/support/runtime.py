@@ -101,6 +101,7 @@ class Runtime:
         )
         self.env.update(extra_env or {})
         self.seen_pids: set[int] = SeenPids()
+        self.children: list[subprocess.Popen[str]] = []
 
     # --- files ----------------------------------------------------------------------
     def write(self, name: str, text: str, mode: int = 0o644) -> Path:
@@ -137,8 +138,10 @@ class Runtime:
         return proc
 
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-        """The real ``sysg`` in the background (text pipes, no stdin), in this runtime."""
-        return subprocess.Popen(
+        """The real ``sysg`` in the background (text pipes, no stdin), in this runtime;
+        ``close`` kills and reaps it if the test did not (a failed assertion must not leave
+        a zombie child in the worker for a later test to find)."""
+        child = subprocess.Popen(
             [SYSG, *args],
             cwd=kwargs.pop("cwd", self.work),
             env=kwargs.pop("env", self.env),
@@ -148,6 +151,8 @@ class Runtime:
             text=True,
             **kwargs,
         )
+        self.children.append(child)
+        return child
 
     def status(self, *args: str) -> dict[str, Any]:
         """``sysg status --format json``: the ``status.v1`` document (docs/commands.md)."""
@@ -188,6 +193,11 @@ class Runtime:
 
     # --- cleanup --------------------------------------------------------------------
     def close(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.communicate(timeout=10)
         pid = self.supervisor_pid()
         if pid and pid_alive(pid):
             with contextlib.suppress(Exception):
