@@ -10,6 +10,7 @@ dying process's command line already reads as empty), and bounded.
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -25,8 +26,12 @@ def _paths(tmp_path: Path, pid: int) -> Paths:
     return paths
 
 
+# A process whose argv says "supervise", as a supervisor's does, that does not die by itself.
+LOOKALIKE = [sys.executable, "-c", "import time; time.sleep(30)", "supervise"]
+
+
 def test_it_returns_once_the_recorded_supervisor_is_dead(tmp_path: Path) -> None:
-    child = subprocess.Popen(["sleep", "30"])
+    child = subprocess.Popen(LOOKALIKE)
     killed = threading.Event()
 
     def kill() -> None:
@@ -46,12 +51,24 @@ def test_it_returns_once_the_recorded_supervisor_is_dead(tmp_path: Path) -> None
 
 
 def test_it_is_bounded_and_needs_no_pid_file(tmp_path: Path) -> None:
-    child = subprocess.Popen(["sleep", "30"])
+    child = subprocess.Popen(LOOKALIKE)
     try:
         _wait_until_gone(_paths(tmp_path, child.pid), timeout_s=0.05)
         assert proc.alive(child.pid)  # it gave up waiting; the boot decides as before
         empty = Paths(Mode.USER, tmp_path / "none", tmp_path / "none-logs")
         _wait_until_gone(empty, timeout_s=30)  # no pid file: nothing to wait for
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_recycled_pid_is_not_waited_for(tmp_path: Path) -> None:
+    """The pid file names a live process that is no supervisor: no wait at all (a wait
+    would have to be cut by its bound, which this test sets to an hour)."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        _wait_until_gone(_paths(tmp_path, child.pid), timeout_s=3600)
+        assert proc.alive(child.pid)
     finally:
         child.kill()
         child.wait()

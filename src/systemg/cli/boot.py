@@ -58,11 +58,24 @@ def _wait_until_gone(paths: Paths, timeout_s: float = 2.0) -> None:
     """A supervisor killed a moment ago may still be closing its files: its connection
     is closed while its listening socket still takes connections, and a boot then sees
     "one is running" and a request finds none (SG0206). Until it is dead (a zombie has
-    closed every file), bounded: past it, the boot decides as it always does. (Not by its
-    command line: a dying process's reads as empty.)"""
+    closed every file), bounded: past it, the boot decides as it always does. A live
+    process whose command line is not a supervisor's (a recycled pid) is not waited for;
+    an empty one is (a dying process's reads as empty)."""
     deadline = time.monotonic() + timeout_s
-    while supervisor_pid(paths) is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        pid = supervisor_pid(paths)
+        if pid is None or not _supervisor_or_dying(pid):
+            return
         time.sleep(0.005)
+
+
+def _supervisor_or_dying(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read()
+    except OSError:
+        return False
+    return not argv or b"supervise" in argv.split(b"\0")
 
 
 def recorded_live_services(paths: Paths) -> bool:
