@@ -408,3 +408,75 @@ def test_a_slot_file_that_cannot_be_written_is_said_and_the_restart_still_works(
     assert upstream(rt) == str(b)
     journal = (rt.logs / "supervisor.log").read_text()
     assert f"cannot record slot {b} in" in journal
+
+
+def test_reordered_slots_keep_the_serving_one_even_when_the_candidate_fails(
+    rt: Runtime,
+) -> None:
+    a, b, path = setup(rt)
+    old = int(pid_of(web(rt)))  # type: ignore[call-overload]
+    path.write_text(manifest(b, a, env="        BROKEN: '1'\n"))  # reordered, and broken
+    done = rt.sysg("restart", "-c", str(path), timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "SG0102" in done.stderr
+    unit = web(rt)
+    assert (pid_of(unit), unit["slot"]) == (old, str(a))  # still a, the slot it serves
+    assert calls(rt) == []
+    path.write_text(manifest(b, a))
+    done = rt.sysg("restart", "-c", str(path), timeout=60)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    unit = web(rt)
+    assert unit["slot"] == str(b)  # the other one, by value
+    assert environ_of(int(pid_of(unit)))["PORT"] == str(b)  # type: ignore[arg-type]
+    assert calls(rt) == [f"{a} {b}"]
+    assert not pid_alive(old)
+
+
+def _switch_processes(a: int, b: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:4] == [b"sh", b"switch.sh", str(a).encode(), str(b).encode()]:
+                found.append(int(entry))
+    return found
+
+
+def test_a_switch_left_running_by_the_last_supervisor_is_stopped_before_realigning(
+    rt: Runtime,
+) -> None:
+    a, b, path = setup(rt)
+    (rt.work / "hold").touch()
+    restart = rt.popen("restart", "-s", "web")
+    wait_for(lambda: calls(rt) == [f"{a} {b}"], timeout=60, what="the switch to run")
+    rt.sysg("stop", "--supervisor", check=True, timeout=60)
+    restart.communicate(timeout=60)
+    assert _switch_processes(a, b)  # still waiting on `hold`, orphaned
+    rt.sysg("start", "-c", str(path), "--daemonize", check=True, timeout=60)
+    wait_for(lambda: len(calls(rt)) == 2, timeout=30, what="the realigning switch")
+    wait_for(lambda: not _switch_processes(a, b), timeout=30, what="the orphan to be stopped")
+    assert "stopping switch pid" in (rt.logs / "supervisor.log").read_text()
+    (rt.work / "hold").unlink()
+    wait_for(lambda: upstream(rt) == str(a), timeout=30, what="traffic on a")
+    assert calls(rt) == [f"{a} {b}", f"{b} {a}"]
+    assert rt.wait_state("web", "running")["slot"] == str(a)
+
+
+def test_an_unwritable_slot_file_does_not_switch_again_at_every_restart(rt: Runtime) -> None:
+    _a, b, _ = setup(rt, state_path="switch.sh/slot", extra="    backoff: 100ms\n")
+    done = rt.sysg("restart", "-s", "web", timeout=60)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert len(calls(rt)) == 1
+    for _ in range(2):  # crashes, restarted by its policy in the same slot
+        pid = int(pid_of(web(rt)))  # type: ignore[call-overload]
+        os.kill(pid, 9)
+        wait_for(
+            lambda pid=pid: (u := web(rt))["phase"] == "running" and pid_of(u) not in (None, pid),
+            timeout=30,
+            what="the restart by policy",
+        )
+    assert len(calls(rt)) == 1  # this supervisor knows where the traffic is
+    assert web(rt)["slot"] == str(b)

@@ -28,16 +28,19 @@ or a start after a stop, launches in the slot that has the traffic. No file: slo
 re-adopted process's slot is the one in its environment.
 
 Traffic follows the service (``align``): when the service comes up outside a cut-over and
-the traffic may be elsewhere — a ``<service>.switching`` marker, written before each switch
-and removed once the slot file (or a switch back) says where the traffic is, survives a
-supervisor that stopped or died mid-switch; or the slot file names another slot — the switch
-is run to the slot it runs in. While it runs (``Unit.switching``) a restart does not roll.
+the traffic may be elsewhere, the switch is run to the slot it runs in. "May be elsewhere":
+a ``<service>.switching`` marker — written as each switch starts, with its target and its
+process (pid, start time), removed by a result that says where the traffic is — survives a
+supervisor that stopped or died mid-switch (that switch, if still running, is killed first);
+or the traffic is on another slot (what this supervisor last switched to, else the slot
+file). While it runs (``Unit.switching``) a restart does not roll.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import time
 from collections.abc import Callable
@@ -76,6 +79,7 @@ _VERIFY_CODES = {
 class BlueGreens:
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
+        self._traffic: dict[str, str] = {}  # unit key -> the slot this supervisor switched to
         sup.phase_listeners.append(self._on_phase)
 
     # --- the active slot ----------------------------------------------------------------
@@ -130,8 +134,11 @@ class BlueGreens:
             os.close(fd)
 
     def commit(self, unit: Unit, bg: BlueGreen, index: int) -> None:
-        """``unit``'s slot ``index`` has the traffic: on disk first, then in memory."""
+        """``unit``'s slot ``index`` has the traffic: in the slot file (if it can be
+        written: else said once, and this supervisor still knows) and in memory."""
         unit.slot = index
+        self._traffic[unit.key] = bg.slots[index]
+        self._unmark(unit)
         path = self.path(unit, bg)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -141,16 +148,35 @@ class BlueGreens:
                 f"{unit.key}: cannot record slot {bg.slots[index]} in {path}: {exc}; "
                 "a new supervisor would start it in the other slot"
             )
-            return
-        self._unmark(unit)
 
-    def _mark(self, unit: Unit, slot: str) -> None:
+    def _mark(self, unit: Unit, slot: str, pid: int | None) -> None:
+        """Before the switch's result: its target, and its process (pid, start time), so
+        a supervisor after this one can stop it if it outlived this one."""
         path = self._marker(unit)
+        started = None if pid is None else proc.start_time(pid)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(path, f"{slot}\n".encode())
+            write_atomic(path, f"{slot} {pid or 0} {started or 0}\n".encode())
         except OSError as exc:
             self.sup.journal.error(f"{unit.key}: cannot write {path}: {exc}")
+
+    def _stop_orphan(self, unit: Unit) -> None:
+        """A switch a previous supervisor started and left running: stopped (its process
+        group), so it cannot move the traffic after the switch about to run."""
+        try:
+            with open(self._marker(unit), "rb") as fh:
+                _slot, pid_text, start_text = fh.read(256).decode().split()
+            pid, started = int(pid_text), int(start_text)
+        except (OSError, ValueError):
+            return
+        if pid <= 0 or proc.start_time(pid) != started:
+            return
+        self.sup.journal.warn(
+            f"{unit.key}: blue/green: stopping switch pid {pid}, left by a previous supervisor"
+        )
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
 
     def _unmark(self, unit: Unit) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -190,15 +216,18 @@ class BlueGreens:
             return
         index = self.index(unit, bg)
         want = bg.slots[index]
-        recorded = self._recorded(unit, bg)
         pending = self._marker(unit).exists()
+        known = self._traffic.get(unit.key)
+        recorded = self._recorded(unit, bg) if known is None else known
         if not pending and recorded in (None, want):
             if recorded is None:
                 self.commit(unit, bg, index)  # the first start: the file says where it runs
             return
-        why = "a switch was cut short" if pending else f"the slot file says {recorded}"
+        why = "a switch was cut short" if pending else f"the traffic was on slot {recorded}"
         sup.journal.warn(f"{unit.key}: blue/green: {why}; switching traffic to slot {want}")
         sup.log_note(unit, f"blue/green: {why}; switching traffic to slot {want}")
+        if pending:
+            self._stop_orphan(unit)
         unit.switching = True
 
         def done(result: ProbeResult) -> None:
@@ -206,6 +235,7 @@ class BlueGreens:
             if result.outcome is Outcome.PASS:
                 self.commit(unit, bg, index)
                 sup.log_note(unit, f"blue/green: slot {want} has the traffic")
+                self.align(unit)  # its slots may have changed meanwhile
                 return
             sup.journal.error(
                 f"{unit.key}: blue/green: the switch to slot {want} failed: {result.message}; "
@@ -312,16 +342,15 @@ class BlueGreens:
             f"blue/green: pid {candidate.state.pid} is up in slot {to}; "
             f"switching traffic from slot {back_to}",
         )
-        # Until the slot file says where the traffic is: a supervisor gone meanwhile leaves
-        # this behind, and the next one switches the traffic to where the service runs.
-        self._mark(unit, to)
         self.run_switch(candidate, bg, new, after_switch)
 
     def run_switch(
         self, unit: Unit, bg: BlueGreen, index: int, done: Callable[[ProbeResult], None]
     ) -> None:
-        """``switch_command`` for "traffic to ``slots[index]``", as ``unit``'s service."""
-        self.sup.side.run(
+        """``switch_command`` for "traffic to ``slots[index]``", as ``unit``'s service.
+        Marked (``<service>.switching``) until a result says where the traffic is: a
+        supervisor gone meanwhile leaves it, and the next one realigns (``align``)."""
+        attempt = self.sup.side.run(
             unit,
             bg.switch[index],
             label="switch",
@@ -332,6 +361,7 @@ class BlueGreens:
                 ("SYSG_CANDIDATE_SLOT", bg.slots[index]),
             ),
         )
+        self._mark(unit, bg.slots[index], getattr(attempt, "pid", None))
 
     def switch_back(
         self, unit: Unit, bg: BlueGreen, index: int, then: Callable[[str], None]
@@ -339,10 +369,10 @@ class BlueGreens:
         """Traffic back to ``slots[index]``; ``then`` gets what happened, in words."""
         sup = self.sup
         slot = bg.slots[index]
-        self._mark(unit, slot)  # cleared once it worked: else the next start tries again
 
         def done(result: ProbeResult) -> None:
             if result.outcome is Outcome.PASS:
+                self._traffic[unit.key] = slot
                 self._unmark(unit)
                 sup.journal.warn(f"{unit.key}: blue/green: traffic switched back to slot {slot}")
                 sup.log_note(unit, f"blue/green: traffic switched back to slot {slot}")

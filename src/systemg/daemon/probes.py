@@ -475,6 +475,11 @@ class _CommandAttempt(Attempt):
             on_exit=self._on_exit,
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The command's process (the leader of its own process group), once launched."""
+        return self._pid
+
     def _output(self, stream: str, data: bytes) -> None:
         if self._done is not None:
             self._on_output(stream, data)

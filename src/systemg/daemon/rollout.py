@@ -113,15 +113,21 @@ class Rollouts:
         st = unit.state
         if st.phase is not Phase.RUNNING or st.pid is None:
             return False  # nothing is serving: an ordinary start
-        if unit.candidate is not None or unit.draining is not None or unit.switching:
-            # A rollout or a switch of traffic is under way: this restart stops the
-            # generations and starts anew (in the slot the traffic was last given to).
-            return False
-        why = no_overlap(unit, service)
         hint = (
             "hand the port to sysg with listen: (the process gets it as LISTEN_FDS), "
             "so both generations share it"
         )
+        if unit.candidate is not None or unit.draining is not None or unit.switching:
+            # A rollout or a switch of traffic is under way: this restart stops the
+            # generations and starts anew (in the slot the traffic was last given to).
+            why: str | None = (
+                "its traffic is being switched"
+                if unit.switching
+                else "a rolling restart of it is under way"
+            )
+            hint = "let it finish, then restart again for a rolling restart"
+        else:
+            why = no_overlap(unit, service)
         if why is None and service.blue_green is not None:
             why = self._slots_change(unit, service)
             hint = "the next restart rolls, into the other slot"
@@ -157,12 +163,13 @@ class Rollouts:
         sup = self.sup
         sup.ensure_log(unit)
         bg = service.blue_green
+        slot = None
         if bg is not None and unit.service.blue_green is not None:
-            # The slot is kept by value: the new definition may list the slots in another order.
-            running = unit.service.blue_green.slots[
-                sup.bluegreen.index(unit, unit.service.blue_green)
-            ]
-            unit.slot = bg.slots.index(running)
+            # By value: the new definition may list the slots in another order (the old
+            # unit keeps its own index, into its own definition's slots).
+            old_bg = unit.service.blue_green
+            running = old_bg.slots[sup.bluegreen.index(unit, old_bg)]
+            slot = 1 - bg.slots.index(running)
         candidate = Unit(
             unit.project_id,
             replace(service, restart_policy=RestartPolicy.NEVER),
@@ -172,7 +179,7 @@ class Rollouts:
             listen_fds=unit.listen_fds,
             listen_names=unit.listen_names,
             skip_override=True,  # the restart asked for this launch
-            slot=None if bg is None else 1 - sup.bluegreen.index(unit, bg),
+            slot=slot,
         )
         unit.candidate = candidate
         where = "" if bg is None else f" in slot {bg.slots[candidate.slot or 0]}"
@@ -377,8 +384,8 @@ class Rollouts:
             f"{unit.key}: rolling restart rolled back ({problems[0].message}); "
             f"pid {unit.state.pid} serves on"
         )
-        bg = candidate.service.blue_green
-        if bg is None or unit.slot is None:
+        bg = old_service.blue_green  # the old generation's slots: its index is into them
+        if bg is None or unit.slot is None or candidate.service.blue_green is None:
             report.extend(problems)
             done()
             return
