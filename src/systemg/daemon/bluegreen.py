@@ -27,6 +27,8 @@ state directory: the slot's value and a newline, replaced by rename — so a new
 or a start after a stop, launches in the slot that has the traffic. No file: slot 0. A
 re-adopted process's slot is the one in its environment.
 
+The files (the slot file, the ``.switching`` marker) are read and written by ``slotfiles``.
+
 Traffic follows the service (``align``): when the service comes up outside a cut-over and
 the traffic may be elsewhere, the switch is run to the slot it runs in. "May be elsewhere":
 a ``<service>.switching`` marker — written as each switch starts, with its target and its
@@ -41,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,12 +50,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from systemg import proc
+from systemg.daemon import slotfiles
 from systemg.daemon.hooks import pre_start_budget_s
 from systemg.daemon.lifecycle import StopReason
 from systemg.daemon.phases import ALIVE, Phase
 from systemg.daemon.probes import Outcome, ProbeResult
 from systemg.daemon.report import unit_problems
-from systemg.daemon.store import write_atomic
 from systemg.errors import Code, Diagnostic
 from systemg.manifest.bluegreen import slotted
 from systemg.manifest.model import BlueGreen, ProbeSpec, Service
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
 
 Done = Callable[[], None]
 Failed = Callable[[list[Diagnostic]], None]
-_MAX_SLOT_FILE = 256
 # A stop from outside (not the unit's own checks): the candidate did not fail, it was taken.
 ASKED = frozenset(
     {StopReason.MANUAL, StopReason.SHUTDOWN, StopReason.DEPENDENCY, StopReason.RESTART}
@@ -84,13 +84,10 @@ class BlueGreens:
 
     # --- the active slot ----------------------------------------------------------------
     def path(self, unit: Unit, bg: BlueGreen) -> Path:
-        if bg.state_path is not None:
-            return Path(bg.state_path)
-        return self.sup.paths.project_state_dir(unit.project_id) / f"{unit.service.name}.slot"
+        return slotfiles.slot_path(self.sup.paths, unit.project_id, unit.service.name, bg)
 
     def _marker(self, unit: Unit) -> Path:
-        """Present while a switch may have moved traffic that no slot file records yet."""
-        return self.sup.paths.project_state_dir(unit.project_id) / f"{unit.service.name}.switching"
+        return slotfiles.marker_path(self.sup.paths, unit.project_id, unit.service.name)
 
     def index(self, unit: Unit, bg: BlueGreen) -> int:
         """The slot ``unit`` runs in (read from the slot file the first time)."""
@@ -112,37 +109,21 @@ class BlueGreens:
         return slotted(unit.service, self.index(unit, bg))
 
     def _recorded(self, unit: Unit, bg: BlueGreen) -> str | None:
-        """The slot file's value; None when there is none or it cannot be read (a warning).
-        Never follows a symlink or waits on a FIFO: it is read on the supervisor's thread."""
-        path = self.path(unit, bg)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
+            return slotfiles.read_slot(self.path(unit, bg))
+        except slotfiles.Unreadable as problem:
+            self.sup.journal.warn(f"{unit.key}: {problem}")
             return None
-        except OSError as exc:
-            self.sup.journal.warn(f"{unit.key}: cannot read the active slot from {path}: {exc}")
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                self.sup.journal.warn(f"{unit.key}: {path} is not a regular file; ignored")
-                return None
-            return os.read(fd, _MAX_SLOT_FILE).decode(errors="replace").strip()
-        except OSError as exc:
-            self.sup.journal.warn(f"{unit.key}: cannot read the active slot from {path}: {exc}")
-            return None
-        finally:
-            os.close(fd)
 
     def commit(self, unit: Unit, bg: BlueGreen, index: int) -> None:
         """``unit``'s slot ``index`` has the traffic: in the slot file (if it can be
         written: else said once, and this supervisor still knows) and in memory."""
         unit.slot = index
         self._traffic[unit.key] = bg.slots[index]
-        self._unmark(unit)
+        slotfiles.unmark(self._marker(unit))
         path = self.path(unit, bg)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(path, f"{bg.slots[index]}\n".encode(), 0o644)
+            slotfiles.write_slot(path, bg.slots[index])
         except OSError as exc:
             self.sup.journal.error(
                 f"{unit.key}: cannot record slot {bg.slots[index]} in {path}: {exc}; "
@@ -150,26 +131,16 @@ class BlueGreens:
             )
 
     def _mark(self, unit: Unit, slot: str, pid: int | None) -> None:
-        """Before the switch's result: its target, and its process (pid, start time), so
-        a supervisor after this one can stop it if it outlived this one."""
-        path = self._marker(unit)
-        started = None if pid is None else proc.start_time(pid)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(path, f"{slot} {pid or 0} {started or 0}\n".encode())
+            slotfiles.mark(self._marker(unit), slot, pid)
         except OSError as exc:
-            self.sup.journal.error(f"{unit.key}: cannot write {path}: {exc}")
+            self.sup.journal.error(f"{unit.key}: cannot write {self._marker(unit)}: {exc}")
 
     def _stop_orphan(self, unit: Unit) -> None:
-        """A switch a previous supervisor started and left running: stopped (its process
+        """A switch a previous supervisor started and left running: killed (its process
         group), so it cannot move the traffic after the switch about to run."""
-        try:
-            with open(self._marker(unit), "rb") as fh:
-                _slot, pid_text, start_text = fh.read(256).decode().split()
-            pid, started = int(pid_text), int(start_text)
-        except (OSError, ValueError):
-            return
-        if pid <= 0 or proc.start_time(pid) != started:
+        pid = slotfiles.orphan(self._marker(unit))
+        if pid is None:
             return
         self.sup.journal.warn(
             f"{unit.key}: blue/green: stopping switch pid {pid}, left by a previous supervisor"
@@ -177,10 +148,6 @@ class BlueGreens:
         for kill in (os.killpg, os.kill):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, signal.SIGKILL)
-
-    def _unmark(self, unit: Unit) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._marker(unit))
 
     # --- traffic where the service runs -------------------------------------------------
     def adopted(self, unit: Unit) -> None:
@@ -373,7 +340,7 @@ class BlueGreens:
         def done(result: ProbeResult) -> None:
             if result.outcome is Outcome.PASS:
                 self._traffic[unit.key] = slot
-                self._unmark(unit)
+                slotfiles.unmark(self._marker(unit))
                 sup.journal.warn(f"{unit.key}: blue/green: traffic switched back to slot {slot}")
                 sup.log_note(unit, f"blue/green: traffic switched back to slot {slot}")
                 then(f"traffic was switched back to slot {slot}")
